@@ -1,0 +1,13 @@
+"""Command line: thin wrappers that parse options and call library functions."""
+
+from seqbench.cli.app import app
+
+# One import per command module; importing registers the command on ``app``.
+# (command modules are added here as they land)
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,107 @@
+"""What every command shares: options, the error-to-exit-code contract, JSON and console output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from seqbench.errors import InputError, RuntimeFailure, SeqbenchError
+
+T = TypeVar("T")
+
+# Progress and logs go to stderr so that --json leaves exactly one document on stdout.
+err_console = Console(stderr=True)
+out_console = Console()
+
+DataDirOption = Annotated[
+    Path, typer.Option("--data-dir", envvar="SEQBENCH_DATA_DIR", help="Where prepared data sets live.")
+]
+ResultsOption = Annotated[
+    Path, typer.Option("--results", envvar="SEQBENCH_RESULTS", help="The run store directory.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
+
+DEFAULT_DATA_DIR = Path("data")
+DEFAULT_RESULTS = Path("results")
+
+
+def guarded(work: Callable[[], T], debug: bool = False) -> T:
+    """Run a command body; turn known failures into a one-line error and the contract's exit code."""
+    try:
+        return work()
+    except SeqbenchError as error:
+        _fail(error.message, error.exit_code, debug)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130, debug)
+    except MemoryError:
+        _fail("out of memory: lower --batch-size or --max-len, or use --set ce_impl=chunked", 1, debug)
+    except RuntimeError as error:
+        if "out of memory" in str(error).lower():
+            _fail(f"out of memory ({str(error).splitlines()[0]}): lower --batch-size or use --set ce_impl=chunked", 1, debug)
+        raise
+    raise AssertionError("unreachable")
+
+
+def _fail(message: str, code: int, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def emit_json(document: Any) -> None:
+    """The single JSON document of a ``--json`` run."""
+    sys.stdout.write(json.dumps(document, indent=2, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def parse_list(text: str | None, what: str, known: list[str] | None = None) -> list[str]:
+    """Split a comma-separated option; unknown names are an input error that lists the valid ones."""
+    items = [part.strip() for part in (text or "").split(",") if part.strip()]
+    if not items:
+        raise InputError(f"{what} list is empty: give at least one name")
+    if known is not None:
+        unknown = [item for item in items if item not in known]
+        if unknown:
+            raise InputError(f"unknown {what} {', '.join(map(repr, unknown))}: choose from {', '.join(known)}")
+    return items
+
+
+def env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value) if value else default
+
+
+__all__ = [
+    "DataDirOption",
+    "ResultsOption",
+    "JsonOption",
+    "QuietOption",
+    "DebugOption",
+    "guarded",
+    "emit_json",
+    "parse_list",
+    "err_console",
+    "out_console",
+    "InputError",
+    "RuntimeFailure",
+]

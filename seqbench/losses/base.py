@@ -1,0 +1,73 @@
+"""The one interface every training objective implements.
+
+A loss sees the encoder's hidden states at every position, the positive item of every position
+(0 = no target there: padding, or a position the model does not train on), and the model's item
+scoring (the tied embedding table, optionally a bias). It picks its positions (``all`` or
+``last``), computes a per-position value on the selected positions and returns their mean plus a
+few diagnostics.
+
+Adding a loss = one file with a ``Loss`` subclass + one line in ``seqbench/losses/registry.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+Positions = Literal["all", "last"]
+
+
+@dataclass
+class LossBatch:
+    hidden: Tensor  # B x L x d encoder outputs
+    positives: Tensor  # B x L int64, target item per position, 0 = no target
+    item_embeddings: Tensor  # (N + 1) x d, row 0 = padding, never scored
+    item_bias: Tensor | None = None  # (N + 1,) or None
+    history: Tensor | None = None  # B x H int64, the user's training items (0-padded), for exclusion
+    generator: torch.Generator | None = None  # the run's seeded generator, on the loss's device
+
+
+@dataclass
+class LossOutput:
+    value: Tensor  # scalar
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+
+def select_positions(positives: Tensor, positions: Positions) -> Tensor:
+    """Boolean B x L mask of the positions that carry a loss."""
+    has_target = positives > 0
+    if positions == "all":
+        return has_target
+    # Sequences are left-padded, so the last position with a target is the right-most one.
+    last = torch.zeros_like(has_target)
+    index = torch.arange(positives.shape[1], device=positives.device).expand_as(positives)
+    last_index = torch.where(has_target, index, -1).max(dim=1).values
+    rows = torch.nonzero(last_index >= 0).squeeze(1)
+    last[rows, last_index[rows]] = True
+    return last
+
+
+class Loss(nn.Module):
+    """Base class; subclasses set the class attributes and implement :meth:`compute`."""
+
+    name: ClassVar[str]
+    paper: ClassVar[str] = ""
+    default_positions: ClassVar[Positions] = "all"
+    needs_negatives: ClassVar[bool] = False
+    Params: ClassVar[type]  # a dataclass of hyper-parameters with the spec's defaults
+
+    def __init__(self, params: object, num_items: int, positions: Positions | None = None) -> None:
+        super().__init__()
+        self.params = params
+        self.num_items = num_items
+        self.positions: Positions = positions or self.default_positions
+
+    def forward(self, batch: LossBatch) -> LossOutput:
+        mask = select_positions(batch.positives, self.positions)
+        return self.compute(batch, mask)
+
+    def compute(self, batch: LossBatch, mask: Tensor) -> LossOutput:  # pragma: no cover - abstract
+        raise NotImplementedError

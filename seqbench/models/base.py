@@ -1,0 +1,56 @@
+"""The one interface every sequential recommender implements.
+
+A model maps left-padded item sequences (B x L, 0 = padding) to hidden states at every position
+(B x L x d), scores items with its tied item-embedding table, and says how a training window
+(B x (L + 1) consecutive items) becomes inputs and per-position targets: a causal model shifts it
+by one, BERT4Rec masks it (its targets are non-zero at masked positions only, so any loss with
+positions ``all`` trains on exactly the masked positions).
+
+Adding a model = one file with a ``SequentialRecommender`` subclass + one registry line.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+class SequentialRecommender(nn.Module):
+    name: ClassVar[str]
+    Config: ClassVar[type]  # a dataclass with the model's published defaults
+    # "causal": targets at every input position; "masked": targets only where the input was masked
+    target_positions: ClassVar[str] = "causal"
+
+    def __init__(self, config: object, num_items: int, max_len: int) -> None:
+        super().__init__()
+        self.config = config
+        self.num_items = num_items
+        self.max_len = max_len
+
+    def forward(self, input_ids: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """B x L int64 (0 = padding) -> B x L x d hidden states."""
+        raise NotImplementedError
+
+    def item_embeddings(self) -> Tensor:  # pragma: no cover - abstract
+        """(N + 1) x d table used for scoring (row 0 = padding), tied with the input embeddings."""
+        raise NotImplementedError
+
+    def item_bias(self) -> Tensor | None:
+        return None
+
+    def training_batch(self, windows: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Causal default: inputs = window[:-1], targets = window[1:] where the input is real."""
+        inputs, targets = windows[:, :-1], windows[:, 1:]
+        return inputs, torch.where(inputs > 0, targets, torch.zeros_like(targets))
+
+    def encode_last(self, histories: Tensor) -> Tensor:
+        """B x L left-padded histories -> B x d representation used to rank the next item."""
+        return self.forward(histories)[:, -1]
+
+    def score_all(self, hidden: Tensor) -> Tensor:
+        """B x d -> B x N scores of items 1..N (the padding column is excluded)."""
+        scores = hidden @ self.item_embeddings()[1:].T
+        bias = self.item_bias()
+        return scores if bias is None else scores + bias[1:]
