@@ -1,0 +1,51 @@
+"""Rich progress for training: a bar per epoch on stderr, and one line per evaluated epoch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from seqbench.cli.common import err_console
+
+
+class TrainingProgress:
+    """A ``Progress`` callback for :func:`seqbench.training.trainer.train_run`."""
+
+    def __init__(self, label: str, quiet: bool = False) -> None:
+        self.label = label
+        self.quiet = quiet
+        self.bar: Progress | None = None
+        self.task: Any = None
+
+    def __enter__(self) -> TrainingProgress:
+        if not self.quiet:
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
+            )
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if self.bar is None:
+            return
+        if event == "start":
+            self.task = self.bar.add_task(f"{self.label} epoch 1", total=info["steps"])
+        elif event == "batch" and self.task is not None:
+            self.bar.update(self.task, completed=info["step"], description=f"{self.label} epoch {info['epoch']}")
+        elif event == "epoch":
+            self.bar.console.print(
+                f"{self.label} epoch {info['epoch']:>3}  loss {info['train_loss']:.4f}  "
+                f"valid NDCG@10 {info.get('valid_NDCG@10', float('nan')):.4f}  "
+                f"test NDCG@10 {info['test_NDCG@10']:.4f}  {info['train_seconds']:.1f}s  best {info['best_epoch']}",
+                highlight=False,
+            )

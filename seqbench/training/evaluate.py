@@ -1,0 +1,115 @@
+"""Full-ranking evaluation: score every item for every user, rank the target, keep every rank.
+
+Protocol (protocol.md): items in the user's history get -inf when ``exclude_seen`` is on, except
+the target itself; ties count against the model (constant scores give rank N - 1); NaN scores are
+an error. Everything is batched over users on the model's device: no per-user Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seqbench.data.sequences import EvalSplit, Ragged
+from seqbench.errors import RuntimeFailure
+from seqbench.models.base import SequentialRecommender
+from seqbench.training.metrics import DEFAULT_KS, metrics_from_ranks, ndcg
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    ranks: np.ndarray  # one per evaluated user, aligned with the split's users
+
+
+def rank_of_targets(scores: Tensor, targets: Tensor, seen_rows: Tensor | None = None, seen_items: Tensor | None = None) -> Tensor:
+    """Ranks of ``targets`` (item ids 1..N) in ``scores`` (B x N over items 1..N).
+
+    ``seen_rows``/``seen_items`` are (row, item id) pairs to exclude; the target is never excluded.
+    """
+    if torch.isnan(scores).any():
+        raise RuntimeFailure("the model produced NaN scores during evaluation: training diverged; lower the learning rate")
+    columns = (targets - 1)[:, None]
+    target_scores = scores.gather(1, columns)
+    if seen_rows is not None and seen_items is not None and seen_rows.numel():
+        scores = scores.clone()
+        scores[seen_rows, seen_items - 1] = float("-inf")
+        scores.scatter_(1, columns, target_scores)  # the target is never masked
+    better = (scores > target_scores).sum(dim=1)
+    # The target ties with itself; every other tie counts against the model.
+    ties = (scores == target_scores).sum(dim=1) - 1
+    return better + ties
+
+
+def _seen_pairs(histories: Ragged, rows: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor]:
+    row_ids, items = histories.coo(rows)
+    keep = items > 0
+    return (
+        torch.from_numpy(row_ids[keep]).to(device),
+        torch.from_numpy(items[keep]).to(device),
+    )
+
+
+@torch.no_grad()
+def evaluate_split(
+    model: SequentialRecommender,
+    split: EvalSplit,
+    max_len: int,
+    device: torch.device,
+    batch_size: int = 1024,
+    exclude_seen: bool = True,
+    ks: tuple[int, ...] = DEFAULT_KS,
+) -> Evaluation:
+    """Rank every user's target among all items; metrics are means over users."""
+    was_training = model.training
+    model.eval()
+    inputs = torch.from_numpy(split.inputs(max_len))
+    targets = torch.from_numpy(split.targets)
+    ranks = np.empty(len(split), dtype=np.int64)
+    for start in range(0, len(split), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(split)))
+        scores = model.score_all(model.encode_last(inputs[rows].to(device))).float()
+        seen = _seen_pairs(split.histories, rows, device) if exclude_seen else (None, None)
+        ranks[rows] = rank_of_targets(scores, targets[rows].to(device), *seen).cpu().numpy()
+    model.train(was_training)
+    return Evaluation(metrics_from_ranks(ranks, ks), ranks)
+
+
+@torch.no_grad()
+def per_timestamp_ndcg(
+    model: SequentialRecommender,
+    split: EvalSplit,
+    max_len: int,
+    device: torch.device,
+    batch_size: int = 256,
+    k: int = 10,
+) -> list[dict[str, float]]:
+    """NDCG@k of predicting position t+1 from the prefix ending at t (figure 3 of the CCE paper).
+
+    Uses users whose full sequence (history + target) has at least ``max_len + 1`` items, cut to
+    its last ``max_len + 1``; the last two predicted positions are validation and test.
+    """
+    if model.target_positions != "causal":
+        raise RuntimeFailure(f"per-timestamp NDCG needs a causal model; '{model.name}' is bidirectional")
+    lengths = split.histories.lengths + 1
+    users = np.nonzero(lengths >= max_len + 1)[0]
+    if len(users) == 0:
+        raise RuntimeFailure(f"no user has {max_len + 1} or more items: lower --max-len for per-timestamp NDCG")
+    windows = np.concatenate([split.inputs(max_len)[users], split.targets[users, None]], axis=1)
+    was_training = model.training
+    model.eval()
+    totals = np.zeros(max_len)
+    for start in range(0, len(users), batch_size):
+        window = torch.from_numpy(windows[start : start + batch_size]).to(device)
+        hidden = model(window[:, :-1])
+        for t in range(max_len):
+            scores = model.score_all(hidden[:, t]).float()
+            prefix = window[:, : t + 1]
+            rows = torch.arange(len(window), device=device).repeat_interleave(t + 1)
+            ranks = rank_of_targets(scores, window[:, t + 1], rows, prefix.reshape(-1))
+            totals[t] += ndcg(ranks.cpu().numpy(), k).sum()
+    model.train(was_training)
+    return [{"position": t + 1, f"NDCG@{k}": float(totals[t] / len(users))} for t in range(max_len)]

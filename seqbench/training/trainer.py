@@ -1,0 +1,378 @@
+"""Train one model with one loss by the protocol, evaluate it, and store the run.
+
+Adam, early stopping on validation NDCG@10 with patience, best weights restored before the final
+evaluation; every evaluation records validation metrics, test NDCG@10 and the training seconds so
+far (evaluation excluded), for the NDCG-versus-wall-clock figure.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+import seqbench
+from seqbench.data.batches import TrainBatches
+from seqbench.data.sequences import PreparedDataset
+from seqbench.errors import InputError, RuntimeFailure
+from seqbench.losses.base import Loss, LossBatch
+from seqbench.memprof.tracker import AllocationTracker
+from seqbench.models.base import SequentialRecommender
+from seqbench.storage.store import RunStore, StoredRun, ranks_frame
+from seqbench.training.config import RunConfig, build_config
+from seqbench.training.evaluate import Evaluation, evaluate_split
+
+SELECTION_METRIC = "NDCG@10"
+# CPU peak memory is tracked over the first steps only: every full batch has the same shapes, and
+# tracking every operator of every step would slow training down.
+TRACKED_STEPS = 2
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked for but CUDA is not available: use --device cpu or auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def registry_keys() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Hyper-parameter names of every loss and model, for routing and checking ``--set`` keys."""
+    from seqbench.losses.registry import LOSS_NAMES
+    from seqbench.losses.registry import default_params as loss_defaults
+    from seqbench.models.registry import MODELS
+    from seqbench.models.registry import default_params as model_defaults
+
+    return (
+        {name: list(loss_defaults(name)) for name in LOSS_NAMES},
+        {name: list(model_defaults(name)) for name in MODELS},
+    )
+
+
+def make_config(base: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    loss_keys, model_keys = registry_keys()
+    return build_config(base, overrides, loss_keys, model_keys)
+
+
+def load_dataset(name: str, data_dir: Path, mirror: Path | None = None) -> PreparedDataset:
+    from seqbench.data.prepare import ensure_prepared
+    from seqbench.data.sequences import load_prepared
+
+    ensure_prepared(name, data_dir, mirror)
+    return load_prepared(name, data_dir)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_seconds: float  # cumulative, evaluation excluded
+    peak_memory_bytes: int
+    valid: dict[str, float] = field(default_factory=dict)
+    test_ndcg10: float = float("nan")
+
+    def as_row(self) -> dict[str, Any]:
+        row = {
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "train_seconds": self.train_seconds,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "test_NDCG@10": self.test_ndcg10,
+        }
+        row.update({f"valid_{name}": value for name, value in self.valid.items()})
+        return row
+
+
+class Trainer:
+    """One run: builds model, loss and batches from the config, trains, evaluates."""
+
+    def __init__(self, config: RunConfig, dataset: PreparedDataset, device: torch.device, pretrain_cache: Path | None = None) -> None:
+        from seqbench.losses.registry import build_loss
+        from seqbench.models.registry import build_model
+
+        self.config, self.dataset, self.device = config, dataset, device
+        torch.manual_seed(config.seed)
+        self.model: SequentialRecommender = build_model(
+            config.model, dataset.num_items, config.max_len, config.model_params, num_attributes=dataset.num_attributes
+        ).to(device)
+        self.notes: list[str] = []
+        if config.pretrain_epochs > 0:
+            self._pretrain(pretrain_cache)
+        self.loss: Loss = build_loss(
+            config.loss, dataset.num_items, config.loss_params, config.positions, item_counts=dataset.item_counts()
+        ).to(device)
+        self.batches = TrainBatches(
+            dataset.train, config.max_len, config.batch_size, config.seed, config.augment, config.augment_stride
+        )
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.generator = torch.Generator(device=device).manual_seed(config.seed)
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.records: list[EpochRecord] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch = 0
+        self.peak_bytes = 0
+
+    def _pretrain(self, cache: Path | None) -> None:
+        from seqbench.models.pretrain import cached_pretrain
+
+        state, note = cached_pretrain(self.dataset, self.config, self.device, cache)
+        self.model.load_state_dict(state, strict=False)
+        if note:
+            self.notes.append(note)
+
+    # --- training -------------------------------------------------------------------------
+    def _autocast(self) -> Any:
+        enabled = self.config.bf16 and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _step(self, windows: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        inputs, targets = self.model.training_batch(windows.to(self.device), self.generator)
+        with self._autocast():
+            hidden = self.forward(inputs)
+        history = self.batches.histories(rows).to(self.device) if self.loss.needs_negatives else None
+        batch = LossBatch(
+            hidden=hidden.float(),
+            positives=targets,
+            item_embeddings=self.model.item_embeddings(),
+            item_bias=self.model.item_bias(),
+            history=history,
+            generator=self.generator,
+        )
+        value = self.loss(batch).value
+        self.optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        self.optimizer.step()
+        return value.detach()
+
+    def _tracked_step(self, windows: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return self._step(windows, rows)
+        tracker = AllocationTracker()
+        with tracker:
+            value = self._step(windows, rows)
+        static = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        self.peak_bytes = max(self.peak_bytes, static + tracker.peak_bytes + self._optimizer_bytes_before)
+        return value
+
+    def train_epoch(self, epoch: int, progress: Progress | None) -> float:
+        self.model.train()
+        total = torch.zeros((), device=self.device)
+        steps = 0
+        for batch in self.batches.epoch(epoch):
+            tracked = epoch == 1 and steps < TRACKED_STEPS
+            if tracked:
+                self._optimizer_bytes_before = _optimizer_state_bytes(self.optimizer)
+            value = self._tracked_step(batch.windows, batch.rows) if tracked else self._step(batch.windows, batch.rows)
+            total += value
+            steps += 1
+            if progress:
+                progress("batch", {"epoch": epoch, "step": steps, "steps": len(self.batches)})
+        mean = float(total) / max(steps, 1)
+        if not np.isfinite(mean):
+            raise RuntimeFailure(f"training loss became NaN/inf in epoch {epoch}: lower the learning rate (--set lr=...)")
+        return mean
+
+    def _memory(self) -> int:
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        return int(self.peak_bytes)
+
+    # --- evaluation -----------------------------------------------------------------------
+    def evaluate(self, split_name: str) -> Evaluation:
+        split = self.dataset.valid if split_name == "valid" else self.dataset.test
+        with self._autocast():
+            return evaluate_split(
+                self.model, split, self.config.max_len, self.device, self.config.eval_batch_size, self.config.exclude_seen, self.config.ks
+            )
+
+    def _record_evaluation(self, epoch: int, train_loss: float, seconds: float) -> bool:
+        """Evaluate, store the epoch row, keep the best weights; True if validation improved."""
+        valid = self.evaluate("valid").metrics
+        test = self.evaluate("test").metrics
+        self.records.append(EpochRecord(epoch, train_loss, seconds, self._memory(), valid, test.get(SELECTION_METRIC, float("nan"))))
+        best_so_far = max((r.valid.get(SELECTION_METRIC, -1.0) for r in self.records[:-1]), default=-1.0)
+        improved = valid.get(SELECTION_METRIC, -1.0) > best_so_far
+        if improved or self.best_state is None:
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            self.best_epoch = epoch
+        return improved
+
+    def fit(self, progress: Progress | None = None) -> None:
+        config = self.config
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._optimizer_bytes_before = 0
+        if progress:
+            progress("start", {"epochs": config.epochs, "steps": len(self.batches)})
+        if config.epochs == 0:
+            self._record_evaluation(0, float("nan"), 0.0)
+            return
+        seconds, stale = 0.0, 0
+        for epoch in range(1, config.epochs + 1):
+            started = time.perf_counter()
+            train_loss = self.train_epoch(epoch, progress)
+            seconds += time.perf_counter() - started
+            out_of_time = config.time_budget is not None and seconds >= config.time_budget
+            if epoch % config.eval_every == 0 or epoch == config.epochs or out_of_time:
+                stale = 0 if self._record_evaluation(epoch, train_loss, seconds) else stale + 1
+                if progress:
+                    progress("epoch", self.records[-1].as_row() | {"best_epoch": self.best_epoch})
+                if stale >= config.patience:
+                    break
+            if out_of_time:
+                self.notes.append(f"stopped by the time budget after epoch {epoch}")
+                break
+
+    def final_evaluations(self) -> dict[str, Evaluation]:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return {"valid": self.evaluate("valid"), "test": self.evaluate("test")}
+
+
+def _optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    return sum(
+        value.numel() * value.element_size()
+        for state in optimizer.state.values()
+        for value in state.values()
+        if isinstance(value, torch.Tensor)
+    )
+
+
+# --- the run as stored ------------------------------------------------------------------------
+def run_row(
+    run_id: str,
+    trainer: Trainer,
+    status: str,
+    reason: str,
+    evaluations: dict[str, Evaluation],
+) -> dict[str, Any]:
+    config, dataset = trainer.config, trainer.dataset
+    row: dict[str, Any] = {
+        "run_id": run_id,
+        "status": status,
+        "reason": reason,
+        "dataset": config.dataset,
+        "model": config.model,
+        "loss": config.loss,
+        "seed": config.seed,
+        "split": str(dataset.meta.get("split", {}).get("method", "leave-one-out") if isinstance(dataset.meta.get("split"), dict) else dataset.meta.get("split", "leave-one-out")),
+        "exclude_seen": config.exclude_seen,
+        "positions": trainer.loss.positions,
+        "augment": config.augment,
+        "negatives": int(config.loss_params.get("num_negatives", _default_negatives(trainer.loss))),
+        "ce_impl": str(getattr(trainer.loss.params, "ce_impl", "")),
+        "device": trainer.device.type,
+        "epochs_run": max((r.epoch for r in trainer.records), default=0),
+        "best_epoch": trainer.best_epoch,
+        "train_seconds": trainer.records[-1].train_seconds if trainer.records else 0.0,
+        "peak_memory_bytes": trainer._memory(),
+        "num_items": dataset.num_items,
+        "num_params": sum(p.numel() for p in trainer.model.parameters()),
+        "notes": "; ".join(trainer.notes),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seqbench_version": seqbench.__version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "config_json": json.dumps(config.hash_payload(), sort_keys=True, default=str),
+    }
+    for name in ("epochs", "patience", "batch_size", "max_len", "lr", "weight_decay", "eval_every", "pretrain_epochs"):
+        row[name] = getattr(config, name)
+    row["time_budget"] = float(config.time_budget) if config.time_budget is not None else float("nan")
+    row["loss_params_json"] = json.dumps(config.loss_params, sort_keys=True, default=str)
+    row["model_params_json"] = json.dumps(config.model_params, sort_keys=True, default=str)
+    for split, evaluation in evaluations.items():
+        row.update({f"{split}_{name}": value for name, value in evaluation.metrics.items()})
+    return row
+
+
+def _default_negatives(loss: Loss) -> int:
+    if not loss.needs_negatives:
+        return 0
+    return int(getattr(loss.params, "num_negatives", 1))
+
+
+def train_run(
+    config: RunConfig,
+    data_dir: Path,
+    results: Path,
+    mirror: Path | None = None,
+    progress: Progress | None = None,
+) -> StoredRun:
+    """Train, evaluate and store one run; a failure is stored as a ``failed`` run and re-raised."""
+    device = resolve_device(config.device)
+    run_id = config.run_id(device.type)
+    dataset = load_dataset(config.dataset, data_dir, mirror)
+    store = RunStore(results)
+    trainer = Trainer(config, dataset, device, pretrain_cache=Path(results) / "pretrain")
+    status, reason = "completed", ""
+    try:
+        trainer.fit(progress)
+    except KeyboardInterrupt:
+        status, reason = "interrupted", "interrupted by the user (Ctrl-C)"
+    except RuntimeFailure as error:
+        status, reason = "failed", error.message
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        status, reason = "failed", f"out of memory: {str(error).splitlines()[0] if str(error) else 'MemoryError'}"
+    evaluations = trainer.final_evaluations() if status == "completed" else {}
+    stored = StoredRun(
+        run_id=run_id,
+        row=run_row(run_id, trainer, status, reason, evaluations),
+        epochs=pd.DataFrame([record.as_row() for record in trainer.records]),
+        ranks=ranks_frame(
+            {split: (getattr(dataset, split).users, evaluation.ranks) for split, evaluation in evaluations.items()}
+        ),
+        checkpoint={k: v.detach().cpu() for k, v in (trainer.best_state or trainer.model.state_dict()).items()},
+    )
+    store.write(stored)
+    if status == "interrupted":
+        raise KeyboardInterrupt
+    if status == "failed":
+        raise RuntimeFailure(f"run {run_id} failed: {reason} (stored with status 'failed')")
+    return stored
+
+
+def evaluate_stored(
+    run_id: str,
+    results: Path,
+    data_dir: Path,
+    split: str = "test",
+    ks: tuple[int, ...] | None = None,
+    per_timestamp: bool = False,
+    device_name: str = "auto",
+    mirror: Path | None = None,
+) -> dict[str, Any]:
+    """Re-evaluate a stored run's best checkpoint (loaded with ``weights_only=True``)."""
+    from seqbench.models.registry import build_model
+    from seqbench.training.evaluate import per_timestamp_ndcg
+
+    if split not in ("valid", "test"):
+        raise InputError(f"split must be 'valid' or 'test', got '{split}'")
+    store = RunStore(results)
+    config = make_config(store.config(run_id))
+    device = resolve_device(device_name)
+    dataset = load_dataset(config.dataset, data_dir, mirror)
+    model = build_model(config.model, dataset.num_items, config.max_len, config.model_params, num_attributes=dataset.num_attributes)
+    try:
+        model.load_state_dict(store.checkpoint(run_id))
+    except RuntimeError as error:
+        raise InputError(f"checkpoint of run '{run_id}' does not fit its model ({str(error).splitlines()[0]})") from None
+    model.to(device)
+    evaluation = evaluate_split(
+        model, getattr(dataset, split), config.max_len, device, config.eval_batch_size, config.exclude_seen, ks or config.ks
+    )
+    result: dict[str, Any] = {"run_id": run_id, "split": split, "metrics": evaluation.metrics}
+    if per_timestamp:
+        result["per_timestamp"] = per_timestamp_ndcg(model, getattr(dataset, split), config.max_len, device)
+    return result

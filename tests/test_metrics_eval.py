@@ -1,0 +1,96 @@
+"""Metrics and full-ranking evaluation against hand-computed and brute-force references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from seqbench.data.sequences import EvalSplit, Ragged
+from seqbench.errors import RuntimeFailure
+from seqbench.models.base import SequentialRecommender
+from seqbench.training.evaluate import evaluate_split, rank_of_targets
+from seqbench.training.metrics import metrics_from_ranks
+
+
+def test_metrics_from_hand_computed_ranks() -> None:
+    metrics = metrics_from_ranks(np.array([0, 4, 9, 30]), ks=(5, 10))
+    assert metrics["HR@5"] == pytest.approx(2 / 4)
+    assert metrics["HR@10"] == pytest.approx(3 / 4)
+    assert metrics["NDCG@5"] == pytest.approx((1 + 1 / math.log2(6)) / 4)
+    assert metrics["NDCG@10"] == pytest.approx((1 + 1 / math.log2(6) + 1 / math.log2(11)) / 4)
+    assert metrics["MRR"] == pytest.approx((1 + 1 / 5 + 1 / 10 + 1 / 31) / 4)
+
+
+def test_constant_scores_rank_last_because_ties_count_against_the_model() -> None:
+    scores = torch.zeros(3, 7)
+    ranks = rank_of_targets(scores, torch.tensor([1, 4, 7]))
+    assert ranks.tolist() == [6, 6, 6]
+
+
+def test_history_masking_never_masks_the_target() -> None:
+    scores = torch.tensor([[5.0, 4.0, 3.0, 2.0]])  # items 1..4
+    # History holds items 1, 2 and the target 3 itself: 1 and 2 are masked, 3 keeps its score.
+    rows, items = torch.tensor([0, 0, 0]), torch.tensor([1, 2, 3])
+    assert rank_of_targets(scores, torch.tensor([3]), rows, items).tolist() == [0]
+    assert rank_of_targets(scores, torch.tensor([3])).tolist() == [2]
+
+
+def test_nan_scores_are_an_error() -> None:
+    with pytest.raises(RuntimeFailure, match="NaN"):
+        rank_of_targets(torch.tensor([[0.1, float("nan")]]), torch.tensor([1]))
+
+
+class FixedScores(SequentialRecommender):
+    """Scores come from a fixed per-user table; users are evaluated in order, batch by batch."""
+
+    name = "fixed"
+    Config = dict
+
+    def __init__(self, table: Tensor) -> None:
+        super().__init__({}, num_items=table.shape[1], max_len=4)
+        self.table = table
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.next_user = 0
+
+    def encode_last(self, histories: Tensor) -> Tensor:
+        users = torch.arange(self.next_user, self.next_user + len(histories))
+        self.next_user += len(histories)
+        return users[:, None].float()
+
+    def score_all(self, hidden: Tensor) -> Tensor:
+        return self.table[hidden[:, 0].long()]
+
+
+def brute_force_rank(scores: np.ndarray, target: int, history: list[int], exclude_seen: bool) -> int:
+    rank = 0
+    for item in range(1, len(scores) + 1):
+        if item == target:
+            continue
+        score = -np.inf if exclude_seen and item in history else scores[item - 1]
+        if score >= scores[target - 1]:
+            rank += 1
+    return rank
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_evaluation_of_a_score_matrix_equals_brute_force(exclude_seen: bool) -> None:
+    rng = np.random.default_rng(0)
+    users, items = 37, 25
+    # Rounded scores create ties on purpose.
+    table = np.round(rng.normal(size=(users, items)), 1).astype(np.float32)
+    histories, targets = [], []
+    for user in range(users):
+        history = rng.integers(1, items + 1, size=rng.integers(1, 6)).tolist()
+        target = int(rng.integers(1, items + 1))
+        histories.append(history)
+        targets.append(target)
+    split = EvalSplit(np.arange(users), Ragged.from_lists(histories), np.array(targets))
+    model = FixedScores(torch.from_numpy(table))
+    result = evaluate_split(model, split, max_len=4, device=torch.device("cpu"), batch_size=8, exclude_seen=exclude_seen)
+    expected = [brute_force_rank(table[u], targets[u], histories[u], exclude_seen) for u in range(users)]
+    assert result.ranks.tolist() == expected
+    assert result.metrics == pytest.approx(metrics_from_ranks(np.array(expected)))
