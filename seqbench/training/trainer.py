@@ -317,6 +317,7 @@ def train_run(
     store = RunStore(results)
     trainer = Trainer(config, dataset, device, pretrain_cache=Path(results) / "pretrain")
     status, reason = "completed", ""
+    unexpected: Exception | None = None
     try:
         trainer.fit(progress)
     except KeyboardInterrupt:
@@ -325,6 +326,8 @@ def train_run(
         status, reason = "failed", error.message
     except (torch.OutOfMemoryError, MemoryError) as error:
         status, reason = "failed", f"out of memory: {str(error).splitlines()[0] if str(error) else 'MemoryError'}"
+    except Exception as error:  # a bug must still leave a 'failed' run with its reason in the store
+        status, reason, unexpected = "failed", f"{type(error).__name__}: {error}", error
     evaluations = trainer.final_evaluations() if status == "completed" else {}
     stored = StoredRun(
         run_id=run_id,
@@ -338,6 +341,8 @@ def train_run(
     store.write(stored)
     if status == "interrupted":
         raise KeyboardInterrupt
+    if unexpected is not None:
+        raise unexpected
     if status == "failed":
         raise RuntimeFailure(f"run {run_id} failed: {reason} (stored with status 'failed')")
     return stored

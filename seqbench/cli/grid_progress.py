@@ -1,0 +1,65 @@
+"""A live rich table of the comparison grid: one row per run, updated as runs progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.live import Live
+from rich.table import Table
+
+from seqbench.cli.common import err_console
+
+STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "skipped": "dim", "running": "cyan"}
+
+
+class GridProgress:
+    """An ``Update`` callback for :func:`seqbench.training.grid.run_grid`."""
+
+    def __init__(self, labels: list[str], quiet: bool = False) -> None:
+        self.rows: dict[str, dict[str, Any]] = {label: {"status": "pending"} for label in labels}
+        self.live: Live | None = None if quiet else Live(self._table(), console=err_console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> GridProgress:
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.stop()
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        row = self.rows.setdefault(info["label"], {"status": "pending"})
+        if event == "run-start":
+            row.update(status="running", detail="starting")
+        elif event == "batch":
+            row.update(detail=f"epoch {info['epoch']} step {info['step']}/{info['steps']}")
+        elif event == "epoch":
+            row.update(detail=f"epoch {info['epoch']}", valid=info.get("valid_NDCG@10"), seconds=info.get("train_seconds"))
+        elif event == "run-end":
+            row.update(status=info["status"], detail=info.get("reason", "")[:60], test=info.get("metrics", {}).get("NDCG@10"))
+        elif event == "skipped":
+            row.update(status="skipped", detail=info.get("reason", ""))
+        if self.live is not None:
+            self.live.update(self._table())
+
+    def _table(self) -> Table:
+        table = Table(title="seqbench compare", expand=False)
+        for column in ("run", "status", "progress", "valid NDCG@10", "test NDCG@10", "train s"):
+            table.add_column(column)
+        for label, row in self.rows.items():
+            status = row["status"]
+            table.add_row(
+                label,
+                f"[{STYLES.get(status, 'white')}]{status}[/]",
+                row.get("detail", ""),
+                _fmt(row.get("valid")),
+                _fmt(row.get("test")),
+                _fmt(row.get("seconds"), ".1f"),
+            )
+        return table
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return "" if value is None else format(value, spec)
