@@ -303,31 +303,33 @@ def _default_negatives(loss: Loss) -> int:
     return int(getattr(loss.params, "num_negatives", 1))
 
 
-def train_run(
+def run_training(
     config: RunConfig,
-    data_dir: Path,
-    results: Path,
-    mirror: Path | None = None,
+    dataset: PreparedDataset,
+    device: torch.device,
+    pretrain_cache: Path | None = None,
     progress: Progress | None = None,
-) -> StoredRun:
-    """Train, evaluate and store one run; a failure is stored as a ``failed`` run and re-raised."""
-    device = resolve_device(config.device)
+) -> tuple[StoredRun, BaseException | None]:
+    """Train and evaluate one run in memory; nothing touches the run store.
+
+    Returns the whole run (status ``completed``, ``failed`` or ``interrupted``) and the exception
+    that ended it, if any, so that the caller (a local process or a remote worker's driver)
+    writes it into the store and decides what to raise.
+    """
     run_id = config.run_id(device.type)
-    dataset = load_dataset(config.dataset, data_dir, mirror)
-    store = RunStore(results)
-    trainer = Trainer(config, dataset, device, pretrain_cache=Path(results) / "pretrain")
-    status, reason = "completed", ""
-    unexpected: Exception | None = None
+    trainer = Trainer(config, dataset, device, pretrain_cache)
+    status, reason, error = "completed", "", None
     try:
         trainer.fit(progress)
-    except KeyboardInterrupt:
-        status, reason = "interrupted", "interrupted by the user (Ctrl-C)"
-    except RuntimeFailure as error:
-        status, reason = "failed", error.message
-    except (torch.OutOfMemoryError, MemoryError) as error:
-        status, reason = "failed", f"out of memory: {str(error).splitlines()[0] if str(error) else 'MemoryError'}"
-    except Exception as error:  # a bug must still leave a 'failed' run with its reason in the store
-        status, reason, unexpected = "failed", f"{type(error).__name__}: {error}", error
+    except KeyboardInterrupt as stop:
+        status, reason, error = "interrupted", "interrupted by the user (Ctrl-C)", stop
+    except RuntimeFailure as failure:
+        status, reason, error = "failed", failure.message, failure
+    except (torch.OutOfMemoryError, MemoryError) as oom:
+        status, reason = "failed", f"out of memory: {str(oom).splitlines()[0] if str(oom) else 'MemoryError'}"
+        error = RuntimeFailure(reason + "; lower --batch-size or use --set ce_impl=chunked")
+    except Exception as bug:  # a bug must still leave a 'failed' run with its reason in the store
+        status, reason, error = "failed", f"{type(bug).__name__}: {bug}", bug
     evaluations = trainer.final_evaluations() if status == "completed" else {}
     stored = StoredRun(
         run_id=run_id,
@@ -338,13 +340,30 @@ def train_run(
         ),
         checkpoint={k: v.detach().cpu() for k, v in (trainer.best_state or trainer.model.state_dict()).items()},
     )
-    store.write(stored)
-    if status == "interrupted":
-        raise KeyboardInterrupt
-    if unexpected is not None:
-        raise unexpected
-    if status == "failed":
-        raise RuntimeFailure(f"run {run_id} failed: {reason} (stored with status 'failed')")
+    return stored, error
+
+
+def raise_for_outcome(stored: StoredRun, error: BaseException | None) -> None:
+    """Re-raise what ended a stored run: Ctrl-C as such, failures as a one-line RuntimeFailure."""
+    if isinstance(error, RuntimeFailure):
+        raise RuntimeFailure(f"run {stored.run_id} failed: {stored.row['reason']} (stored with status 'failed')")
+    if error is not None:
+        raise error
+
+
+def train_run(
+    config: RunConfig,
+    data_dir: Path,
+    results: Path,
+    mirror: Path | None = None,
+    progress: Progress | None = None,
+) -> StoredRun:
+    """Train, evaluate and store one run; a failure is stored as a ``failed`` run and re-raised."""
+    device = resolve_device(config.device)
+    dataset = load_dataset(config.dataset, data_dir, mirror)
+    stored, error = run_training(config, dataset, device, Path(results) / "pretrain", progress)
+    RunStore(results).write(stored)
+    raise_for_outcome(stored, error)
     return stored
 
 
