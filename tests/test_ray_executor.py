@@ -1,0 +1,237 @@
+"""The Ray executor: same stored runs as the local executor, failures isolated, Ctrl-C, no Ray.
+
+A local Ray (2 CPUs) is started once for the module. Failures are injected on the workers by a
+training function that looks for marker files (local Ray workers share this machine's disk).
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from seqbench.errors import InputError
+from seqbench.storage.store import RunStore, StoredRun
+from seqbench.training.config import RunConfig
+from seqbench.training.grid import run_grid
+
+RAY_MISSING = "Ray is not installed: `pip install 'seqbench[ray]'` to run the Ray executor tests"
+METRIC_PREFIXES = ("valid_", "test_")
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Any:
+    ray = pytest.importorskip("ray", reason=RAY_MISSING)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # The injected training functions below live in this test module, which workers cannot
+    # import: ship them by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray
+    ray.shutdown()
+
+
+def executor(**kwargs: Any) -> Any:
+    from seqbench.training.ray_executor import RayExecutor
+
+    return RayExecutor(cpus_per_run=1, **kwargs)
+
+
+def fake_config(loss: str, seed: int = 0) -> RunConfig:
+    return RunConfig(dataset="toy", model="gru4rec", loss=loss, seed=seed, epochs=1, device="cpu")
+
+
+@dataclass
+class InjectedTraining:
+    """A stand-in for ``run_training`` on the workers, steered by marker files in ``markers``.
+
+    ``raise-<loss>``: raises; ``die-<loss>``: the worker process exits (containing ``once``: only
+    the first attempt dies); ``sleep``: each run sleeps that many seconds. Each run that gets that
+    far leaves ``started-<loss>-<seed>``, and returns a small run whose metric is computed from
+    the data set the worker received.
+    """
+
+    markers: Path
+
+    def __call__(self, config: RunConfig, dataset: Any, device: torch.device, pretrain_cache: Path, progress: Any) -> Any:
+        if (self.markers / f"raise-{config.loss}").exists():
+            raise RuntimeError(f"injected failure in {config.loss}")
+        die = self.markers / f"die-{config.loss}"
+        if die.exists():
+            if die.read_text() == "once":
+                die.unlink()
+            os._exit(1)
+        (self.markers / f"started-{config.loss}-{config.seed}").touch()
+        sleep = self.markers / "sleep"
+        if sleep.exists():
+            time.sleep(float(sleep.read_text()))
+        progress("epoch", {"epoch": 1, "valid_NDCG@10": 0.5, "train_seconds": 0.1})
+        run_id = config.run_id(device.type)
+        metric = float(dataset.train.values.sum() % 97) / 97 + config.seed
+        row = {"run_id": run_id, "status": "completed", "reason": "", "loss": config.loss, "test_NDCG@10": metric, "threads": torch.get_num_threads()}
+        return StoredRun(run_id, row, pd.DataFrame({"epoch": [1]}), checkpoint={"w": torch.ones(3)}), None
+
+
+def stored_dirs(results: Path) -> list[str]:
+    runs = results / "runs"
+    return sorted(path.name for path in runs.iterdir()) if runs.is_dir() else []
+
+
+# --- without Ray --------------------------------------------------------------------------------
+def test_factory_without_ray_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqbench.training.ray_executor import make_ray_executor
+
+    real_import = builtins.__import__
+
+    def no_ray(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(InputError) as caught:
+        make_ray_executor(None, None, None)
+    assert caught.value.exit_code == 2
+    assert "pip install 'seqbench[ray]'" in caught.value.message
+
+
+def test_bad_resources_are_input_errors() -> None:
+    from seqbench.training.ray_executor import RayExecutor
+
+    with pytest.raises(InputError, match="cpus-per-run"):
+        RayExecutor(cpus_per_run=0)
+    with pytest.raises(InputError, match="gpus-per-run"):
+        RayExecutor(gpus_per_run=-1)
+
+
+# --- with a local Ray ---------------------------------------------------------------------------
+def test_ray_grid_stores_the_same_runs_as_the_local_executor(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("seqbench.losses.registry", reason="needs the loss registry")
+    from seqbench.training.grid import GridSpec, LocalExecutor, expand
+    from seqbench.training.trainer import make_config
+
+    overrides = {"epochs": 2, "batch_size": 64, "max_len": 10, "eval_batch_size": 128, "device": "cpu"}
+    configs = expand(GridSpec(["toy"], ["gru4rec"], ["bce", "ce"], [0], overrides), make_config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what the Ray tasks pin with cpus_per_run=1
+    try:
+        local = run_grid(configs, toy_data, tmp_path / "local", LocalExecutor())
+    finally:
+        torch.set_num_threads(threads)
+    events: list[tuple[str, str]] = []
+    remote = run_grid(configs, toy_data, tmp_path / "ray", executor(), update=lambda event, info: events.append((event, info["label"])))
+
+    assert [o.status for o in remote] == ["completed", "completed"], [o.reason for o in remote]
+    assert [o.run_id for o in remote] == [o.run_id for o in local]
+    assert [o.metrics for o in remote] == [o.metrics for o in local]
+    local_store, ray_store = RunStore(tmp_path / "local"), RunStore(tmp_path / "ray")
+    for outcome in remote:
+        local_row, ray_row = local_store.row(outcome.run_id), ray_store.row(outcome.run_id)
+        metric_keys = sorted(k for k in local_row if k.startswith(METRIC_PREFIXES))
+        assert metric_keys and {k: ray_row[k] for k in metric_keys} == {k: local_row[k] for k in metric_keys}
+        pd.testing.assert_series_equal(ray_store.epochs(outcome.run_id)["train_loss"], local_store.epochs(outcome.run_id)["train_loss"])
+        pd.testing.assert_frame_equal(ray_store.ranks(outcome.run_id), local_store.ranks(outcome.run_id))
+        # Live progress came from the workers: start, epochs, end, in that order.
+        mine = [event for event, label in events if label == outcome.label]
+        assert mine[0] == "run-start" and mine[-1] == "run-end" and "epoch" in mine
+    assert stored_dirs(tmp_path / "ray") == sorted(o.run_id for o in remote)
+
+
+def test_a_raising_task_fails_only_its_run_and_a_rerun_completes_it(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
+    markers, results = tmp_path / "markers", tmp_path / "results"
+    markers.mkdir()
+    (markers / "raise-ce").touch()
+    configs = [fake_config("bce"), fake_config("ce"), fake_config("cce")]
+    events: list[tuple[str, dict[str, Any]]] = []
+    first = run_grid(configs, toy_data, results, executor(train_fn=InjectedTraining(markers)), update=lambda e, i: events.append((e, i)))
+
+    assert [o.status for o in first] == ["completed", "failed", "completed"]
+    assert first[1].reason == "RuntimeError: injected failure in ce"
+    assert stored_dirs(results) == sorted([first[0].run_id, first[2].run_id])
+    expected = float(RunStore(results).row(first[0].run_id)["test_NDCG@10"])
+    assert first[0].metrics == {"NDCG@10": expected} and RunStore(results).row(first[0].run_id)["threads"] == 1
+    ends = [i for e, i in events if e == "run-end"]
+    assert len(ends) == 3 and all(i.get("host") for i in ends)
+    assert [e for e, i in events if i["label"] == first[1].label] == ["run-start", "run-end"]
+
+    (markers / "raise-ce").unlink()
+    second = run_grid(configs, toy_data, results, executor(train_fn=InjectedTraining(markers)))
+    assert {o.label: o.status for o in second} == {first[0].label: "skipped", first[1].label: "completed", first[2].label: "skipped"}
+    assert stored_dirs(results) == sorted(o.run_id for o in first)  # three runs, no duplicates, no temp dirs
+
+
+def test_a_dead_worker_is_retried_once_then_its_run_fails(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
+    markers, results = tmp_path / "markers", tmp_path / "results"
+    markers.mkdir()
+    (markers / "die-bce").write_text("once")  # the retry survives
+    (markers / "die-ce").write_text("always")
+    outcomes = executor(train_fn=InjectedTraining(markers)).run([fake_config("bce"), fake_config("ce")], toy_data, results, None, None)
+
+    assert outcomes[0].status == "completed"
+    assert outcomes[1].status == "failed" and "worker died" in outcomes[1].reason
+    assert stored_dirs(results) == [outcomes[0].run_id]  # nothing, not even a partial run, for the dead one
+
+
+def test_ctrl_c_cancels_pending_runs_and_keeps_finished_ones(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
+    markers, results = tmp_path / "markers", tmp_path / "results"
+    markers.mkdir()
+    (markers / "sleep").write_text("1.5")
+    finished: list[str] = []
+
+    def interrupt_after_first(event: str, info: dict[str, Any]) -> None:
+        if event == "run-end":
+            finished.append(info["run_id"])
+            raise KeyboardInterrupt
+
+    configs = [fake_config("bce", seed) for seed in range(5)]
+    with pytest.raises(KeyboardInterrupt):
+        executor(train_fn=InjectedTraining(markers)).run(configs, toy_data, results, None, interrupt_after_first)
+    assert stored_dirs(results) == finished and len(finished) == 1
+    time.sleep(2.0)  # longer than a run: a task that was not cancelled would have started by now
+    assert len(list(markers.glob("started-*"))) <= 2  # two CPUs: only the first two runs ever started
+    # The cancelled runs are simply pending again: a re-run trains exactly those.
+    (markers / "sleep").unlink()
+    rerun = run_grid(configs, toy_data, results, executor(train_fn=InjectedTraining(markers)))
+    assert sorted(o.status for o in rerun) == ["completed"] * 4 + ["skipped"]
+    assert len(stored_dirs(results)) == 5
+
+
+def test_workers_without_the_data_dir_read_the_object_store_copy(ray_local: Any, toy_data: Path) -> None:
+    from seqbench.data.sequences import load_prepared
+    from seqbench.training.ray_executor import DataSource, _digest, _read_files
+
+    files = _read_files(toy_data / "toy")
+    source = DataSource("toy", "/nonexistent/data", _digest(files), ray_local.put(files))
+    shutil.rmtree(Path(tempfile.gettempdir()) / "seqbench-ray-data" / source.digest[:16], ignore_errors=True)
+
+    @ray_local.remote
+    def load(source: DataSource) -> tuple[np.ndarray, np.ndarray, int]:
+        from seqbench.training import ray_executor  # the worker's module, not a pickled copy
+
+        ray_executor._LOADED.clear()  # a worker of an earlier test may hold the data set already
+        dataset = ray_executor._load_on_worker(source)
+        return dataset.train.values, dataset.test.targets, dataset.num_items
+
+    values, targets, num_items = ray_local.get(load.remote(source))
+    expected = load_prepared("toy", toy_data)
+    assert num_items == expected.num_items
+    np.testing.assert_array_equal(values, expected.train.values)
+    np.testing.assert_array_equal(targets, expected.test.targets)
+    assert (Path(tempfile.gettempdir()) / "seqbench-ray-data" / source.digest[:16] / "toy" / "meta.json").is_file()
+
+
+def test_cuda_without_gpus_per_run_is_an_input_error(ray_local: Any) -> None:
+    config = fake_config("ce")
+    config.device = "cuda"
+    with pytest.raises(InputError, match="gpus-per-run"):
+        executor(gpus_per_run=0).device_type(config)
