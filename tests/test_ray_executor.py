@@ -56,8 +56,9 @@ class InjectedTraining:
     """A stand-in for ``run_training`` on the workers, steered by marker files in ``markers``.
 
     ``raise-<loss>``: raises; ``die-<loss>``: the worker process exits (containing ``once``: only
-    the first attempt dies); ``sleep``: each run sleeps that many seconds. Each run that gets that
-    far leaves ``started-<loss>-<seed>``, and returns a small run whose metric is computed from
+    the first attempt dies); ``sleep``: each run sleeps that many seconds over three "epochs".
+    Each run that gets that far leaves ``started-<loss>-<seed>`` and ``span-<loss>-<seed>`` (its
+    start and end times), and returns a small run whose metric is computed from
     the data set the worker received.
     """
 
@@ -71,11 +72,14 @@ class InjectedTraining:
             if die.read_text() == "once":
                 die.unlink()
             os._exit(1)
+        began = time.time()
         (self.markers / f"started-{config.loss}-{config.seed}").touch()
         sleep = self.markers / "sleep"
-        if sleep.exists():
-            time.sleep(float(sleep.read_text()))
-        progress("epoch", {"epoch": 1, "valid_NDCG@10": 0.5, "train_seconds": 0.1})
+        for epoch in (1, 2, 3):
+            if sleep.exists():
+                time.sleep(float(sleep.read_text()) / 3)
+            progress("epoch", {"epoch": epoch, "valid_NDCG@10": 0.5, "train_seconds": 0.1})
+        (self.markers / f"span-{config.loss}-{config.seed}").write_text(f"{began} {time.time()}")
         run_id = config.run_id(device.type)
         metric = float(dataset.train.values.sum() % 97) / 97 + config.seed
         row = {"run_id": run_id, "status": "completed", "reason": "", "loss": config.loss, "test_NDCG@10": metric, "threads": torch.get_num_threads()}
@@ -172,6 +176,19 @@ def test_a_raising_task_fails_only_its_run_and_a_rerun_completes_it(ray_local: A
     assert stored_dirs(results) == sorted(o.run_id for o in first)  # three runs, no duplicates, no temp dirs
 
 
+def test_runs_in_flight_never_exceed_the_cpus(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
+    # Relaying progress must not block a task in ray.get: Ray would lend its CPU to another run.
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    (markers / "sleep").write_text("0.9")
+    configs = [fake_config("bce", seed) for seed in range(4)]
+    outcomes = executor(train_fn=InjectedTraining(markers)).run(configs, toy_data, tmp_path / "results", None, None)
+    assert [o.status for o in outcomes] == ["completed"] * 4
+    spans = [tuple(map(float, path.read_text().split())) for path in markers.glob("span-*")]
+    in_flight = max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
+    assert len(spans) == 4 and in_flight <= 2
+
+
 def test_a_dead_worker_is_retried_once_then_its_run_fails(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
     markers, results = tmp_path / "markers", tmp_path / "results"
     markers.mkdir()
@@ -200,7 +217,9 @@ def test_ctrl_c_cancels_pending_runs_and_keeps_finished_ones(ray_local: Any, toy
         executor(train_fn=InjectedTraining(markers)).run(configs, toy_data, results, None, interrupt_after_first)
     assert stored_dirs(results) == finished and len(finished) == 1
     time.sleep(2.0)  # longer than a run: a task that was not cancelled would have started by now
-    assert len(list(markers.glob("started-*"))) <= 2  # two CPUs: only the first two runs ever started
+    # Two CPUs: two runs started, plus at most the one Ray put on the CPU freed by the first
+    # finished run before the driver cancelled the rest; the others never ran.
+    assert len(list(markers.glob("started-*"))) <= 3
     # The cancelled runs are simply pending again: a re-run trains exactly those.
     (markers / "sleep").unlink()
     rerun = run_grid(configs, toy_data, results, executor(train_fn=InjectedTraining(markers)))
@@ -213,18 +232,18 @@ def test_workers_without_the_data_dir_read_the_object_store_copy(ray_local: Any,
     from seqbench.training.ray_executor import DataSource, _digest, _read_files
 
     files = _read_files(toy_data / "toy")
-    source = DataSource("toy", "/nonexistent/data", _digest(files), ray_local.put(files))
+    source = DataSource("toy", "/nonexistent/data", _digest(files))
     shutil.rmtree(Path(tempfile.gettempdir()) / "seqbench-ray-data" / source.digest[:16], ignore_errors=True)
 
     @ray_local.remote
-    def load(source: DataSource) -> tuple[np.ndarray, np.ndarray, int]:
+    def load(source: DataSource, files: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray, int]:
         from seqbench.training import ray_executor  # the worker's module, not a pickled copy
 
         ray_executor._LOADED.clear()  # a worker of an earlier test may hold the data set already
-        dataset = ray_executor._load_on_worker(source)
+        dataset = ray_executor._load_on_worker(source, files)
         return dataset.train.values, dataset.test.targets, dataset.num_items
 
-    values, targets, num_items = ray_local.get(load.remote(source))
+    values, targets, num_items = ray_local.get(load.remote(source, ray_local.put(files)))
     expected = load_prepared("toy", toy_data)
     assert num_items == expected.num_items
     np.testing.assert_array_equal(values, expected.train.values)

@@ -6,9 +6,13 @@ the whole :class:`StoredRun`; the driver writes it with :meth:`RunStore.write` e
 run is written (same run id, same atomic directory), so resuming and caching behave identically.
 
 Workers never need the driver's disk. The driver puts each prepared data set's files into Ray's
-object store once; a task reads the data dir directly when it sees the very same files there (a
-shared file system, or a local Ray), and otherwise unpacks the object-store copy into a node-local
-cache. Ray does the scheduling, the retry of a task whose worker died (``max_retries=1``) and the
+object store once and passes the reference as a task argument, so Ray moves it to each node at most
+once, before the task starts; a task reads the data dir directly when it sees the very same files
+there (a shared file system, or a local Ray), and otherwise unpacks the copy into a node-local
+cache. Tasks never block in ``ray.get`` while they train: Ray lends a blocked task's CPUs to other
+tasks, which would run more trainings at once than a node has CPUs.
+
+Ray does the scheduling, the retry of a task whose worker died (``max_retries=1``) and the
 cancellation on Ctrl-C; this module only submits, relays progress and writes results.
 """
 
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from seqbench.errors import InputError, SeqbenchError
 from seqbench.training.grid import RunOutcome, Update, run_label
+from seqbench.training.ray_progress import ProgressInbox
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +45,7 @@ INSTALL_HINT = "pip install 'seqbench[ray]'"
 POLL_SECONDS = 0.2  # how often the driver relays worker progress while it waits for results
 BATCH_EVENT_SECONDS = 0.5  # workers forward at most two "batch" events a second per run
 TASK_RETRIES = 1  # Ray re-runs a task once when its worker process or node dies
+INBOX_NAME = "seqbench-progress"  # named within this driver's job (Ray gives each job a namespace)
 
 # (config, dataset, device, pretrain_cache, progress) -> (stored run, error or None)
 TrainFn = Callable[..., "tuple[StoredRun, BaseException | None]"]
@@ -65,12 +71,11 @@ def torch_threads(cpus_per_run: float) -> int:
 # --- the data set as shipped to workers -------------------------------------------------------
 @dataclass(frozen=True)
 class DataSource:
-    """Where a worker finds a prepared data set: the driver's data dir, or the object store."""
+    """Which prepared data set a task trains on; its files travel as a separate task argument."""
 
     name: str
     data_dir: str  # the driver's data dir, used when the worker sees the same files there
     digest: str  # sha256 over every file of the prepared directory (names and bytes)
-    files_ref: Any  # ObjectRef of {relative path: bytes}; nested, so Ray fetches it only on demand
 
 
 def _read_files(directory: Path) -> dict[str, bytes]:
@@ -99,9 +104,7 @@ def _ensure_prepared(name: str, data_dir: Path, mirror: Path | None) -> Path:
 _LOADED: dict[str, PreparedDataset] = {}
 
 
-def _load_on_worker(source: DataSource) -> PreparedDataset:
-    import ray
-
+def _load_on_worker(source: DataSource, files: dict[str, bytes]) -> PreparedDataset:
     from seqbench.atomic import atomic_directory
     from seqbench.data.sequences import load_prepared
 
@@ -113,7 +116,6 @@ def _load_on_worker(source: DataSource) -> PreparedDataset:
     else:
         cache = Path(tempfile.gettempdir()) / "seqbench-ray-data" / source.digest[:16]
         if not (cache / source.name / "meta.json").is_file():
-            files: dict[str, bytes] = ray.get(source.files_ref)
             try:
                 with atomic_directory(cache / source.name) as tmp:
                     for relative, content in files.items():
@@ -140,11 +142,16 @@ class TaskResult:
 
 
 class _Relay:
-    """The worker's progress callback: forwards trainer events to the driver through a Ray queue."""
+    """The worker's progress callback: forwards trainer events to the driver's inbox actor.
 
-    def __init__(self, queue: Any, run_id: str, label: str) -> None:
-        self.queue, self.run_id, self.label = queue, run_id, label
+    Pushes are fire-and-forget (Ray runs one caller's actor calls in order); only :meth:`flush`,
+    once training is over, waits for them, so that the driver sees them before the result.
+    """
+
+    def __init__(self, inbox: Any, run_id: str, label: str) -> None:
+        self.inbox, self.run_id, self.label = inbox, run_id, label
         self.last_batch = 0.0
+        self.last_push: Any = None
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -152,7 +159,13 @@ class _Relay:
             if now - self.last_batch < BATCH_EVENT_SECONDS:
                 return  # every step would flood the driver; the table needs a few per second
             self.last_batch = now
-        self.queue.put((event, info | {"run_id": self.run_id, "label": self.label}))
+        self.last_push = self.inbox.push.remote(event, info | {"run_id": self.run_id, "label": self.label})
+
+    def flush(self) -> None:
+        import ray
+
+        if self.last_push is not None:
+            ray.get(self.last_push)
 
 
 def _failure_reason(stored: StoredRun, error: BaseException | None) -> str:
@@ -171,28 +184,34 @@ def _failure_reason(stored: StoredRun, error: BaseException | None) -> str:
 def train_task(
     config: RunConfig,
     source: DataSource,
+    files: dict[str, bytes],
     device_type: str,
     threads: int,
     pretrain_cache: str,
-    queue: Any,
+    inbox: Any,
     train_fn: TrainFn,
 ) -> TaskResult:
-    """One grid cell on a Ray worker: load the data, train in memory, return the run."""
+    """One grid cell on a Ray worker: load the data, train in memory, return the run.
+
+    ``files`` is the data set's object-store copy, which Ray resolved before the task started.
+    """
     import torch
 
     torch.set_num_threads(threads)
     device = torch.device(device_type)
     run_id, label, host = config.run_id(device.type), run_label(config), socket.gethostname()
-    relay = _Relay(queue, run_id, label)
+    relay = _Relay(inbox, run_id, label)
     relay("run-start", {"host": host})
     started = time.perf_counter()
     try:
-        dataset = _load_on_worker(source)
+        dataset = _load_on_worker(source, files)
         stored, error = train_fn(config, dataset, device, _pretrain_dir(pretrain_cache), relay)
     except SeqbenchError as failure:
         return TaskResult(run_id, "failed", failure.message, time.perf_counter() - started, None, host)
     except Exception as bug:  # before training started (model, loss, data): nothing to store
         return TaskResult(run_id, "failed", f"{type(bug).__name__}: {bug}", time.perf_counter() - started, None, host)
+    finally:
+        relay.flush()
     status = str(stored.row.get("status", "failed"))
     reason = _failure_reason(stored, error) if status == "failed" else str(stored.row.get("reason", ""))
     return TaskResult(stored.run_id, status, reason, time.perf_counter() - started, stored, host)
@@ -286,27 +305,24 @@ class RayExecutor:
         self.connect()
         for config in configs:
             self.device_type(config)  # a usage error (cuda without GPUs) stops the grid before any work
-        from ray.util.queue import Queue
-
         from seqbench.storage.store import RunStore
 
+        ray = _import_ray()
         notify = update or (lambda event, info: None)
         Path(results).mkdir(parents=True, exist_ok=True)  # lets workers on this file system share its pre-training cache
-        queue = Queue(actor_options={"num_cpus": 0})  # progress events from every worker
-        try:
-            sources, outcomes = self._stage_data(configs, Path(data_dir), mirror, notify)
-            tasks = self._submit([c for c in configs if c.dataset in sources], sources, Path(results), queue)
-            outcomes.update(self._collect(tasks, RunStore(results), queue, notify))
-        finally:
-            queue.shutdown()
+        # One inbox per driver job, reused by later grids of this process (an actor is a process).
+        inbox = ray.remote(num_cpus=0)(ProgressInbox).options(name=INBOX_NAME, get_if_exists=True).remote()
+        sources, outcomes = self._stage_data(configs, Path(data_dir), mirror, notify)
+        tasks = self._submit([c for c in configs if c.dataset in sources], sources, Path(results), inbox)
+        outcomes.update(self._collect(tasks, RunStore(results), inbox, notify))
         return [outcomes[key] for key in (id(config) for config in configs)]
 
     def _stage_data(
         self, configs: list[RunConfig], data_dir: Path, mirror: Path | None, notify: Update
-    ) -> tuple[dict[str, DataSource], dict[int, RunOutcome]]:
+    ) -> tuple[dict[str, tuple[DataSource, Any]], dict[int, RunOutcome]]:
         """Put every data set of the grid into the object store once; a missing one fails its runs."""
         ray = _import_ray()
-        sources: dict[str, DataSource] = {}
+        sources: dict[str, tuple[DataSource, Any]] = {}
         failed: dict[int, RunOutcome] = {}
         for name in dict.fromkeys(config.dataset for config in configs):
             try:
@@ -316,7 +332,7 @@ class RayExecutor:
             except Exception as error:  # one unreadable data set must not stop the other runs
                 reason = f"{type(error).__name__}: {error}"
             else:
-                sources[name] = DataSource(name, str(data_dir.resolve()), _digest(files), ray.put(files))
+                sources[name] = (DataSource(name, str(data_dir.resolve()), _digest(files)), ray.put(files))
                 continue
             for config in (c for c in configs if c.dataset == name):
                 failed[id(config)] = self._fail_unsubmitted(config, reason, notify)
@@ -329,7 +345,7 @@ class RayExecutor:
         notify("run-end", info | {"status": "failed", "reason": reason, "metrics": {}})
         return outcome
 
-    def _submit(self, configs: list[RunConfig], sources: dict[str, DataSource], results: Path, queue: Any) -> dict[Any, _Submitted]:
+    def _submit(self, configs: list[RunConfig], sources: dict[str, tuple[DataSource, Any]], results: Path, inbox: Any) -> dict[Any, _Submitted]:
         from seqbench.training.trainer import run_training
 
         ray = _import_ray()
@@ -340,22 +356,23 @@ class RayExecutor:
             device_type = self.device_type(config)
             gpus = self.gpus() if device_type == "cuda" else 0
             ref = remote.options(num_cpus=cpus, num_gpus=gpus, name=f"seqbench:{run_label(config)}").remote(
-                config, sources[config.dataset], device_type, torch_threads(cpus), str(results.resolve() / "pretrain"),
-                queue, self.train_fn or run_training,
+                config, *sources[config.dataset], device_type, torch_threads(cpus), str(results.resolve() / "pretrain"),
+                inbox, self.train_fn or run_training,
             )
             tasks[ref] = _Submitted(config, config.run_id(device_type), run_label(config))
         return tasks
 
-    def _collect(self, tasks: dict[Any, _Submitted], store: Any, queue: Any, notify: Update) -> dict[int, RunOutcome]:
+    def _collect(self, tasks: dict[Any, _Submitted], store: Any, inbox: Any, notify: Update) -> dict[int, RunOutcome]:
         """Write each run as its task finishes; on Ctrl-C cancel the rest and keep what is written."""
         ray = _import_ray()
         started: set[str] = set()
+        ours = {submitted.run_id for submitted in tasks.values()}
         outcomes: dict[int, RunOutcome] = {}
         unfinished = list(tasks)
         try:
             while unfinished:
                 ready, unfinished = ray.wait(unfinished, num_returns=1, timeout=POLL_SECONDS)
-                _relay_events(queue, started, notify)  # a run's events all precede its result
+                _relay_events(inbox, ours, started, notify)  # a run's events all precede its result
                 for ref in ready:
                     submitted = tasks[ref]
                     outcomes[id(submitted.config)] = self._finish(ref, submitted, store, started, notify)
@@ -385,11 +402,10 @@ class RayExecutor:
         return outcome
 
 
-def _relay_events(queue: Any, started: set[str], notify: Update) -> None:
-    pending = queue.size()
-    if not pending:
-        return
-    for event, info in queue.get_nowait_batch(pending):
+def _relay_events(inbox: Any, ours: set[str], started: set[str], notify: Update) -> None:
+    for event, info in _import_ray().get(inbox.drain.remote()):
+        if info["run_id"] not in ours:
+            continue  # late events of a run cancelled in an earlier grid of this process
         if event == "run-start":
             if info["run_id"] in started:
                 continue  # the retry of a task whose worker died starts the same run again

@@ -1,0 +1,25 @@
+"""The progress inbox of the Ray executor: an actor that collects events from every worker.
+
+Kept apart from :mod:`seqbench.training.ray_executor` so that the actor's process imports nothing
+heavy (no torch): it starts in well under a second and holds only a list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Event = tuple[str, dict[str, Any]]
+
+
+class ProgressInbox:
+    """Workers push events without waiting; the driver drains them between results."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def push(self, event: str, info: dict[str, Any]) -> None:
+        self.events.append((event, info))
+
+    def drain(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
