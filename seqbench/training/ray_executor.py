@@ -45,7 +45,6 @@ INSTALL_HINT = "pip install 'seqbench[ray]'"
 POLL_SECONDS = 0.2  # how often the driver relays worker progress while it waits for results
 BATCH_EVENT_SECONDS = 0.5  # workers forward at most two "batch" events a second per run
 TASK_RETRIES = 1  # Ray re-runs a task once when its worker process or node dies
-INBOX_NAME = "seqbench-progress"  # named within this driver's job (Ray gives each job a namespace)
 
 # (config, dataset, device, pretrain_cache, progress) -> (stored run, error or None)
 TrainFn = Callable[..., "tuple[StoredRun, BaseException | None]"]
@@ -307,11 +306,9 @@ class RayExecutor:
             self.device_type(config)  # a usage error (cuda without GPUs) stops the grid before any work
         from seqbench.storage.store import RunStore
 
-        ray = _import_ray()
         notify = update or (lambda event, info: None)
         Path(results).mkdir(parents=True, exist_ok=True)  # lets workers on this file system share its pre-training cache
-        # One inbox per driver job, reused by later grids of this process (an actor is a process).
-        inbox = ray.remote(num_cpus=0)(ProgressInbox).options(name=INBOX_NAME, get_if_exists=True).remote()
+        inbox = _progress_inbox()
         sources, outcomes = self._stage_data(configs, Path(data_dir), mirror, notify)
         tasks = self._submit([c for c in configs if c.dataset in sources], sources, Path(results), inbox)
         outcomes.update(self._collect(tasks, RunStore(results), inbox, notify))
@@ -400,6 +397,19 @@ class RayExecutor:
             started.add(outcome.run_id)
         notify("run-end", info | {"status": outcome.status, "reason": outcome.reason, "metrics": metrics, "host": result.host})
         return outcome
+
+
+# One inbox per Ray job, kept (and so kept alive) for later grids of this process: an actor is a
+# process of its own, not worth starting per grid.
+_INBOXES: dict[str, Any] = {}
+
+
+def _progress_inbox() -> Any:
+    ray = _import_ray()
+    job = ray.get_runtime_context().get_job_id()
+    if job not in _INBOXES:
+        _INBOXES[job] = ray.remote(num_cpus=0)(ProgressInbox).remote()
+    return _INBOXES[job]
 
 
 def _relay_events(inbox: Any, ours: set[str], started: set[str], notify: Update) -> None:
