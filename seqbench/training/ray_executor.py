@@ -247,6 +247,7 @@ class RayExecutor:
     gpus_per_run: float | None = None
     train_fn: TrainFn | None = None
     started_ray: bool = field(default=False, init=False)
+    _cluster_gpus: float | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.cpus_per_run is not None and self.cpus_per_run <= 0:
@@ -272,7 +273,9 @@ class RayExecutor:
         except (ConnectionError, ValueError, RuntimeError) as error:
             where = self.address or "this machine"
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise InputError(f"cannot start or join Ray at {where} ({first}): start a head with `ray start --head`") from None
+            # Ray's own message already names the fix when a package is missing (ray[client]).
+            hint = "" if "pip install" in first else "; is a Ray head running there? (`ray start --head`)"
+            raise InputError(f"cannot start or join Ray at {where}: {first}{hint}") from None
         self.started_ray = self.address is None
 
     def close(self) -> None:
@@ -284,7 +287,9 @@ class RayExecutor:
     def gpus(self) -> float:
         if self.gpus_per_run is not None:
             return self.gpus_per_run
-        return 1.0 if _import_ray().cluster_resources().get("GPU", 0) > 0 else 0.0
+        if self._cluster_gpus is None:
+            self._cluster_gpus = float(_import_ray().cluster_resources().get("GPU", 0))
+        return 1.0 if self._cluster_gpus > 0 else 0.0
 
     def cpus(self) -> float:
         return 1.0 if self.cpus_per_run is None else self.cpus_per_run
@@ -384,7 +389,7 @@ class RayExecutor:
         try:
             result: TaskResult = ray.get(ref)
         except ray.exceptions.RayError as error:  # the worker or its node died, even after the retry
-            result = TaskResult(submitted.run_id, "failed", _ray_failure(error), 0.0, None, "")
+            result = TaskResult(submitted.run_id, "failed", _ray_failure(ray, error), 0.0, None, "")
         if result.stored is not None:
             store.write(result.stored)  # the same atomic write, under the same run id, as a local run
         metrics = {}
@@ -423,12 +428,13 @@ def _relay_events(inbox: Any, ours: set[str], started: set[str], notify: Update)
         notify(event, info)
 
 
-def _ray_failure(error: BaseException) -> str:
+def _ray_failure(ray: Any, error: BaseException) -> str:
+    """One line for the table and the store's reason column, out of Ray's multi-line reports."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    detail = lines[0] if lines else ""
-    kind = type(error).__name__
-    if "Died" in kind or "Crashed" in kind or "OutOfMemory" in kind or "Unavailable" in kind:
-        return f"Ray worker died ({kind}, after {TASK_RETRIES} retry): {detail}"[:500]
+    detail, kind = (lines[0] if lines else ""), type(error).__name__
+    died = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError)
+    if isinstance(error, died):
+        return f"Ray worker died ({kind}, also on its retry): {detail}"[:500]
     return f"{kind}: {detail}"[:500]
 
 
