@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from seqbench.reporting.frontier import NDCG_COLUMN, frontier_table
 from seqbench.reporting.runs import FRONTIER_METRIC, completed_runs, dataset_display, model_display
@@ -53,6 +54,10 @@ def _grid(count: int, width: float = 5.2, height: float = 4.0) -> tuple[Figure, 
     return figure, axes[:count]
 
 
+def _plain(value: float, _position: int) -> str:
+    return f"{value:g}"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
@@ -80,6 +85,9 @@ def frontier_figure(table: pd.DataFrame, stem: Path) -> list[Path]:
         ax.scatter(front["peak_memory_bytes"] / scale, front[NDCG_COLUMN], facecolors="none",
                    edgecolors="black", s=160, linewidths=1.2, zorder=4)
         ax.set_xscale("log")
+        # Plain numbers read better than 6x10^1 for memory that spans only a decade or two.
+        ax.xaxis.set_major_formatter(FuncFormatter(_plain))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_plain))
         ax.set_title(dataset_display(dataset))
         ax.set_xlabel(f"peak training memory ({unit}, log scale)")
         ax.set_ylabel(f"test {FRONTIER_METRIC}")

@@ -48,9 +48,8 @@ def frontier_table(runs: pd.DataFrame, group_by: Sequence[str] = ("dataset",)) -
             done[column] = np.nan
     points = done.dropna(subset=["peak_memory_bytes", NDCG_COLUMN]).reset_index(drop=True)
     points["on_frontier"] = False
-    for _, index in points.groupby(list(group_by), sort=False).groups.items():
-        group = points.loc[index]
-        points.loc[index, "on_frontier"] = pareto_mask(group["peak_memory_bytes"].to_numpy(), group[NDCG_COLUMN].to_numpy())
+    for _, group in points.groupby(list(group_by), sort=False):
+        points.loc[group.index, "on_frontier"] = pareto_mask(group["peak_memory_bytes"].to_numpy(), group[NDCG_COLUMN].to_numpy())
     points["on_frontier"] = points["on_frontier"].astype(bool)
     table = points.sort_values([*group_by, "peak_memory_bytes", NDCG_COLUMN], ascending=[True] * len(group_by) + [True, False])
     table = table[COLUMNS].reset_index(drop=True)
@@ -59,6 +58,8 @@ def frontier_table(runs: pd.DataFrame, group_by: Sequence[str] = ("dataset",)) -
         "formats": {"peak_memory_bytes": "bytes", NDCG_COLUMN: "number", "train_seconds": "seconds", "on_frontier": "text", "seed": "text"},
         "bold_where": {NDCG_COLUMN: "on_frontier"},
         "hidden": ["run_id"],
+        "headers": {"peak_memory_bytes": "peak memory", NDCG_COLUMN: f"test {FRONTIER_METRIC}", "train_seconds": "train time",
+                    "on_frontier": "frontier"},
         "stub": ["dataset", "model", "loss", "seed"],
         "notes": ["on_frontier: no run of the data set needs less memory and reaches a higher NDCG@10."],
     })

@@ -95,7 +95,8 @@ def frame_display(frame: pd.DataFrame) -> DisplayTable:
 
     attrs keys: ``title``; ``formats`` {column: "number"|"percent"|"bytes"|"seconds"|"p"|"text"};
     ``bold_where`` {column: boolean column} (bold that cell where the boolean is true);
-    ``hidden`` [columns kept for CSV/JSON but not printed]; ``stub`` [leading key columns].
+    ``hidden`` [columns kept for CSV/JSON but not printed]; ``stub`` [leading key columns];
+    ``headers`` {column: printed header}.
     """
     formats: dict[str, str] = frame.attrs.get("formats", {})
     bold_where: dict[str, str] = frame.attrs.get("bold_where", {})
@@ -114,7 +115,9 @@ def frame_display(frame: pd.DataFrame) -> DisplayTable:
             bold = column in bold_where and bool(record[bold_where[column]])
             cells.append(Cell(text, bold))
         rows.append((keys, cells))
-    return DisplayTable(frame.attrs.get("title", ""), stub, [("", values)], rows, list(frame.attrs.get("notes", [])))
+    headers: dict[str, str] = frame.attrs.get("headers", {})
+    return DisplayTable(frame.attrs.get("title", ""), [headers.get(c, c) for c in stub],
+                        [("", [headers.get(c, c) for c in values])], rows, list(frame.attrs.get("notes", [])))
 
 
 # --- the four formats ---------------------------------------------------------------------------
@@ -125,8 +128,9 @@ def to_rich(table: GridTable | pd.DataFrame) -> Table:
     for name in display.stub:
         out.add_column(rich_escape(name), no_wrap=True)
     for group, names in display.groups:
-        for name in names:
-            header = f"{group}\n{name}" if group else name
+        for i, name in enumerate(names):
+            # A group's name heads only its first column: rich cannot span, and repeats read as noise.
+            header = f"{group if i == 0 else ''}\n{name}" if group else name
             out.add_column(rich_escape(header), justify="right", no_wrap=True)
     for keys, cells in display.rows:
         texts = [rich_escape(c.text) for c in cells]
