@@ -72,6 +72,8 @@ def test_grid_shape_and_numbers_match_stored_runs(seeded):
     assert len(display.rows) == len(METRICS)  # one data set
     assert [len(names) for _, names in display.groups] == [4, 4]  # three losses + Improve.
     assert "±" in display.rows[0][1][0].text
+    text = render(grid, "text")  # nothing cropped or wrapped: every cell appears whole
+    assert all(cell.text in text for _, cells in display.rows for cell in cells)
 
 
 def test_improve_and_bold_follow_the_definition(tmp_path):

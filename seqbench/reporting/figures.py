@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -58,6 +59,12 @@ def _plain(value: float, _position: int) -> str:
     return f"{value:g}"
 
 
+def _plain_minor(value: float, position: int) -> str:
+    # Label only 2x and 5x of each decade: all nine minor ticks collide near the decade.
+    mantissa = value / 10 ** np.floor(np.log10(value)) if value > 0 else 0
+    return _plain(value, position) if round(mantissa) in (2, 5) else ""
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
@@ -87,7 +94,7 @@ def frontier_figure(table: pd.DataFrame, stem: Path) -> list[Path]:
         ax.set_xscale("log")
         # Plain numbers read better than 6x10^1 for memory that spans only a decade or two.
         ax.xaxis.set_major_formatter(FuncFormatter(_plain))
-        ax.xaxis.set_minor_formatter(FuncFormatter(_plain))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_plain_minor))
         ax.set_title(dataset_display(dataset))
         ax.set_xlabel(f"peak training memory ({unit}, log scale)")
         ax.set_ylabel(f"test {FRONTIER_METRIC}")

@@ -140,8 +140,19 @@ def to_rich(table: GridTable | pd.DataFrame) -> Table:
     return out
 
 
-def render_text(table: GridTable | pd.DataFrame, width: int = 240) -> str:
-    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
+def _natural_width(display: DisplayTable) -> int:
+    """Characters the widest row needs, so a string rendering never wraps or crops a cell."""
+    columns = [[name] for name in display.stub] + [[group, name] for group, names in display.groups for name in names]
+    for keys, cells in display.rows:
+        for column, text in zip(columns, [*keys, *(c.text for c in cells)]):
+            column.append(text)
+    return sum(max(len(text) for text in column) + 3 for column in columns) + 4
+
+
+def render_text(table: GridTable | pd.DataFrame, width: int | None = None) -> str:
+    """Plain-text rendering (a rich table without colour); ``width`` defaults to what fits."""
+    console = Console(file=io.StringIO(), width=width or max(80, _natural_width(_display(table))),
+                      color_system=None, force_terminal=False)
     console.print(to_rich(table))
     return console.file.getvalue()  # type: ignore[attr-defined]
 
