@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,12 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 GIB = 1024**3
 MIB = 1024**2
 PerTimestamp = Mapping[str, Sequence[Mapping[str, float]]]
+
+
+class EpochsSource(Protocol):
+    """What the figures need from a store: a run's per-evaluation table (``RunStore`` has it)."""
+
+    def epochs(self, run_id: str) -> pd.DataFrame: ...
 
 
 def _colors(labels: Sequence[str]) -> dict[str, tuple]:
@@ -176,7 +183,7 @@ def per_timestamp_figure(per_timestamp: PerTimestamp, stem: Path, title: str = "
     return _save(figure, stem)
 
 
-def write_figures(store, runs: pd.DataFrame, plots_dir: Path, per_timestamp: PerTimestamp | None = None) -> list[Path]:
+def write_figures(store: EpochsSource, runs: pd.DataFrame, plots_dir: Path, per_timestamp: PerTimestamp | None = None) -> list[Path]:
     """Write every figure the stored runs allow into ``plots_dir`` (PNG and PDF) and return paths.
 
     ``store`` is a :class:`RunStore` (for the per-evaluation tables), ``runs`` its (filtered) run
@@ -195,7 +202,7 @@ def write_figures(store, runs: pd.DataFrame, plots_dir: Path, per_timestamp: Per
     return paths
 
 
-def _read_epochs(store, run_id: str) -> pd.DataFrame:
+def _read_epochs(store: EpochsSource, run_id: str) -> pd.DataFrame:
     try:
         return store.epochs(run_id)
     except OSError:  # a run without an epochs table simply has no curve
