@@ -160,7 +160,7 @@ def report(
     mirror: Path | None,
 ) -> None:
     from seqbench.cli.common import out_console
-    from seqbench.reporting import frontier_table, improvement_grid, reference_table, render
+    from seqbench.reporting import frame_records, frontier_table, improvement_grid, reference_table, render, significance_frame
     from seqbench.storage.store import RunStore, filter_runs
 
     store = RunStore(results)
@@ -174,13 +174,16 @@ def report(
     tables: dict[str, Any] = {}
     if table in ("grid", "all"):
         tables["grid"] = improvement_grid(completed, store, proposed=proposed, baselines=baseline_list)
+        tables["significance"] = significance_frame(tables["grid"])
     if table in ("frontier", "all"):
         tables["frontier"] = frontier_table(completed)
     if table in ("reference", "all"):
         tables["reference"] = reference_table(completed, source=source)
     figures = write_plots(store, completed, plots, data_dir, mirror) if plots else []
+    for note in getattr(tables.get("grid"), "notes", []):
+        err_console.print(note, highlight=False)
     if as_json:
-        emit_json({"runs": runs.to_dict(orient="records"), "tables": {name: as_records(value) for name, value in tables.items()}, "figures": [str(p) for p in figures]})
+        emit_json({"runs": frame_records(runs), "tables": {name: as_records(value) for name, value in tables.items()}, "figures": [str(p) for p in figures]})
         return
     for name, value in tables.items():
         if fmt == "text":
@@ -193,13 +196,15 @@ def report(
 TITLES = {
     "grid": "Improvement grid (test metrics; Improve. = (proposed - best baseline) / best baseline)",
     "frontier": "Peak training memory versus test NDCG@10 (Pareto frontier marked)",
+    "significance": "Significance of the proposed loss against the best baseline (p-values)",
     "reference": "Reproduced versus published",
 }
 
 
 def as_records(value: Any) -> list[dict[str, Any]]:
-    frame = value.frame if hasattr(value, "frame") else value
-    return frame.to_dict(orient="records")
+    from seqbench.reporting import frame_records
+
+    return value.records() if hasattr(value, "records") else frame_records(value)
 
 
 def write_plots(store: Any, runs: Any, plots: Path, data_dir: Path, mirror: Path | None) -> list[Path]:
