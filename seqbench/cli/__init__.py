@@ -3,7 +3,7 @@
 from seqbench.cli.app import app
 
 # One import per command module; importing registers the command on ``app``.
-# (command modules are added here as they land)
+from seqbench.cli import prepare as _prepare  # noqa: F401,E402  (registers `prepare`)
 
 
 def main() -> None:

@@ -150,7 +150,7 @@ def _meta(entry: DatasetEntry, stats: dict[str, Any], report: FilterReport, spli
         "citation": entry.citation,
         "license": entry.license,
         "recipe": entry_dict["recipe"],
-        "split": {**entry_dict["split"], **split.info},
+        "split": {**entry_dict["split"], **split.info, "method": entry.split.kind},
         "sources": _source_meta(fetched),
         "synthetic": dataclasses.asdict(params) if params is not None else None,
         "statistics": stats,
