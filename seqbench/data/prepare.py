@@ -230,7 +230,7 @@ def list_datasets(data_dir: Path, registry: Registry | None = None) -> list[dict
             "prepared": prepared,
             "path": str(Path(data_dir) / entry.name) if prepared else None,
             "split": entry.split.kind,
-            "source": "generated" if entry.synthetic is not None else ("manual download" if entry.manual_download else "download or mirror"),
+            "source": "generated" if entry.synthetic is not None else ("manual" if entry.manual_download else "download"),
             "description": entry.description,
         })
     return rows
