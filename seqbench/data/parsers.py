@@ -108,7 +108,7 @@ def _strings(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     return values.to_numpy(dtype=object)
 
 
-def _datetimes(frame: pd.DataFrame, column: str, path: Path, fmt: str | None) -> np.ndarray:
+def _datetimes(frame: pd.DataFrame, column: str, path: Path, fmt: str) -> np.ndarray:
     """Seconds since the epoch (UTC) of date strings; unparseable dates name their line."""
     parsed = pd.to_datetime(frame[column].str.strip(), format=fmt, errors="coerce", utc=True)
     bad = parsed.isna().to_numpy()
@@ -188,7 +188,7 @@ def parse_yelp_review_json(path: Path) -> pd.DataFrame:
         numbers.append(number)
     frame = pd.DataFrame({"date": dates}, index=np.asarray(numbers, dtype=np.int64))
     return _interactions(np.asarray(users, dtype=object), np.asarray(items, dtype=object),
-                         _datetimes(frame, "date", path, None), np.asarray(stars, dtype=np.float64))
+                         _datetimes(frame, "date", path, "ISO8601"), np.asarray(stars, dtype=np.float64))
 
 
 def parse_s3rec_sequences(path: Path) -> pd.DataFrame:
