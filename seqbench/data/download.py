@@ -13,6 +13,7 @@ import hashlib
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -185,7 +186,7 @@ def extract_member(archive: Path, member: str, target: Path) -> str:
                 raise InputError(f"archive {archive} has no member '{member}': check the registry entry's member path")
             with bundle.open(member) as reader, atomic_file(target) as tmp:
                 return _copy_hashing(reader, tmp, bundle.getinfo(member).file_size, f"extract {member}", False)
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as error:
+    except (zipfile.BadZipFile, EOFError, zlib.error, zipfile.LargeZipFile) as error:
         raise InputError(
             f"corrupt or truncated archive {archive} ({error}): it was deleted; run again to fetch it afresh"
         ) from None
