@@ -1,6 +1,6 @@
 """The built-in ``synthetic`` data set: learnable sequential structure, no download.
 
-Items are grouped into clusters. Each item has a few successors, mostly popular items of its own
+Items are grouped into clusters. Each item has a few successors, mostly random items of its own
 cluster; a user's next item follows the chain with probability ``FOLLOW`` and otherwise jumps to a
 popularity-weighted random item. A model that learns the transitions ranks the next item far above
 what popularity ranking can; item attributes name the cluster (plus noise), so attribute
@@ -45,8 +45,9 @@ def _successors(rng: np.random.Generator, cluster: np.ndarray, popularity: np.nd
     table = np.empty((items, SUCCESSORS), dtype=np.int64)
     for c in np.unique(cluster):  # a loop over clusters (tens), not users
         members = np.flatnonzero(cluster == c)
-        p = popularity[members] / popularity[members].sum()
-        table[members, : SUCCESSORS - 1] = rng.choice(members, size=(len(members), SUCCESSORS - 1), p=p)
+        # Uniform within the cluster: if successors followed popularity too, popularity ranking
+        # would already predict the chain and there would be little left to learn.
+        table[members, : SUCCESSORS - 1] = rng.choice(members, size=(len(members), SUCCESSORS - 1))
     table[:, -1] = rng.choice(items, size=items, p=popularity)
     weights = rng.dirichlet(np.ones(SUCCESSORS), size=items)
     return table, np.cumsum(weights, axis=1)
