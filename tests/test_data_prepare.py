@@ -112,6 +112,29 @@ def test_prepare_raw_data_end_to_end(world: dict[str, Path]) -> None:
     assert (world["data"] / ".raw" / "tiny" / "ratings.csv").read_text() == RATINGS  # raw cache
 
 
+def test_mirror_from_the_environment(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEQBENCH_MIRROR", str(world["mirror"]))
+    monkeypatch.setenv("SEQBENCH_DATA_DIR", str(world["data"]))
+    result = invoke("tiny", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert is_prepared("tiny", world["data"]) and result.stderr == ""
+
+
+def test_a_concurrent_prepare_of_the_same_set_is_not_an_error(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import seqbench.data.prepare as module
+
+    real = module.save_prepared
+
+    def racing(dataset: Any, directory: Path) -> None:
+        real(dataset, directory)
+        if not is_prepared("tiny", world["data"]):  # another process finishes first
+            real(dataset, world["data"] / "tiny")
+
+    monkeypatch.setattr(module, "save_prepared", racing)
+    assert prepare("tiny", world["data"], world["mirror"])["status"] == "prepared"
+    assert load_prepared("tiny", world["data"]).num_items == 3 and leftovers(world["data"], "tiny") == ["tiny"]
+
+
 def test_rerun_is_a_noop_unless_forced(world: dict[str, Path]) -> None:
     args = ("tiny", "--mirror", str(world["mirror"]), "--data-dir", str(world["data"]))
     assert invoke(*args).exit_code == 0

@@ -174,6 +174,8 @@ def _write(dataset: PreparedDataset, sequences: Sequences, target: Path, overwri
             pq.write_table(pa.table({"item": pa.array(np.arange(1, sequences.num_items + 1, dtype=np.int32)),
                                      "original_id": originals}), tmp / "items.parquet")
     except FileExistsError:
+        if is_prepared(target.name, target.parent):
+            return  # another process prepared it meanwhile (e.g. two runs ensuring synthetic at once)
         raise InputError(f"{target} exists but is not a prepared data set: remove it, or run with --force") from None
     except OSError as error:
         raise RuntimeFailure(f"writing {target} failed ({error.strerror or error}): free disk space or fix permissions, then run again") from None
