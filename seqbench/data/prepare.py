@@ -73,7 +73,7 @@ def synthetic_params(entry: DatasetEntry, overrides: dict[str, str] | None) -> S
 
 def _load_sources(entry: DatasetEntry, data_dir: Path, mirror: Path | None, show: bool) -> tuple[pd.DataFrame, pd.DataFrame | None, list[FetchedFile]]:
     fetched = [fetch(source, Path(data_dir) / RAW_DIR, mirror, show, entry.manual_download) for source in entry.files]
-    frames = {"interactions": [], "attributes": []}
+    frames: dict[str, list[pd.DataFrame]] = {"interactions": [], "attributes": []}
     for item in fetched:
         _say(show, f"  parsing {item.path.name} ({item.source.format})")
         frames[item.source.role].append(parsers.parse(item.source.format, item.path, item.source.role))
@@ -215,7 +215,7 @@ def prepare(
     start = time.perf_counter()
     _say(progress, f"{name}: preparing ({entry.description})")
     dataset, sequences = _build(entry, data_dir, Path(mirror) if mirror else None, wanted, progress)
-    _write(dataset, sequences, target, overwrite=True if force or is_prepared(name, data_dir) else False)
+    _write(dataset, sequences, target, overwrite=force or is_prepared(name, data_dir))
     seconds = round(time.perf_counter() - start, 3)
     _say(progress, f"{name}: written to {target} in {seconds:.1f} s")
     return _row(name, dataset.meta["statistics"], target, "prepared", seconds=seconds,
