@@ -200,6 +200,11 @@ def test_missing_mirror_file(world: dict[str, Path]) -> None:
     assert_clean_failure(result, 2, world["data"], "tiny", "missing mirror file", "tiny/movies.csv")
 
 
+def test_missing_mirror_directory(world: dict[str, Path]) -> None:
+    result = invoke("tiny", "--mirror", str(world["root"] / "nowhere"), "--data-dir", str(world["data"]))
+    assert_clean_failure(result, 2, world["data"], "tiny", "mirror directory", "nowhere does not exist")
+
+
 def test_checksum_mismatch_names_file_hashes_and_keeps_no_copy(world: dict[str, Path]) -> None:
     (world["mirror"] / "tiny" / "ratings.csv").write_text(RATINGS + "5,10,4.0,1\n")
     result = invoke("tiny", "--mirror", str(world["mirror"]), "--data-dir", str(world["data"]))

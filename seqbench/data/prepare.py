@@ -211,6 +211,8 @@ def prepare(
         if wanted is None or meta.get("synthetic") == dataclasses.asdict(wanted):
             _say(progress, f"{name}: already prepared in {target} (use --force to rebuild)")
             return _row(name, meta["statistics"], target, "already prepared", users_dropped=meta.get("users_dropped", 0))
+    if mirror is not None and entry.files and not Path(mirror).is_dir():
+        raise InputError(f"mirror directory {mirror} does not exist: pass the folder that holds s3rec/, raw/, ... (--mirror, SEQBENCH_MIRROR)")
     check_writable(data_dir)
     start = time.perf_counter()
     _say(progress, f"{name}: preparing ({entry.description})")
