@@ -103,6 +103,12 @@ def test_filter_reports_and_refuses_an_empty_result() -> None:
         filter_interactions(data, Recipe(dedup="first", user_k=5, item_k=5), "tiny")
 
 
+def test_empty_input_is_named_as_such() -> None:
+    empty = pd.DataFrame({"user": pd.Series([], dtype=int), "item": pd.Series([], dtype=int)})
+    with pytest.raises(InputError, match="the source files of tiny hold no interactions"):
+        filter_interactions(empty, Recipe(user_k=0, item_k=0), "tiny")
+
+
 def test_min_rating_needs_ratings() -> None:
     data = frame([(1, 1, 1)])
     with pytest.raises(InputError, match="has no ratings"):

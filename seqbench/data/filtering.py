@@ -87,6 +87,8 @@ def kcore(frame: pd.DataFrame, user_k: int, item_k: int) -> tuple[pd.DataFrame, 
 def filter_interactions(frame: pd.DataFrame, recipe: Recipe, source: str) -> tuple[pd.DataFrame, FilterReport]:
     """Apply the recipe; no rows left is an input error naming the recipe to relax."""
     report = FilterReport(rows_parsed=len(frame))
+    if len(frame) == 0:
+        raise InputError(f"the source files of {source} hold no interactions: check that they are the published files")
     frame = chronological(frame)
     if recipe.min_rating is not None:
         if "rating" not in frame:
