@@ -82,11 +82,11 @@ def choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
 
 def known_datasets(data_dir: Path) -> list[str]:
     """Registered data sets plus any prepared directory (a user's own data set counts too)."""
-    from seqbench.data.registry import dataset_names
+    from seqbench.data.registry import load_registry
     from seqbench.data.sequences import is_prepared
 
     prepared = [p.name for p in Path(data_dir).glob("*") if p.is_dir() and is_prepared(p.name, data_dir)]
-    return sorted(set(dataset_names()) | set(prepared))
+    return sorted(set(load_registry().names()) | set(prepared))
 
 
 def grid_names(datasets: str, models: str, losses: str, seeds: str, data_dir: Path) -> dict[str, list[Any]]:
