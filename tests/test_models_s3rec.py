@@ -75,7 +75,7 @@ def test_batch_masks_segments_negatives_and_attributes() -> None:
     assert torch.equal(batch.masked_items, torch.where(batch.item_mask, mask_id, items))
     clash = (batch.negatives[:, :, None] == items[:, None, :]).any(-1)
     assert clash[batch.item_mask].float().mean() < 0.01
-    assert torch.equal(batch.attributes[0, -1], table[items[0, -1]]) and table[items[0, -1]].sum() == 2
+    assert torch.equal(batch.attributes[0, -1], table[items[0, -1]].float()) and table[items[0, -1]].sum() == 2
     long_rows = items[real.sum(1) >= 2]
     assert batch.segment_context.shape == long_rows.shape
     in_segment = batch.segment_context == mask_id

@@ -18,7 +18,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,6 @@ class PretrainResult:
     seconds: float = 0.0
     from_cache: bool = False
     key: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[Any]:
         # Unpacks as the (state_dict, per-epoch losses) pair: ``weights, losses = pretrain_s3rec(...)``.
@@ -63,7 +62,10 @@ def pretrain_samples(train: Ragged, max_len: int) -> np.ndarray:
 
 
 def attribute_table(dataset: PreparedDataset) -> Tensor | None:
-    """(N + 2) x A float multi-hot table (row 0 = padding, row N + 1 = [MASK], both empty)."""
+    """(N + 2) x A multi-hot table (row 0 = padding, row N + 1 = [MASK], both empty).
+
+    Stored as uint8 (a quarter of float32: Yelp's is 20k x 1k) and made float per batch.
+    """
     attrs, count = dataset.item_attributes, dataset.num_attributes
     if attrs is None or count < 1 or len(attrs.values) == 0:
         return None
@@ -72,8 +74,8 @@ def attribute_table(dataset: PreparedDataset) -> Tensor | None:
         raise InputError(f"item attribute ids must lie in 1..{count} (num_attributes), found {values.min()}..{values.max()}")
     if rows.max() > dataset.num_items:
         raise InputError(f"item_attributes has rows beyond item {dataset.num_items}")
-    table = torch.zeros(dataset.num_items + 2, count)
-    table[torch.from_numpy(rows), torch.from_numpy(values - 1)] = 1.0  # duplicates collapse to 1
+    table = torch.zeros(dataset.num_items + 2, count, dtype=torch.uint8)
+    table[torch.from_numpy(rows), torch.from_numpy(values - 1)] = 1  # duplicates collapse to 1
     return table
 
 
@@ -133,11 +135,20 @@ def make_batch(
         masked_items=torch.where(item_mask, torch.full_like(items, mask_id), items),
         item_mask=item_mask,
         negatives=_mip_negatives(items, num_items, generator),
-        attributes=None if attributes is None else attributes[items],
+        attributes=None if attributes is None else attributes[items].float(),
         segment_context=context,
         segment_positive=positive,
         segment_negative=negative,
     )
+
+
+@dataclass
+class _Tensors:
+    """What every batch draws from, already on the training device."""
+
+    device: torch.device
+    attributes: Tensor | None
+    long_sequence: Tensor  # all training sequences concatenated: the source of SP negatives
 
 
 def _epoch(
@@ -145,7 +156,7 @@ def _epoch(
     optimizer: torch.optim.Optimizer,
     samples: Tensor,
     order: np.ndarray,
-    data: dict[str, Any],
+    data: _Tensors,
     weights: dict[str, float],
     generator: torch.Generator,
 ) -> dict[str, float]:
@@ -154,8 +165,8 @@ def _epoch(
     counts = {name: 0 for name in weights}
     index = torch.from_numpy(order)
     for begin in range(0, len(order), config.pretrain_batch_size):
-        items = samples[index[begin : begin + config.pretrain_batch_size]].to(data["device"])
-        batch = make_batch(items, model.num_items, config.mask_prob, data["attributes"], data["long"], generator)
+        items = samples[index[begin : begin + config.pretrain_batch_size]].to(data.device)
+        batch = make_batch(items, model.num_items, config.mask_prob, data.attributes, data.long_sequence, generator)
         terms = model.pretrain_terms(batch)
         loss = sum(weights[name] * value for name, (value, _) in terms.items())
         if not torch.isfinite(loss):
@@ -199,11 +210,11 @@ def pretrain_s3rec(
     samples = torch.from_numpy(pretrain_samples(dataset.train, max_len))
     if len(samples) == 0:
         raise InputError(f"data set '{dataset.name}' has no training items to pre-train S3-Rec on")
-    data = {
-        "device": device,
-        "attributes": None if attributes is None else attributes.to(device),
-        "long": torch.from_numpy(dataset.train.values).to(device),
-    }
+    data = _Tensors(
+        device=device,
+        attributes=None if attributes is None else attributes.to(device),
+        long_sequence=torch.from_numpy(dataset.train.values).to(device),
+    )
     cuda = [device.index or 0] if device.type == "cuda" else []
     started = time.perf_counter()
     with torch.random.fork_rng(devices=cuda):
