@@ -70,6 +70,8 @@ def test_shapes_tied_table_and_score_all(name: str, params: dict) -> None:
     assert hidden.shape == (4, 10, 16)
     assert table.shape == (31, 16)  # exactly N + 1 rows: a [MASK] row is never scored
     assert torch.count_nonzero(hidden[BATCH == 0]) == 0
+    empty = model(torch.zeros(2, 10, dtype=torch.long))  # all-padding rows: no NaN, all zero
+    assert torch.count_nonzero(empty) == 0 and torch.isfinite(empty).all()
     if model.item_bias() is not None:  # make the bias matter for the check below
         with torch.no_grad():
             model.item_bias().normal_()

@@ -29,7 +29,7 @@ from torch import Tensor
 from seqbench.atomic import atomic_file
 from seqbench.data.sequences import PreparedDataset, Ragged, windows_ending_at
 from seqbench.errors import InputError, RuntimeFailure
-from seqbench.models.s3rec import OBJECTIVES, PretrainBatch, S3Rec, S3RecConfig
+from seqbench.models.s3rec import PretrainBatch, S3Rec, S3RecConfig
 
 Progress = Callable[[int, dict[str, float]], None]
 CACHE_VERSION = 1

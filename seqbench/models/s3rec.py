@@ -30,7 +30,6 @@ from seqbench.models.base import SequentialRecommender
 from seqbench.models.sasrec import SASRec, SASRecConfig, build_encoder
 from seqbench.models.transformer import init_normal_
 
-OBJECTIVES = ("aap", "mip", "map", "sp")
 
 
 @dataclass
