@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,12 @@ import pytest
 import torch
 
 from seqbench.data.sequences import EvalSplit, PreparedDataset, Ragged
+from seqbench.errors import InputError
 from seqbench.models.pretrain import (
     attribute_table,
     cache_path,
     cached_pretrain,
+    load_or_pretrain,
     make_batch,
     pretrain_key,
     pretrain_s3rec,
@@ -117,8 +120,8 @@ def test_pretraining_is_seeded_and_leaves_the_callers_rng_alone() -> None:
 
 def test_cache_reuses_weights_and_keys_on_the_config(tmp_path: Path) -> None:
     dataset = tiny_dataset()
-    first = cached_pretrain(dataset, SMALL, tmp_path, epochs=1, seed=0, max_len=10)
-    second = cached_pretrain(dataset, SMALL, tmp_path, epochs=1, seed=0, max_len=10)
+    first = load_or_pretrain(dataset, SMALL, tmp_path, epochs=1, seed=0, max_len=10)
+    second = load_or_pretrain(dataset, SMALL, tmp_path, epochs=1, seed=0, max_len=10)
     assert not first.from_cache and second.from_cache and first.key == second.key
     assert second.epoch_losses == first.epoch_losses
     assert all(torch.equal(first.state_dict[k], second.state_dict[k]) for k in first.state_dict)
@@ -160,3 +163,27 @@ def test_pretraining_on_lastfm_from_the_mirror(mirror: Path) -> None:
     result = pretrain_s3rec(subset, S3RecConfig(), epochs=1, seed=0, max_len=20)
     assert result.objectives == ["aap", "mip", "map", "sp"]
     assert all(np.isfinite(v) for v in result.epoch_losses[0].values())
+
+
+@dataclass
+class Run:
+    """The fields of the trainer's RunConfig that ``cached_pretrain`` reads."""
+
+    model: str = "s3rec"
+    model_params: dict = field(default_factory=lambda: {"hidden_size": 32, "pretrain_batch_size": 50})
+    max_len: int = 10
+    seed: int = 0
+    pretrain_epochs: int = 1
+
+
+def test_trainer_entry_point_pretrains_caches_and_reports(tmp_path: Path) -> None:
+    dataset = tiny_dataset(with_attributes=False)
+    weights, note = cached_pretrain(dataset, Run(), "cpu", tmp_path)
+    again, note_again = cached_pretrain(dataset, Run(), "cpu", tmp_path)
+    assert "pre-trained 1 epochs (mip, sp)" in note and "MIP and SP only" in note
+    assert "reused from cache" in note_again and "reused" not in note
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+    model = build_model("s3rec", dataset.num_items, 10, Run().model_params)
+    model.load_pretrained(weights)
+    with pytest.raises(InputError, match="s3rec only"):
+        cached_pretrain(dataset, Run(model="sasrec"), "cpu", None)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -185,7 +185,7 @@ def _epoch(
 def pretrain_s3rec(
     dataset: PreparedDataset,
     config: S3RecConfig,
-    epochs: int | None = None,
+    epochs: int,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
@@ -197,7 +197,6 @@ def pretrain_s3rec(
     attributes); ``note`` says so. The caller's global RNG state is left untouched.
     """
     config = config.resolved()
-    epochs = config.pretrain_epochs if epochs is None else epochs
     if epochs < 0:
         raise InputError(f"pre-training epochs must be >= 0, got {epochs}")
     device = torch.device(device)
@@ -263,21 +262,21 @@ def cache_path(cache_dir: Path, dataset_name: str, key: str) -> Path:
     return Path(cache_dir) / f"s3rec-pretrain-{safe}-{key[:20]}.pt"
 
 
-def cached_pretrain(
+def load_or_pretrain(
     dataset: PreparedDataset,
     config: S3RecConfig,
-    cache_dir: Path,
-    epochs: int | None = None,
+    cache_dir: Path | None,
+    epochs: int,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
     max_len: int = 50,
 ) -> PretrainResult:
-    """:func:`pretrain_s3rec`, reusing weights stored under ``cache_dir`` for the same key."""
-    epochs = config.resolved().pretrain_epochs if epochs is None else epochs
+    """:func:`pretrain_s3rec`, reusing weights stored under ``cache_dir`` for the same key
+    (``cache_dir=None``: no cache)."""
     key = pretrain_key(dataset, config, epochs, seed, max_len)
-    path = cache_path(cache_dir, dataset.name, key)
-    if path.is_file():
+    path = None if cache_dir is None else cache_path(cache_dir, dataset.name, key)
+    if path is not None and path.is_file():
         stored = torch.load(path, map_location="cpu", weights_only=True)
         if stored.get("key") == key:
             return PretrainResult(
@@ -286,10 +285,43 @@ def cached_pretrain(
             )
     result = pretrain_s3rec(dataset, config, epochs, seed, device, progress, max_len)
     result.key = key
-    payload = {
-        "key": key, "state_dict": result.state_dict, "epoch_losses": result.epoch_losses,
-        "objectives": result.objectives, "note": result.note, "seconds": result.seconds,
-    }
-    with atomic_file(path) as tmp:
-        torch.save(payload, tmp)
+    if path is not None:
+        payload = {
+            "key": key, "state_dict": result.state_dict, "epoch_losses": result.epoch_losses,
+            "objectives": result.objectives, "note": result.note, "seconds": result.seconds,
+        }
+        with atomic_file(path) as tmp:
+            torch.save(payload, tmp)
     return result
+
+
+class RunSettings(Protocol):
+    """The fields of a run's config that pre-training depends on (``RunConfig`` has them)."""
+
+    model: str
+    model_params: dict[str, Any]
+    max_len: int
+    seed: int
+    pretrain_epochs: int
+
+
+def cached_pretrain(
+    dataset: PreparedDataset,
+    run: RunSettings,
+    device: str | torch.device,
+    cache_dir: Path | None,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Tensor], str]:
+    """The trainer's entry point: pre-train (or reuse) for a run; returns (weights, note for the run)."""
+    from seqbench.models.registry import make_config
+
+    if run.model != "s3rec":
+        raise InputError(f"pretrain_epochs applies to model s3rec only, not '{run.model}': set pretrain_epochs 0")
+    config = make_config("s3rec", run.model_params)
+    result = load_or_pretrain(dataset, config, cache_dir, run.pretrain_epochs, run.seed, device, progress, run.max_len)
+    final = result.epoch_losses[-1] if result.epoch_losses else {}
+    summary = ", ".join(f"{name} {value:.4f}" for name, value in final.items())
+    note = f"S3-Rec pre-trained {run.pretrain_epochs} epochs ({', '.join(result.objectives)})"
+    note += " [reused from cache]" if result.from_cache else f" in {result.seconds:.0f} s"
+    note += f"; final epoch losses: {summary}" if summary else ""
+    return result.state_dict, note + (f"; {result.note}" if result.note else "")
