@@ -1,6 +1,8 @@
 """Pre-train S3-Rec on an S3-Rec-format data set from the offline mirror and time each epoch.
 
-    python scripts/pretrain_s3rec_mirror.py --mirror ../shared/datasets --name LastFM --epochs 1
+    PYTHONPATH=. python scripts/pretrain_s3rec_mirror.py --mirror ../shared/datasets --name LastFM --epochs 1
+
+(``PYTHONPATH=.`` unless seqbench is installed.)
 
 Reads ``s3rec/<name>.txt`` (``user item item ...`` per line) and ``s3rec/<name>_item2attributes.json``
 straight from the mirror into an in-memory :class:`PreparedDataset` (leave-one-out: the last two
