@@ -199,6 +199,8 @@ def pretrain_s3rec(
     config = config.resolved()
     if epochs < 0:
         raise InputError(f"pre-training epochs must be >= 0, got {epochs}")
+    if config.pretrain_batch_size < 1:
+        raise InputError(f"pretrain_batch_size must be >= 1, got {config.pretrain_batch_size}")
     device = torch.device(device)
     attributes = attribute_table(dataset)
     weights = config.weights()
