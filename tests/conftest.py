@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Test shapes are tiny: intra-op threads only add synchronisation, and with `pytest -n 2` two
+# workers x two OpenMP threads oversubscribe a 2-core machine (measured: 4x slower under load).
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR_CANDIDATES = [os.environ.get("SEQBENCH_MIRROR", ""), str(REPO.parent / "shared" / "datasets")]

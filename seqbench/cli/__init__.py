@@ -3,8 +3,9 @@
 from seqbench.cli.app import app
 
 # One import per command module; importing registers the command on ``app``.
+from seqbench.cli import prepare as _prepare  # noqa: F401,E402
 from seqbench.cli import train as _train  # noqa: F401,E402
-# (command modules are added here as they land)
+from seqbench.cli import compare as _compare  # noqa: F401,E402
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ def sample_ends(sequences: Ragged, max_len: int, augment: str = "none", stride: 
         first = np.repeat(starts + 2 - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
         return sample_rows, first + np.arange(counts.sum(), dtype=np.int64)
     if augment == "windows":
-        step = stride or max_len
+        step = max_len if stride is None else stride  # an explicit 0 is an error, not "default"
         if step < 1:
             raise InputError(f"window stride must be >= 1, got {step}: set augment_stride to a positive integer")
         counts = np.where(keep, (np.maximum(lengths - 2, 0) // step) + 1, 0)

@@ -267,7 +267,7 @@ def run_row(
         "model": config.model,
         "loss": config.loss,
         "seed": config.seed,
-        "split": str(dataset.meta.get("split", {}).get("method", "leave-one-out") if isinstance(dataset.meta.get("split"), dict) else dataset.meta.get("split", "leave-one-out")),
+        "split": split_method(dataset.meta),
         "exclude_seen": config.exclude_seen,
         "positions": trainer.loss.positions,
         "augment": config.augment,
@@ -295,6 +295,12 @@ def run_row(
     for split, evaluation in evaluations.items():
         row.update({f"{split}_{name}": value for name, value in evaluation.metrics.items()})
     return row
+
+
+def split_method(meta: dict[str, Any]) -> str:
+    """The split a prepared data set was cut with (meta.json's ``split.method``)."""
+    split = meta.get("split", "leave-one-out")
+    return str(split.get("method", "leave-one-out")) if isinstance(split, dict) else str(split)
 
 
 def _default_negatives(loss: Loss) -> int:

@@ -1,0 +1,223 @@
+"""``seqbench compare``: run the model x loss grid that is not stored yet, then print paper-style tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from seqbench.cli.app import app
+from seqbench.cli.common import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_RESULTS,
+    DataDirOption,
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    ResultsOption,
+    emit_json,
+    err_console,
+    guarded,
+    parse_list,
+)
+from seqbench.cli.train import MirrorOption, SetOption
+from seqbench.errors import InputError
+
+TABLES = ("grid", "frontier", "reference", "all")
+FORMATS = ("text", "markdown", "latex", "csv")
+EXECUTORS = ("local", "ray")
+# The bare command must finish in a few minutes on a laptop CPU; real data sets get the protocol's
+# 150 epochs with early stopping unless --epochs says otherwise.
+SYNTHETIC_EPOCHS = 8
+
+
+@app.command()
+def compare(
+    datasets: Annotated[str, typer.Option(help="Comma-separated data sets.")] = "synthetic",
+    models: Annotated[str, typer.Option(help="Comma-separated models.")] = "gru4rec,sasrec",
+    losses: Annotated[str, typer.Option(help="Comma-separated losses.")] = "bce,ce,cce",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
+    epochs: Annotated[Optional[int], typer.Option(help=f"Max epochs per run (default: {SYNTHETIC_EPOCHS} on synthetic, else 150).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    set_: SetOption = None,
+    table: Annotated[str, typer.Option(help="grid, frontier, reference or all.")] = "grid",
+    format_: Annotated[str, typer.Option("--format", help="text, markdown, latex or csv.")] = "text",
+    proposed: Annotated[str, typer.Option(help="The loss whose improvement the grid shows.")] = "cce",
+    baselines: Annotated[Optional[str], typer.Option(help="Baselines for Improve. (default: every other loss).")] = None,
+    source: Annotated[str, typer.Option(help="Published results to compare with (reference table).")] = "li2023_cce_table2",
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write figures (PNG and PDF) into this directory.")] = None,
+    no_train: Annotated[bool, typer.Option("--no-train", help="Only print tables from stored runs.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train runs stored as failed again.")] = False,
+    executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster: auto or ray://host:port (default: start a local Ray).")] = None,
+    cpus_per_run: Annotated[Optional[float], typer.Option("--cpus-per-run")] = None,
+    gpus_per_run: Annotated[Optional[float], typer.Option("--gpus-per-run")] = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    results: ResultsOption = DEFAULT_RESULTS,
+    mirror: MirrorOption = None,
+    json_: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Run every dataset x model x loss x seed combination not stored yet, then print tables."""
+
+    def work() -> None:
+        choice("table", table, TABLES)
+        choice("format", format_, FORMATS)
+        choice("executor", executor, EXECUTORS)
+        names = grid_names(datasets, models, losses, seeds, data_dir)
+        configs = grid_configs(names, epochs, device, set_ or [])
+        if not no_train:
+            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run), retry_failed, quiet or json_)
+        report(names, configs, results, data_dir, table, format_, proposed, baselines, source, plots, json_, mirror)
+
+    guarded(work, debug)
+
+
+def choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(f"unknown {what} '{value}': choose one of {', '.join(allowed)}")
+
+
+def known_datasets(data_dir: Path) -> list[str]:
+    """Registered data sets plus any prepared directory (a user's own data set counts too)."""
+    from seqbench.data.registry import load_registry
+    from seqbench.data.sequences import is_prepared
+
+    prepared = [p.name for p in Path(data_dir).glob("*") if p.is_dir() and is_prepared(p.name, data_dir)]
+    return sorted(set(load_registry().names()) | set(prepared))
+
+
+def grid_names(datasets: str, models: str, losses: str, seeds: str, data_dir: Path) -> dict[str, list[Any]]:
+    from seqbench.losses.registry import LOSS_NAMES
+    from seqbench.models.registry import MODELS
+
+    try:
+        seed_values = [int(seed) for seed in parse_list(seeds, "seed")]
+    except ValueError:
+        raise InputError(f"--seeds expects comma-separated integers, got '{seeds}'") from None
+    return {
+        "datasets": parse_list(datasets, "dataset", known_datasets(data_dir)),
+        "models": parse_list(models, "model", sorted(MODELS)),
+        "losses": parse_list(losses, "loss", list(LOSS_NAMES)),
+        "seeds": seed_values,
+    }
+
+
+def grid_configs(names: dict[str, list[Any]], epochs: int | None, device: str | None, sets: list[str]) -> list[Any]:
+    from seqbench.training.config import parse_assignments
+    from seqbench.training.grid import GridSpec, expand
+    from seqbench.training.trainer import make_config
+
+    overrides: dict[str, Any] = parse_assignments(sets)
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    elif "epochs" not in overrides and names["datasets"] == ["synthetic"]:
+        overrides["epochs"] = SYNTHETIC_EPOCHS
+    if device is not None:
+        overrides["device"] = device
+    spec = GridSpec(names["datasets"], names["models"], names["losses"], names["seeds"], overrides)
+    return expand(spec, make_config)
+
+
+def executor_for(name: str, address: str | None, cpus: float | None, gpus: float | None) -> Any:
+    if name == "ray":
+        from seqbench.training.ray_executor import make_ray_executor
+
+        return make_ray_executor(address, cpus, gpus)
+    from seqbench.training.grid import LocalExecutor
+
+    return LocalExecutor()
+
+
+def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results: Path, mirror: Path | None, executor: Any, retry_failed: bool, quiet: bool) -> None:
+    from seqbench.cli.grid_progress import GridProgress
+    from seqbench.data.prepare import ensure_prepared
+    from seqbench.training.grid import run_grid, run_label
+
+    for dataset in datasets:  # fail early, before any training, if a data set is missing
+        ensure_prepared(dataset, data_dir, mirror)
+    with GridProgress([run_label(config) for config in configs], quiet=quiet) as progress:
+        outcomes = run_grid(configs, data_dir, results, executor, mirror, retry_failed, progress)
+    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+    if failed and not quiet:
+        err_console.print(f"{len(failed)} of {len(outcomes)} runs failed (stored with their reason; retry with --retry-failed)")
+
+
+def report(
+    names: dict[str, list[Any]],
+    configs: list[Any],
+    results: Path,
+    data_dir: Path,
+    table: str,
+    fmt: str,
+    proposed: str,
+    baselines: str | None,
+    source: str,
+    plots: Path | None,
+    as_json: bool,
+    mirror: Path | None,
+) -> None:
+    from seqbench.cli.common import out_console
+    from seqbench.reporting import frame_records, frontier_table, improvement_grid, reference_table, render, significance_frame
+    from seqbench.storage.store import RunStore, filter_runs
+
+    store = RunStore(results)
+    runs = filter_runs(store.table(), dataset=names["datasets"], model=names["models"], loss=names["losses"])
+    if not runs.empty:
+        runs = runs[runs["seed"].isin(names["seeds"])].reset_index(drop=True)
+    completed = runs[runs["status"] == "completed"] if not runs.empty else runs
+    if completed.empty:
+        raise InputError(f"no completed runs in {results} for this grid: run `seqbench compare` without --no-train first")
+    baseline_list = parse_list(baselines, "baseline") if baselines else None
+    tables: dict[str, Any] = {}
+    if table in ("grid", "all"):
+        tables["grid"] = improvement_grid(completed, store, proposed=proposed, baselines=baseline_list)
+        tables["significance"] = significance_frame(tables["grid"])
+    if table in ("frontier", "all"):
+        tables["frontier"] = frontier_table(completed)
+    if table in ("reference", "all"):
+        tables["reference"] = reference_table(completed, source=source)
+    figures = write_plots(store, completed, plots, data_dir, mirror) if plots else []
+    for note in getattr(tables.get("grid"), "notes", []):
+        err_console.print(note, highlight=False)
+    if as_json:
+        emit_json({"runs": frame_records(runs), "tables": {name: as_records(value) for name, value in tables.items()}, "figures": [str(p) for p in figures]})
+        return
+    for name, value in tables.items():
+        if fmt == "text":
+            out_console.rule(TITLES[name])
+        out_console.print(render(value, fmt), highlight=False, markup=False, soft_wrap=True)
+    for path in figures:
+        err_console.print(f"wrote {path}")
+
+
+TITLES = {
+    "grid": "Improvement grid (test metrics; Improve. = (proposed - best baseline) / best baseline)",
+    "frontier": "Peak training memory versus test NDCG@10 (Pareto frontier marked)",
+    "significance": "Significance of the proposed loss against the best baseline (p-values)",
+    "reference": "Reproduced versus published",
+}
+
+
+def as_records(value: Any) -> list[dict[str, Any]]:
+    from seqbench.reporting import frame_records
+
+    return value.records() if hasattr(value, "records") else frame_records(value)
+
+
+def write_plots(store: Any, runs: Any, plots: Path, data_dir: Path, mirror: Path | None) -> list[Path]:
+    from seqbench.errors import SeqbenchError
+    from seqbench.reporting import write_figures
+    from seqbench.training.trainer import evaluate_stored
+
+    curves: dict[str, list[dict[str, float]]] = {}
+    for row in runs.itertuples():
+        try:
+            result = evaluate_stored(row.run_id, store.root, data_dir, "test", per_timestamp=True, mirror=mirror)
+        except SeqbenchError as error:  # e.g. a bidirectional model, or sequences too short
+            err_console.print(f"no per-timestamp curve for {row.run_id}: {error.message}")
+            continue
+        curves[f"{row.dataset}/{row.model}/{row.loss}/seed{row.seed}"] = result["per_timestamp"]
+    return write_figures(store, runs, plots, per_timestamp=curves)

@@ -1,0 +1,103 @@
+"""``seqbench prepare NAME...``: fetch, verify, parse, filter, split and store data sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from seqbench.cli.app import app
+from seqbench.cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDirOption,
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    emit_json,
+    guarded,
+    out_console,
+)
+from seqbench.errors import InputError
+
+MirrorOption = Annotated[
+    Optional[Path],
+    typer.Option("--mirror", envvar="SEQBENCH_MIRROR", help="Offline mirror directory to read raw files from instead of downloading."),
+]
+
+
+def parse_assignments(values: list[str] | None) -> dict[str, str]:
+    """``key=value`` pairs of ``--set``."""
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        key, sep, text = value.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set expects key=value, got '{value}': e.g. --set users=5000")
+        pairs[key.strip()] = text.strip()
+    return pairs
+
+
+def _table(title: str, headers: list[str], cells: list[list[str]], squeezable: str | None = None) -> Table:
+    """A table whose columns keep their full width; only ``squeezable`` is cut on narrow screens."""
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for index, header in enumerate(headers):
+        width = max([len(header), *(len(row[index]) for row in cells)])
+        numeric = all(row[index].replace(",", "").replace(".", "").rstrip("%").isdigit() for row in cells) and cells
+        if header == squeezable:
+            table.add_column(header, no_wrap=True, overflow="ellipsis", max_width=64)
+        else:
+            table.add_column(header, no_wrap=True, min_width=width, justify="right" if numeric else "left")
+    for row in cells:
+        table.add_row(*row)
+    return table
+
+
+def _statistics_table(rows: list[dict[str, Any]]) -> Table:
+    cells = [[row["name"], f"{row['users']:,}", f"{row['items']:,}", f"{row['interactions']:,}",
+              f"{row['avg_len']:.2f}", f"{row['density'] * 100:.4f}%"] for row in rows]
+    return _table("Data set statistics", ["Dataset", "Users", "Items", "Interactions", "Avg. length", "Density"], cells)
+
+
+def _list_table(rows: list[dict[str, Any]], width: int) -> Table:
+    headers = ["Dataset", "Prepared", "Split", "Source", "Description"]
+    cells = [[row["name"], "yes" if row["prepared"] else "no", row["split"], row["source"], row["description"]] for row in rows]
+    if width < 100:  # a narrow terminal: the description would squeeze the other columns away
+        headers, cells = headers[:-1], [row[:-1] for row in cells]
+    return _table("Registered data sets", headers, cells, "Description")
+
+
+def _stdout() -> Console:
+    # Piped output (logs, CI) has no terminal width; print whole rows rather than 80-column ones.
+    return out_console if out_console.is_terminal else Console(width=160)
+
+
+@app.command("prepare")
+def prepare_command(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Registered data sets to prepare (see --list).", show_default=False)] = None,
+    mirror: MirrorOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if already prepared.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List registered data sets and whether each is prepared.")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Generator parameter key=value for synthetic (users, items, length, seed).")] = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    json_: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Fetch (or read from --mirror), verify, parse, filter, split and store data sets as Parquet; print statistics."""
+    from seqbench.data.prepare import list_datasets, prepare
+
+    def work() -> None:
+        if list_:
+            rows = list_datasets(data_dir)
+            emit_json(rows) if json_ else _stdout().print(_list_table(rows, _stdout().width))
+            return
+        if not names:
+            raise InputError("no data set named: give one or more names, e.g. `seqbench prepare synthetic`, or use --list")
+        params = parse_assignments(set_)
+        rows = [prepare(name, data_dir, mirror, force, progress=not quiet, params=params or None) for name in names]
+        emit_json(rows) if json_ else _stdout().print(_statistics_table(rows))
+
+    guarded(work, debug)

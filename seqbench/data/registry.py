@@ -1,0 +1,170 @@
+"""The data set registry: typed entries loaded from ``datasets.yaml``.
+
+The YAML file ships inside the package (``seqbench/data/datasets.yaml``; the repository's top-level
+``datasets.yaml`` is a link to it). A second file named by ``SEQBENCH_DATASETS`` adds entries or
+overrides built-in ones, so users can register their own data without editing the package.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from seqbench.errors import InputError
+
+BUILTIN_REGISTRY = Path(__file__).with_name("datasets.yaml")
+REGISTRY_ENV = "SEQBENCH_DATASETS"
+DEDUP_MODES = ("none", "exact", "first")
+SPLIT_KINDS = ("leave-one-out", "temporal")
+ROLES = ("interactions", "attributes")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file a data set is built from: where to get it and how to read it."""
+
+    role: str  # "interactions" or "attributes"
+    format: str  # a parser name in seqbench.data.parsers
+    url: str
+    sha256: str | None  # of the file itself, or of ``member`` for archives; None = unverified
+    mirror_folder: str
+    member: str | None = None  # path inside a zip archive at ``url``
+
+    @property
+    def file_name(self) -> str:
+        """The name the file has in the mirror and in the raw cache (the lookup rule)."""
+        if self.member is not None:
+            return PurePosixPath(self.member).name
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def archive_name(self) -> str | None:
+        return self.url.rstrip("/").rsplit("/", 1)[-1] if self.member is not None else None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How raw interactions become sequences (protocol.md, Data)."""
+
+    dedup: str = "first"  # none | exact (identical rows) | first (first event per user-item pair)
+    user_k: int = 5  # users with fewer interactions are removed (iterated with item_k)
+    item_k: int = 5
+    min_rating: float | None = None  # keep only rows with rating >= this, where ratings exist
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    kind: str = "leave-one-out"
+    quantile: float = 0.95  # temporal only: the global timestamp quantile of the test boundary
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    """Size and seed of the generated data set; the defaults make a ~1-2 s CPU epoch."""
+
+    users: int = 2000
+    items: int = 500
+    length: int = 30  # mean sequence length
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    description: str
+    citation: str
+    license: str
+    files: tuple[SourceFile, ...]
+    recipe: Recipe
+    split: SplitConfig
+    synthetic: SyntheticParams | None = None
+    manual_download: bool = False  # the source needs a person to accept terms before downloading
+
+    def files_with_role(self, role: str) -> list[SourceFile]:
+        return [source for source in self.files if source.role == role]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as plain data, for meta.json (the recipe a prepared set was built with)."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass
+class Registry:
+    entries: dict[str, DatasetEntry] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        return list(self.entries)
+
+    def get(self, name: str) -> DatasetEntry:
+        if name not in self.entries:
+            raise InputError(f"unknown data set '{name}': choose one of {', '.join(self.entries)}")
+        return self.entries[name]
+
+
+def _build(cls: type, data: dict[str, Any] | None, where: str) -> Any:
+    """Instantiate a dataclass from YAML, naming the entry when a key is unknown or missing."""
+    try:
+        return cls(**(data or {}))
+    except TypeError as error:
+        raise InputError(f"bad registry entry {where}: {error}; see seqbench/data/datasets.yaml for the layout") from None
+
+
+def _entry(name: str, data: dict[str, Any], origin: Path) -> DatasetEntry:
+    where = f"'{name}' in {origin}"
+    if not isinstance(data, dict):
+        raise InputError(f"bad registry entry {where}: expected a mapping")
+    files = tuple(_build(SourceFile, source, where) for source in data.get("files") or [])
+    synthetic = data.get("synthetic")
+    entry = DatasetEntry(
+        name=name,
+        description=str(data.get("description", "")),
+        citation=str(data.get("citation", "")),
+        license=str(data.get("license", "")),
+        files=files,
+        recipe=_build(Recipe, data.get("recipe"), where),
+        split=_build(SplitConfig, data.get("split"), where),
+        synthetic=_build(SyntheticParams, synthetic, where) if synthetic is not None else None,
+        manual_download=bool(data.get("manual_download", False)),
+    )
+    _check(entry, where)
+    return entry
+
+
+def _check(entry: DatasetEntry, where: str) -> None:
+    if entry.recipe.dedup not in DEDUP_MODES:
+        raise InputError(f"bad registry entry {where}: dedup '{entry.recipe.dedup}' is not one of {', '.join(DEDUP_MODES)}")
+    if entry.split.kind not in SPLIT_KINDS:
+        raise InputError(f"bad registry entry {where}: split '{entry.split.kind}' is not one of {', '.join(SPLIT_KINDS)}")
+    if not 0.0 < entry.split.quantile < 1.0:
+        raise InputError(f"bad registry entry {where}: split quantile must be in (0, 1), got {entry.split.quantile}")
+    if entry.synthetic is None and not entry.files_with_role("interactions"):
+        raise InputError(f"bad registry entry {where}: it needs a file with role 'interactions'")
+    for source in entry.files:
+        if source.role not in ROLES:
+            raise InputError(f"bad registry entry {where}: file role '{source.role}' is not one of {', '.join(ROLES)}")
+
+
+def read_registry_file(path: Path) -> dict[str, DatasetEntry]:
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise InputError(f"cannot read data set registry {path}: {str(error).splitlines()[0]}") from None
+    datasets = (document or {}).get("datasets") if isinstance(document, dict) else None
+    if not isinstance(datasets, dict):
+        raise InputError(f"data set registry {path} has no 'datasets:' mapping")
+    return {str(name): _entry(str(name), data, Path(path)) for name, data in datasets.items()}
+
+
+def load_registry(extra: Path | None = None) -> Registry:
+    """The built-in registry, plus ``extra`` (or the file in $SEQBENCH_DATASETS) on top."""
+    entries = read_registry_file(BUILTIN_REGISTRY)
+    extra_path = extra or (Path(os.environ[REGISTRY_ENV]) if os.environ.get(REGISTRY_ENV) else None)
+    if extra_path is not None:
+        entries.update(read_registry_file(extra_path))
+    return Registry(entries)

@@ -1,0 +1,110 @@
+"""Shared helpers for reports: which runs count, how a loss variant is labelled, display names.
+
+Every report reads the run table of :class:`seqbench.storage.store.RunStore` (one row per run) and
+only ever uses ``completed`` runs: a failed or interrupted run has no trustworthy final metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from seqbench.errors import InputError
+
+METRICS: tuple[str, ...] = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
+FRONTIER_METRIC = "NDCG@10"
+
+# Registry name -> the spelling papers (and readers) use; unknown names are shown as stored.
+DATASET_DISPLAY: dict[str, str] = {
+    "beauty": "Beauty",
+    "sports": "Sports",
+    "toys": "Toys",
+    "yelp": "Yelp",
+    "lastfm": "LastFM",
+    "ml-1m": "ML-1M",
+    "synthetic": "Synthetic",
+}
+MODEL_DISPLAY: dict[str, str] = {
+    "gru4rec": "GRU4Rec",
+    "sasrec": "SASRec",
+    "bert4rec": "BERT4Rec",
+    "s3rec": "S3-Rec",
+    "llamarec": "LlamaRec",
+}
+# Loss parameters that choose an implementation, not the maths: they never split a grid column.
+IMPLEMENTATION_PARAMS: frozenset[str] = frozenset({"ce_impl", "chunk_size", "chunk_items", "chunk_rows"})
+
+
+def dataset_display(name: str) -> str:
+    return DATASET_DISPLAY.get(name, name)
+
+
+def model_display(name: str) -> str:
+    return MODEL_DISPLAY.get(name, name)
+
+
+def completed_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The completed runs of a run table, with a ``label`` column; InputError when there are none."""
+    if runs is None or runs.empty or "status" not in runs.columns:
+        raise InputError("no stored runs to report: train some first (drop --no-train) or point --results at a store")
+    done = runs[runs["status"] == "completed"].reset_index(drop=True)
+    if done.empty:
+        raise InputError("no completed runs to report (only failed or interrupted ones): re-run them, e.g. with --retry-failed")
+    return done.assign(label=loss_labels(done, with_impl=False))
+
+
+def _params(text: Any) -> dict[str, Any]:
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def loss_labels(runs: pd.DataFrame, with_impl: bool) -> pd.Series:
+    """A label per run that tells loss variants apart.
+
+    The label is the loss name plus, in brackets, the hyper-parameters that differ between runs of
+    that loss in this table (``sampled-ce[num_negatives=64]``), so a grid expanded over a parameter
+    list gets one column per value. With ``with_impl`` a chunked exact CE is also told apart
+    (``cce[chunked]``): it matters for memory, not for accuracy.
+    """
+    if runs.empty:
+        return pd.Series([], dtype=object)
+    params = [
+        {k: v for k, v in _params(text).items() if k not in IMPLEMENTATION_PARAMS}
+        for text in runs.get("loss_params_json", pd.Series([None] * len(runs)))
+    ]
+    losses = runs["loss"].astype(str).tolist()
+    varying: dict[str, set[str]] = {}
+    for loss in set(losses):
+        mine = [p for p, name in zip(params, losses) if name == loss]
+        keys = set().union(*mine) if mine else set()
+        varying[loss] = {k for k in keys if len({json.dumps(p.get(k), sort_keys=True, default=str) for p in mine}) > 1}
+    impls = runs["ce_impl"].fillna("").astype(str).tolist() if "ce_impl" in runs.columns else [""] * len(runs)
+    labels = []
+    for loss, p, impl in zip(losses, params, impls):
+        parts = [f"{k}={p.get(k)}" for k in sorted(varying[loss])]
+        if with_impl and impl == "chunked":
+            parts.insert(0, "chunked")
+        labels.append(f"{loss}[{','.join(parts)}]" if parts else loss)
+    return pd.Series(labels, index=runs.index, dtype=object)
+
+
+def one_run_per_seed(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Keep one run per (keys, seed): the newest.
+
+    Two runs of the same loss variant and seed differ only in implementation (dense versus chunked
+    CE, another device); counting both as seeds would shrink the std and inflate significance.
+    """
+    order = ["created_at"] if "created_at" in runs.columns else []
+    ordered = runs.sort_values(order, kind="stable") if order else runs
+    return ordered.drop_duplicates(subset=[*keys, "seed"], keep="last").reset_index(drop=True)
+
+
+def metric_column(split: str, metric: str) -> str:
+    return f"{split}_{metric}"
