@@ -33,7 +33,8 @@ METRIC_PREFIXES = ("valid_", "test_")
 @pytest.fixture(scope="module")
 def ray_local() -> Any:
     ray = pytest.importorskip("ray", reason=RAY_MISSING)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # One logical GPU (no hardware needed): lets the GPU scheduling path run with fake training.
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     # The injected training functions below live in this test module, which workers cannot
     # import: ship them by value.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -82,7 +83,10 @@ class InjectedTraining:
         (self.markers / f"span-{config.loss}-{config.seed}").write_text(f"{began} {time.time()}")
         run_id = config.run_id(device.type)
         metric = float(dataset.train.values.sum() % 97) / 97 + config.seed
-        row = {"run_id": run_id, "status": "completed", "reason": "", "loss": config.loss, "test_NDCG@10": metric, "threads": torch.get_num_threads()}
+        row = {
+            "run_id": run_id, "status": "completed", "reason": "", "loss": config.loss, "test_NDCG@10": metric,
+            "threads": torch.get_num_threads(), "device": device.type, "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        }
         return StoredRun(run_id, row, pd.DataFrame({"epoch": [1]}), checkpoint={"w": torch.ones(3)}), None
 
 
@@ -249,6 +253,23 @@ def test_workers_without_the_data_dir_read_the_object_store_copy(ray_local: Any,
     np.testing.assert_array_equal(values, expected.train.values)
     np.testing.assert_array_equal(targets, expected.test.targets)
     assert (Path(tempfile.gettempdir()) / "seqbench-ray-data" / source.digest[:16] / "toy" / "meta.json").is_file()
+
+
+def test_runs_get_a_gpu_each_when_the_cluster_has_gpus(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
+    markers, results = tmp_path / "markers", tmp_path / "results"
+    markers.mkdir()
+    (markers / "sleep").write_text("0.6")
+    configs = [fake_config("bce", seed) for seed in range(2)]
+    for config in configs:
+        config.device = "auto"
+    outcomes = executor(train_fn=InjectedTraining(markers)).run(configs, toy_data, results, None, None)
+
+    assert [o.status for o in outcomes] == ["completed"] * 2
+    assert [o.run_id for o in outcomes] == [config.run_id("cuda") for config in configs]
+    rows = [RunStore(results).row(o.run_id) for o in outcomes]
+    assert [(row["device"], row["visible_gpus"]) for row in rows] == [("cuda", "0")] * 2
+    spans = sorted(tuple(map(float, path.read_text().split())) for path in markers.glob("span-*"))
+    assert spans[0][1] <= spans[1][0]  # one GPU: the second run waited for the first
 
 
 def test_cuda_without_gpus_per_run_is_an_input_error(ray_local: Any) -> None:
