@@ -42,13 +42,16 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         num_items = table.shape[0] - 1
         spans = _chunks(num_items, chunk)
         buffer = x.new_empty(x.shape[0] * min(chunk, num_items))
-        lse = x.new_full((x.shape[0],), float("-inf"))
+        # Running sums over many chunks are kept in float64: n numbers, and float32 drifts by
+        # ~1e-7 per chunk, which would break the 1e-5 agreement with dense at small chunks.
+        lse = x.new_full((x.shape[0],), float("-inf"), dtype=torch.float64)
         for start, stop in spans:
             logits = _chunk_logits(x, table, bias, start, stop, buffer)
             peak = logits.amax(dim=1)
             # logsumexp in place: the buffer is scratch, a library logsumexp would allocate n x chunk
             part = logits.sub_(peak[:, None]).exp_().sum(dim=1).log_().add_(peak)
-            lse = torch.logaddexp(lse, part)
+            lse = torch.logaddexp(lse, part.double())
+        lse = lse.to(x.dtype)
         positive = (x * table[targets]).sum(-1)
         if bias is not None:
             positive = positive + bias[targets]
@@ -63,21 +66,21 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         num_items = table.shape[0] - 1
         grad = grad.to(x.dtype)
         buffer = x.new_empty(x.shape[0] * min(ctx.chunk, num_items))
-        grad_x = torch.zeros_like(x) if want_x else None
+        grad_x = torch.zeros_like(x, dtype=torch.float64) if want_x else None
         grad_table = table.new_empty(table.shape) if want_table else None
         grad_bias = bias.new_empty(bias.shape) if (want_bias and bias is not None) else None
         for start, stop in _chunks(num_items, ctx.chunk):
             probs = _chunk_logits(x, table, bias, start, stop, buffer)
             probs.sub_(lse[:, None]).exp_().mul_(grad[:, None])  # g_i * softmax_ij
             if grad_x is not None:
-                grad_x.addmm_(probs, table[start:stop])
+                grad_x += probs @ table[start:stop]  # an n x d float32 product into the float64 sum
             if grad_table is not None:
                 torch.mm(probs.T, x, out=grad_table[start:stop])
             if grad_bias is not None:
                 torch.sum(probs, dim=0, out=grad_bias[start:stop])
         # The positive class: d/ds_p of -s_p is -1, times the row's upstream gradient.
         if grad_x is not None:
-            grad_x.sub_(grad[:, None] * table[targets])
+            grad_x = (grad_x - grad[:, None] * table[targets]).to(x.dtype)
         if grad_table is not None:
             grad_table[0] = 0  # padding row is never scored
             grad_table.index_add_(0, targets, -grad[:, None] * x)

@@ -61,7 +61,7 @@ class SampledCE(SampledLoss):
     def shifted_negatives(self, neg: Tensor, negatives: Negatives) -> Tensor:
         if self.params.logq:
             assert negatives.log_q is not None
-            neg = neg - (negatives.log_q + math.log(self.params.K))
+            neg = neg - (negatives.log_q + math.log(self.params.K)).to(neg.dtype)
         return neg
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:

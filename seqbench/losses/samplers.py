@@ -48,7 +48,7 @@ class SamplerParams:
 @dataclass
 class Negatives:
     items: Tensor  # n x K item ids in 1..N
-    log_q: Tensor | None  # n x K log-probability of drawing each item in one draw (for logQ correction)
+    log_q: Tensor | None  # n x K float64 log-probability of drawing each item in one draw (logQ correction)
 
 
 def uniform(num_items: int, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
@@ -154,6 +154,6 @@ def _log_q(
     """log Q(j): the probability of drawing item j in one draw under the configured sampler."""
     if params.sampler == "popularity":
         assert probs is not None
-        return probs.log().to(torch.float32)[items - 1]
-    room = allowed[rows].to(torch.float32) if allowed is not None else torch.full_like(rows, num_items, dtype=torch.float32)
+        return probs.log()[items - 1]
+    room = allowed[rows].double() if allowed is not None else torch.full_like(rows, num_items, dtype=torch.float64)
     return (-room.log())[:, None].expand(items.shape)
