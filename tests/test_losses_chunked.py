@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+from seqbench.losses import chunked_ce
 from seqbench.losses.base import LossBatch
 from seqbench.losses.chunked_ce import chunked_cross_entropy, dense_cross_entropy
 from seqbench.losses.registry import build_loss
@@ -33,11 +34,19 @@ def leaves(seed: int, rows: int, with_bias: bool) -> tuple:
     return x, table, bias, targets
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 100, 256, 600, 1000])
+@pytest.mark.parametrize("chunk", [3, 7, 100, 256, 600, 1000])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_chunked_equals_dense_in_value_and_gradients(chunk: int, with_bias: bool) -> None:
+@pytest.mark.parametrize("row_block", [16, 53, 2048])
+@pytest.mark.parametrize("signs", ["positive", "mixed"])
+def test_chunked_equals_dense_in_value_and_gradients(
+    chunk: int, with_bias: bool, row_block: int, signs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chunked_ce, "ROW_BLOCK", row_block)  # 16 does not divide the 53 rows
     x, table, bias, targets = leaves(chunk, 53, with_bias)
-    weights = torch.rand(53)  # a non-uniform upstream gradient
+    weights = torch.rand(53) + 0.1  # a non-uniform upstream gradient
+    if signs == "mixed":  # some rows weighted zero or negative: the backward's other branch
+        weights[::3] = 0.0
+        weights[1::3] *= -1
     params = [p for p in (x, table, bias) if p is not None]
     dense = dense_cross_entropy(x, table, bias, targets)
     chunked = chunked_cross_entropy(x, table, bias, targets, chunk)
