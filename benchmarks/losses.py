@@ -119,7 +119,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-limit-gib", type=float, default=0.0, help="skip dense CE above this (0 = 85%% of MemAvailable)")
     parser.add_argument("--set", action="append", type=parse_set, default=[], help="KEY=VALUE passed to every loss that has KEY")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    parser.add_argument("--render", nargs="+", metavar="JSON", help="only print the table of saved --json outputs")
     args = parser.parse_args(argv)
+    if args.render:
+        print(render_files(args.render))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     catalogs = [int(float(value)) for value in args.catalogs.split(",")]
@@ -137,13 +141,28 @@ def main(argv: list[str] | None = None) -> None:
         config = {"batch": args.batch, "max_len": args.max_len, "dim": args.dim, "threads": torch.get_num_threads()}
         print(json.dumps({"config": config, "results": [asdict(r) for r in results]}, indent=2))
         return
-    rows = [
-        [r.loss, f"{r.catalog:.0e}", r.positions,
-         "" if r.time_s is None else f"{r.time_s:.3f}", "" if r.time_min_s is None else f"{r.time_min_s:.3f}",
-         "" if r.peak_mib is None else f"{r.peak_mib:,.0f}", r.note]
-        for r in results
-    ]
-    print(tabulate(rows, headers=["loss", "N", "n", "time s (median)", "time s (min)", "peak MiB", "note"]))
+    print(render(results))
+
+
+def render(results: list[Result]) -> str:
+    """The table, with each loss's peak memory also as a share of dense ``cce`` at the same N."""
+    dense = {r.catalog: r.peak_mib for r in results if r.loss == "cce:dense" and r.peak_mib}
+    rows = []
+    for r in results:
+        share = f"{r.peak_mib / dense[r.catalog]:.3f}" if r.peak_mib and r.catalog in dense else ""
+        rows.append([
+            r.loss, f"{r.catalog:.0e}", r.positions,
+            "" if r.time_s is None else f"{r.time_s:.3f}", "" if r.time_min_s is None else f"{r.time_min_s:.3f}",
+            "" if r.peak_mib is None else f"{r.peak_mib:,.0f}", share, r.note,
+        ])
+    headers = ["loss", "N", "n", "time s (median)", "time s (min)", "peak MiB", "/ dense cce", "note"]
+    return tabulate(rows, headers=headers)
+
+
+def render_files(paths: list[str]) -> str:
+    """Render the table of one or more saved ``--json`` outputs."""
+    results = [Result(**row) for path in paths for row in json.loads(Path(path).read_text())["results"]]
+    return render(results)
 
 
 if __name__ == "__main__":

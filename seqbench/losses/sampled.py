@@ -6,6 +6,7 @@ implements ``per_position(pos, neg, negatives)`` on the n positive logits and n 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,7 +20,13 @@ class SampledLoss(Loss):
     needs_negatives = True
     wants_log_q = False  # set by losses that apply a logQ correction
 
-    def __init__(self, params: SamplerParams, num_items: int, positions: Positions | None = None, item_counts=None) -> None:
+    def __init__(
+        self,
+        params: SamplerParams,
+        num_items: int,
+        positions: Positions | None = None,
+        item_counts: np.ndarray | None = None,
+    ) -> None:
         super().__init__(params, num_items, positions, item_counts)
         self._probs: Tensor | None = None
         if params.sampler == "popularity":
