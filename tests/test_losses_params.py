@@ -21,13 +21,13 @@ def test_registry_holds_exactly_the_spec_names_with_help_naming_a_paper() -> Non
 
 
 def test_defaults_follow_the_spec() -> None:
-    assert default_params("scaled-ce")["alpha"] == 100.0 and default_params("scaled-ce")["K"] == 100
+    assert default_params("scaled-ce")["alpha"] == 100.0 and default_params("scaled-ce")["num_negatives"] == 100
     assert default_params("scaled-ce")["exclude_history"] is False
-    assert default_params("sampled-ce")["K"] == 256 and default_params("sampled-ce")["exclude_history"] is True
-    assert default_params("nce")["c"] == 10.0 and default_params("nce")["K"] == 100
-    assert default_params("gbce")["t"] == 0.75 and default_params("gbce")["K"] == 256
+    assert default_params("sampled-ce")["num_negatives"] == 256 and default_params("sampled-ce")["exclude_history"] is True
+    assert default_params("nce")["c"] == 10.0 and default_params("nce")["num_negatives"] == 100
+    assert default_params("gbce")["t"] == 0.75 and default_params("gbce")["num_negatives"] == 256
     for name in ("bce", "bpr"):
-        assert default_params(name)["K"] == 1 and default_params(name)["exclude_history"] is True
+        assert default_params(name)["num_negatives"] == 1 and default_params(name)["exclude_history"] is True
     assert default_params("sce") == {"n_b": None, "b_x": None, "b_y": None, "mix": False}
     assert build_loss("sce", 10_000).params.sizes(400, 10_000) == (40, 40, 256)
     assert build_loss("sce", 100).params.sizes(3, 100) == (3, 3, 100)
@@ -42,8 +42,8 @@ def test_unknown_loss_lists_the_valid_names() -> None:
 @pytest.mark.parametrize(
     "name,params,needle",
     [
-        ("sampled-ce", {"K": 0}, "K must be an integer >= 1"),
-        ("bce", {"K": -3}, "K must be an integer >= 1"),
+        ("sampled-ce", {"K": 0}, "num_negatives (K) must be an integer >= 1"),
+        ("bce", {"K": -3}, "num_negatives (K) must be an integer >= 1"),
         ("scaled-ce", {"alpha": 0}, "alpha must be > 0"),
         ("scaled-ce", {"alpha": "-1.5"}, "alpha must be > 0"),
         ("sce", {"b_y": 11}, "b_y must be at most the number of items N = 10"),
@@ -53,9 +53,9 @@ def test_unknown_loss_lists_the_valid_names() -> None:
         ("cce", {"chunk_size": 0}, "chunk_size must be >= 1"),
         ("bce", {"sampler": "zipf"}, "valid: uniform, popularity"),
         ("bce", {"sampler": "popularity"}, "exclude_history=true needs sampler=uniform"),
-        ("nce", {"alpha": 3}, "valid: K, sampler, exclude_history, shared, pop_power, c"),
+        ("nce", {"alpha": 3}, "valid: num_negatives, sampler, exclude_history, shared, pop_power, c"),
         ("bpr-max", {"bpreg": -1}, "bpreg must be >= 0"),
-        ("sampled-ce", {"K": "many"}, "K='many' is not a valid int"),
+        ("sampled-ce", {"K": "many"}, "num_negatives='many' is not a valid int"),
         ("sce", {"mix": "maybe"}, "is not a valid bool"),
         ("top1", {"sampler": "popularity"}, "needs item counts"),
     ],
@@ -93,7 +93,16 @@ def test_bad_positions_and_popularity_counts() -> None:
 
 def test_cli_strings_are_converted_to_the_field_types() -> None:
     loss = build_loss("scaled-ce", 1000, {"K": "50", "alpha": "2.5", "shared": "true", "logq": "False"})
-    assert (loss.params.K, loss.params.alpha, loss.params.shared, loss.params.logq) == (50, 2.5, True, False)
+    assert (loss.params.num_negatives, loss.params.alpha, loss.params.shared, loss.params.logq) == (50, 2.5, True, False)
     assert build_loss("cce", 10, {"ce_impl": "chunked"}).params.ce_impl == "chunked"
     assert build_loss("sce", 100_000, {"b_y": "1e3", "n_b": "none"}).params.b_y == 1000
     assert build_loss("bpr", 10, positions="last").positions == "last"
+
+
+def test_k_is_an_alias_of_num_negatives_but_not_twice() -> None:
+    assert build_loss("gbce", 1000, {"K": 7}).params.num_negatives == 7
+    assert build_loss("gbce", 1000, {"num_negatives": 9}).params.num_negatives == 9
+    with pytest.raises(InputError, match="given twice"):
+        build_loss("gbce", 1000, {"K": 7, "num_negatives": 9})
+    with pytest.raises(InputError, match="unknown parameter 'K' for loss sce"):
+        build_loss("sce", 1000, {"K": 7})

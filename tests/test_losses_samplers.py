@@ -46,7 +46,7 @@ def test_never_padding_and_in_range(exclude: bool, shared: bool, sampler: str) -
         return
     counts = np.arange(N + 1) % 5  # some items have zero count and must never be drawn
     probs = popularity_probs(counts, N, 1.0, torch.device("cpu")) if sampler == "popularity" else None
-    _, negatives = draw(SamplerParams(K=500, sampler=sampler, exclude_history=exclude, shared=shared), batch(), probs)
+    _, negatives = draw(SamplerParams(num_negatives=500, sampler=sampler, exclude_history=exclude, shared=shared), batch(), probs)
     assert negatives.items.dtype == torch.long
     assert int(negatives.items.min()) >= 1 and int(negatives.items.max()) <= N
     if sampler == "popularity":
@@ -56,7 +56,7 @@ def test_never_padding_and_in_range(exclude: bool, shared: bool, sampler: str) -
 @pytest.mark.parametrize("shared", [False, True])
 def test_exclusion_excludes_history_and_targets(shared: bool) -> None:
     b = batch(1)
-    selected, negatives = draw(SamplerParams(K=400, exclude_history=True, shared=shared), b)
+    selected, negatives = draw(SamplerParams(num_negatives=400, exclude_history=True, shared=shared), b)
     for i, row in enumerate(selected.rows.tolist()):
         forbidden = set(b.history[row].tolist()) | set(b.positives[row].tolist())
         assert not forbidden & set(negatives.items[i].tolist())
@@ -67,7 +67,7 @@ def test_exclusion_excludes_history_and_targets(shared: bool) -> None:
 
 
 def test_seeded_reproducibility() -> None:
-    params = SamplerParams(K=50, exclude_history=True)
+    params = SamplerParams(num_negatives=50, exclude_history=True)
     first = draw(params, batch(2))[1].items
     again = draw(params, batch(2))[1].items
     other = draw(params, LossBatch(**{**batch(2).__dict__, "generator": torch.Generator().manual_seed(7)}))[1].items
@@ -110,10 +110,10 @@ def test_popularity_follows_counts() -> None:
 def test_log_q_is_the_draw_probability() -> None:
     counts = np.arange(1, N + 1, dtype=float)
     probs = popularity_probs(counts, N, 1.0, torch.device("cpu"))
-    _, negatives = draw(SamplerParams(K=5, sampler="popularity"), batch(), probs, log_q=True)
+    _, negatives = draw(SamplerParams(num_negatives=5, sampler="popularity"), batch(), probs, log_q=True)
     torch.testing.assert_close(negatives.log_q, torch.log(negatives.items.double() / counts.sum()))
     b = batch(4)
-    selected, negatives = draw(SamplerParams(K=5, exclude_history=True), b, log_q=True)
+    selected, negatives = draw(SamplerParams(num_negatives=5, exclude_history=True), b, log_q=True)
     for i, row in enumerate(selected.rows.tolist()):
         allowed = N - len((set(b.history[row].tolist()) | set(b.positives[row].tolist())) - {0})
         torch.testing.assert_close(negatives.log_q[i], torch.full((5,), -np.log(allowed), dtype=torch.float64))
@@ -134,4 +134,4 @@ def test_exclusion_table_maps_ranks_to_the_allowed_items_in_order(excluded: list
 def test_a_history_covering_the_catalogue_is_a_clear_failure() -> None:
     everything = torch.arange(1, N + 1).repeat(4, 1)
     with pytest.raises(RuntimeFailure, match="whole catalogue"):
-        draw(SamplerParams(K=2, exclude_history=True), batch(5, history=everything))
+        draw(SamplerParams(num_negatives=2, exclude_history=True), batch(5, history=everything))

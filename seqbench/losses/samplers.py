@@ -28,15 +28,15 @@ SAMPLERS = ("uniform", "popularity")
 class SamplerParams:
     """Hyper-parameters shared by every loss that samples negatives."""
 
-    K: int = 1  # negatives per position
+    num_negatives: int = 1  # K, negatives per position (``K`` is accepted as an alias)
     sampler: str = "uniform"  # uniform | popularity
     exclude_history: bool = False  # never draw an item of the user's history (uniform only)
     shared: bool = False  # one set of K negatives per sequence instead of per position
     pop_power: float = 1.0  # popularity sampler: P(j) proportional to count_j ** pop_power
 
     def validate(self, num_items: int) -> None:
-        if self.K < 1:
-            raise InputError(f"K must be an integer >= 1 (got {self.K})")
+        if self.num_negatives < 1:
+            raise InputError(f"num_negatives (K) must be an integer >= 1 (got {self.num_negatives})")
         if self.sampler not in SAMPLERS:
             raise InputError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         if self.sampler == "popularity" and self.exclude_history:
@@ -138,11 +138,11 @@ def draw_negatives(
         rows = torch.arange(batch.positives.shape[0], device=device) if params.shared else selected.rows
         if params.sampler == "popularity":
             assert probs is not None, "popularity sampler needs item_counts"
-            drawn = popularity(probs, (rows.shape[0], params.K), generator)
+            drawn = popularity(probs, (rows.shape[0], params.num_negatives), generator)
         elif adj is not None and allowed is not None:
-            drawn = uniform_excluding(adj, allowed, rows, params.K, generator)
+            drawn = uniform_excluding(adj, allowed, rows, params.num_negatives, generator)
         else:
-            drawn = uniform(num_items, (rows.shape[0], params.K), generator, device)
+            drawn = uniform(num_items, (rows.shape[0], params.num_negatives), generator, device)
         items = drawn[selected.rows] if params.shared else drawn
     log_q = _log_q(params, items, selected.rows, num_items, probs, allowed) if want_log_q else None
     return Negatives(items=items, log_q=log_q)
