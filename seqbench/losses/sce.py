@@ -61,6 +61,33 @@ def bucket_centres(x: Tensor, n_b: int, mix: bool, generator: torch.Generator | 
     return torch.randn((n_b, x.shape[1]), generator=generator, device=x.device, dtype=x.dtype)
 
 
+ITEM_BLOCK = 1 << 16  # items scored against the centres at a time (n_b x block floats live)
+
+
+def top_items(centres: Tensor, table: Tensor, b_y: int) -> Tensor:
+    """Step 3 for items: per bucket the ids (1..N) of the b_y items with the largest <C_b, E_j>.
+
+    The catalogue is scored block by block with a running top-k, so memory is n_b x (block + b_y)
+    instead of n_b x N (900 MB at n_b = 226, N = 1e6); the selected set is the same.
+    """
+    num_items = table.shape[0] - 1
+    best_scores = best_ids = None
+    for start in range(1, num_items + 1, ITEM_BLOCK):
+        stop = min(start + ITEM_BLOCK, num_items + 1)
+        scores = centres @ table[start:stop].T
+        top = scores.topk(min(b_y, stop - start), dim=1)
+        ids = top.indices + start
+        if best_scores is None:
+            best_scores, best_ids = top.values, ids
+            continue
+        merged = torch.cat([best_scores, top.values], dim=1)
+        keep = merged.topk(min(b_y, merged.shape[1]), dim=1).indices
+        best_scores = merged.gather(1, keep)
+        best_ids = torch.cat([best_ids, ids], dim=1).gather(1, keep)
+    assert best_ids is not None
+    return best_ids
+
+
 def one_per_position(row_loss: Tensor, positions: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """Step 5: for each position the index of one bucket row holding its maximum loss.
 
@@ -98,7 +125,7 @@ class SCE(Loss):
         with torch.no_grad():  # steps 2 and 3
             centres = bucket_centres(x.detach(), n_b, self.params.mix, batch.generator)
             ix = (centres @ x.detach().T).topk(b_x, dim=1).indices  # n_b x b_x positions
-            iy = (centres @ table.detach()[1:].T).topk(b_y, dim=1).indices + 1  # n_b x b_y item ids
+            iy = top_items(centres, table.detach(), b_y)  # n_b x b_y item ids
         # Step 4: bucket logits by one batched matmul, the target masked, the positive appended.
         logits = torch.bmm(x[ix], table[iy].transpose(1, 2))
         if bias is not None:
