@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from seqbench.errors import InputError
-from seqbench.losses.base import Loss, LossBatch, LossOutput, gather_selected, positive_logits, zero_loss
+from seqbench.losses.base import Loss, LossBatch, LossOutput, gather_selected, zero_loss
 
 DEFAULT_B_Y = 256
 
@@ -121,13 +121,18 @@ class SCE(Loss):
             return LossOutput(zero_loss(batch), {"positions": 0.0, "selected_share": 0.0})
         x, targets, table, bias = selected.hidden, selected.targets, batch.item_embeddings, batch.item_bias
         n_b, b_x, b_y = self.params.sizes(n, self.num_items)
-        pos = positive_logits(x, targets, table, bias)  # step 1
         with torch.no_grad():  # steps 2 and 3
             centres = bucket_centres(x.detach(), n_b, self.params.mix, batch.generator)
             ix = (centres @ x.detach().T).topk(b_x, dim=1).indices  # n_b x b_x positions
             iy = top_items(centres, table.detach(), b_y)  # n_b x b_y item ids
+        # One gather for the positives and the buckets' items, so the table's gradient is one
+        # (N + 1) x d tensor rather than two plus their sum (the peak at large N).
+        rows = table.index_select(0, torch.cat([targets, iy.reshape(-1)]))
+        pos = (x * rows[:n]).sum(-1)  # step 1
+        if bias is not None:
+            pos = pos + bias[targets]
         # Step 4: bucket logits by one batched matmul, the target masked, the positive appended.
-        logits = torch.bmm(x[ix], table[iy].transpose(1, 2))
+        logits = torch.bmm(x[ix], rows[n:].view(n_b, b_y, -1).transpose(1, 2))
         if bias is not None:
             logits = logits + bias[iy][:, None, :]
         logits = logits.masked_fill(iy[:, None, :] == targets[ix][:, :, None], float("-inf"))
