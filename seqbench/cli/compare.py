@@ -29,7 +29,7 @@ FORMATS = ("text", "markdown", "latex", "csv")
 EXECUTORS = ("local", "ray")
 # The bare command must finish in a few minutes on a laptop CPU; real data sets get the protocol's
 # 150 epochs with early stopping unless --epochs says otherwise.
-SYNTHETIC_EPOCHS = 8
+SYNTHETIC_EPOCHS = 5
 
 
 @app.command()

@@ -49,6 +49,9 @@ class RunConfig:
     bf16: bool = False  # CUDA only: autocast the forward pass to bfloat16
     compile: bool = False  # torch.compile the model
     pretrain_epochs: int = 0  # S3-Rec self-supervised pre-training epochs (0 = none)
+    # CPU intra-op threads (0 = torch's default). Small models on a busy machine run several
+    # times faster on one thread; part of the run id because it changes the order of reductions.
+    threads: int = 0
 
     def hash_payload(self) -> dict[str, Any]:
         """What identifies a run: every field that can change its result."""
@@ -209,6 +212,7 @@ def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, m
         (all(k >= 1 for k in config.ks) and len(config.ks) > 0, f"ks must be positive integers, got {config.ks}"),
         (config.time_budget is None or config.time_budget > 0, f"time_budget must be > 0 seconds, got {config.time_budget}"),
         (config.pretrain_epochs >= 0, f"pretrain_epochs must be >= 0, got {config.pretrain_epochs}"),
+        (config.threads >= 0, f"threads must be >= 0 (0 = torch's default), got {config.threads}"),
     ]
     for ok, message in checks:
         if not ok:

@@ -103,6 +103,8 @@ class Trainer:
         from seqbench.models.registry import build_model
 
         self.config, self.dataset, self.device = config, dataset, device
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.model: SequentialRecommender = build_model(
             config.model, dataset.num_items, config.max_len, config.model_params, num_attributes=dataset.num_attributes
