@@ -129,14 +129,10 @@ def test_ray_grid_stores_the_same_runs_as_the_local_executor(ray_local: Any, toy
     from seqbench.training.grid import GridSpec, LocalExecutor, expand
     from seqbench.training.trainer import make_config
 
-    overrides = {"epochs": 2, "batch_size": 64, "max_len": 10, "eval_batch_size": 128, "device": "cpu"}
+    # threads=1: both executors pin torch to one thread, so reductions run in the same order.
+    overrides = {"epochs": 2, "batch_size": 64, "max_len": 10, "eval_batch_size": 128, "device": "cpu", "threads": 1}
     configs = expand(GridSpec(["toy"], ["gru4rec"], ["bce", "ce"], [0], overrides), make_config)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # what the Ray tasks pin with cpus_per_run=1
-    try:
-        local = run_grid(configs, toy_data, tmp_path / "local", LocalExecutor())
-    finally:
-        torch.set_num_threads(threads)
+    local = run_grid(configs, toy_data, tmp_path / "local", LocalExecutor())
     events: list[tuple[str, str]] = []
     remote = run_grid(configs, toy_data, tmp_path / "ray", executor(), update=lambda event, info: events.append((event, info["label"])))
 

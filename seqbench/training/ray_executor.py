@@ -59,10 +59,11 @@ def _import_ray() -> Any:
 
 
 def torch_threads(cpus_per_run: float) -> int:
-    """Intra-op threads for one run: its whole CPUs, at least one.
+    """Intra-op threads of a run whose config leaves ``threads`` at 0: its whole CPUs, at least one.
 
-    The same count must be used by every executor that is compared: CPU kernels split their
-    reductions by thread, so a different count changes the floating-point summation order.
+    More threads than the CPUs Ray reserved would oversubscribe the node (Ray itself sets
+    ``OMP_NUM_THREADS`` the same way). A config's ``threads > 0`` wins (the trainer pins it), and
+    is what makes results equal across executors: the thread count sets the reduction order.
     """
     return max(1, math.floor(cpus_per_run))
 
