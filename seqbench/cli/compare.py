@@ -142,7 +142,13 @@ def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results:
         outcomes = run_grid(configs, data_dir, results, executor, mirror, retry_failed, progress)
     failed = [outcome for outcome in outcomes if outcome.status == "failed"]
     if failed and not quiet:
-        err_console.print(f"{len(failed)} of {len(outcomes)} runs failed (stored with their reason; retry with --retry-failed)")
+        err_console.print(
+            f"{len(failed)} of {len(outcomes)} runs failed: "
+            + "; ".join(f"{outcome.label}: {outcome.reason}" for outcome in failed[:3])
+            + (" ..." if len(failed) > 3 else "")
+            + " (see `seqbench runs --status failed`; retry with --retry-failed)",
+            highlight=False,
+        )
 
 
 def report(

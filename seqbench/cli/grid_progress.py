@@ -32,7 +32,7 @@ class GridProgress:
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         row = self.rows.setdefault(info["label"], {"status": "pending"})
         if event == "run-start":
-            row.update(status="running", detail="starting")
+            row.update(status="running", detail=f"starting on {info['host']}" if info.get("host") else "starting")
         elif event == "batch":
             row.update(detail=f"epoch {info['epoch']} step {info['step']}/{info['steps']}")
         elif event == "epoch":

@@ -103,22 +103,33 @@ def execute_run(config: RunConfig, data_dir: Path, results: Path, mirror: Path |
 class Executor(Protocol):
     def run(self, configs: list[RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Update | None) -> list[RunOutcome]: ...
 
+    def device_type(self, config: RunConfig) -> str:
+        """Where the executor will train ``config`` ("cpu"/"cuda"): part of the run id."""
+        ...
+
 
 class LocalExecutor:
     """Runs the pending cells one after another in this process."""
+
+    def device_type(self, config: RunConfig) -> str:
+        from seqbench.training.trainer import resolve_device
+
+        return resolve_device(config.device).type
 
     def run(self, configs: list[RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Update | None) -> list[RunOutcome]:
         return [execute_run(config, data_dir, results, mirror, update) for config in configs]
 
 
-def pending(configs: Iterable[RunConfig], store: RunStore, retry_failed: bool) -> tuple[list[RunConfig], list[RunOutcome]]:
-    """Split the grid into runs to train and runs already stored (completed, or failed without retry)."""
-    from seqbench.training.trainer import resolve_device
+def pending(configs: Iterable[RunConfig], store: RunStore, retry_failed: bool, executor: Executor) -> tuple[list[RunConfig], list[RunOutcome]]:
+    """Split the grid into runs to train and runs already stored (completed, or failed without retry).
 
+    The run id depends on the device the *executor* trains on (a Ray cluster may have GPUs the
+    driver lacks), so the executor says which.
+    """
     todo: list[RunConfig] = []
     done: list[RunOutcome] = []
     for config in configs:
-        run_id = config.run_id(resolve_device(config.device).type)
+        run_id = config.run_id(executor.device_type(config))
         status = store.row(run_id).get("status") if store.has(run_id) else None
         if status == "completed" or (status == "failed" and not retry_failed):
             done.append(RunOutcome(run_id, run_label(config), "skipped", f"already stored ({status})"))
@@ -136,7 +147,7 @@ def run_grid(
     retry_failed: bool = False,
     update: Update | None = None,
 ) -> list[RunOutcome]:
-    todo, done = pending(configs, RunStore(results), retry_failed)
+    todo, done = pending(configs, RunStore(results), retry_failed, executor)
     if update is not None:
         for outcome in done:
             update("skipped", {"run_id": outcome.run_id, "label": outcome.label, "reason": outcome.reason})
