@@ -109,7 +109,7 @@ def frontier_figure(table: pd.DataFrame, stem: Path) -> list[Path]:
     handles = [Line2D([], [], color=c, marker="o", linestyle="", label=l) for l, c in colors.items()]
     handles += [Line2D([], [], color="grey", marker=markers[m], linestyle="", label=model_display(m)) for m in markers]
     handles.append(Line2D([], [], color="black", linestyle="--", marker="o", markerfacecolor="none", label="Pareto frontier"))
-    figure.legend(handles=handles, loc="outside right upper", title="loss / model")
+    figure.legend(handles=handles, loc="outside right center", title="loss / model")  # clear of the title
     figure.suptitle(f"Test {FRONTIER_METRIC} versus peak training memory (one point per run)")
     return _save(figure, stem)
 
