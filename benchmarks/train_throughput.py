@@ -54,13 +54,14 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset, args.data_dir)
     rows = []
     for model, loss, params in CELLS:
-        config = make_config(None, {"dataset": args.dataset, "model": model, "loss": loss, "loss_params": params})
+        config = make_config(None, {"dataset": args.dataset, "model": model, "loss": loss, "loss_params": params, "threads": args.threads})
         train_rate, eval_rate = measure(Trainer(config, dataset, device), args.steps)
         impl = params.get("ce_impl", "")
         rows.append({"model": model, "loss": loss + (f"[{impl}]" if impl else ""), "train seq/s": round(train_rate), "eval users/s": round(eval_rate)})
