@@ -1,0 +1,158 @@
+"""Run a training step on fake tensors, answering data-dependent questions from small real shadows.
+
+``FakeTensorMode`` knows every tensor's shape but none of its values, so an operator whose output
+*shape* depends on values (``nonzero``, boolean-mask indexing, ``masked_select``) or a Python branch
+on a value (``.item()``, ``bool(t.any())``) cannot run on it. Losses do both: positions are picked
+with masks, negatives are resampled while they collide with the history. The shadow mode below
+keeps a real copy ("shadow") of every *small* tensor whose inputs are all known: integer inputs,
+masks, sampled negatives, small parameters. Those are cheap to compute for real, and they are
+exactly the tensors that such questions are asked about, so the answers are exact. Big tensors (an
+N x d item table, a B x L x N logits matrix) stay fake and cost nothing.
+
+When a data-dependent operator meets a tensor without a shadow, its unknown small inputs are taken
+as all ones (every mask entry true, every element non-zero): output sizes become their upper
+bound, so the prediction errs on the side of more memory, and the assumption is recorded. A Python
+branch on an unknown value cannot be bounded that way and raises :class:`PredictionError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensor,
+    FakeTensorMode,
+)
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils.weak import WeakIdKeyDictionary
+
+# Tensors up to this many elements get a real shadow (128 MiB of int64 at most per tensor):
+# large enough for B x L x K sampled negatives, far below any item table that needs predicting.
+SHADOW_LIMIT = 1 << 24
+
+
+class PredictionError(RuntimeError):
+    """The step branches in Python on a value that prediction cannot know."""
+
+
+class ShadowMode(TorchDispatchMode):
+    """Sits above ``FakeTensorMode``: fake results for everything, real values for small tensors."""
+
+    def __init__(self, fake_mode: FakeTensorMode, limit: int = SHADOW_LIMIT) -> None:
+        super().__init__()
+        self.fake_mode = fake_mode
+        self.limit = limit
+        self.assumptions: set[str] = set()
+        self._guessed = False  # set when a data-dependent operator had to guess an unknown input
+        self._real: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        # A storage written by an operator with unknown inputs: shadows of tensors on it are stale.
+        self._stale: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _shadow_of(self, tensor: torch.Tensor) -> torch.Tensor | None:
+        if not isinstance(tensor, FakeTensor):
+            return tensor  # a real constant (e.g. ``t[mask] = True``) about to be lifted: its own value
+        if tensor.untyped_storage() in self._stale:
+            return None
+        return self._real.get(tensor)
+
+    def _known(self, tensors: list[torch.Tensor]) -> bool:
+        return all(self._shadow_of(t) is not None for t in tensors)
+
+    def _real_args(self, args: Any, kwargs: Any, unknown_as_ones: bool) -> tuple[Any, Any]:
+        def convert(value: Any) -> Any:
+            if not isinstance(value, torch.Tensor):
+                return value
+            shadow = self._shadow_of(value)
+            if shadow is not None:
+                return shadow
+            if unknown_as_ones and value.numel() <= self.limit:
+                self._guessed = True
+                return torch.ones(value.shape, dtype=value.dtype)
+            # Too big to materialise: a meta tensor still carries shape and dtype.
+            return torch.empty(value.shape, dtype=value.dtype, device="meta")
+
+        return tree_map(convert, args), tree_map(convert, kwargs)
+
+    def _mark_written(self, func: Any, args: Any, kwargs: Any) -> None:
+        """An operator with unknown inputs mutated some arguments: their shadows no longer hold."""
+        schema = func._schema
+        for position, argument in enumerate(schema.arguments):
+            if argument.alias_info is None or not argument.alias_info.is_write:
+                continue
+            value = args[position] if position < len(args) else kwargs.get(argument.name)
+            for tensor in tree_flatten(value)[0]:
+                if isinstance(tensor, torch.Tensor):
+                    self._stale[tensor.untyped_storage()] = True
+
+    def _attach(self, fake_out: Any, real_out: Any) -> None:
+        fakes, reals = tree_flatten(fake_out)[0], tree_flatten(real_out)[0]
+        for fake, real in zip(fakes, reals):
+            if isinstance(fake, torch.Tensor) and isinstance(real, torch.Tensor):
+                self._real[fake] = real
+
+    def _small(self, out: Any) -> bool:
+        return all(t.numel() <= self.limit for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
+
+    def _to_fake(self, real_out: Any) -> Any:
+        """Fresh fake tensors of the real results' shapes, allocated through the outer modes."""
+
+        def convert(value: Any) -> Any:
+            if not isinstance(value, torch.Tensor):
+                return value
+            return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype)
+
+        return tree_map(convert, real_out)
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        known = self._known(tensors)
+        try:
+            fake_out = func(*args, **kwargs)
+        except (DynamicOutputShapeException, DataDependentOutputException):
+            return self._data_dependent(func, args, kwargs, known)
+        if known and self._small(fake_out):
+            real_args, real_kwargs = self._real_args(args, kwargs, unknown_as_ones=False)
+            with _disable_current_modes():
+                real_out = func(*real_args, **real_kwargs)
+            self._attach(fake_out, real_out)
+        elif not known:
+            self._mark_written(func, args, kwargs)
+        return fake_out
+
+    def _data_dependent(self, func: Any, args: Any, kwargs: Any, known: bool) -> Any:
+        if not known and func is torch.ops.aten._local_scalar_dense.default:
+            raise PredictionError("the step branches on a value computed from large tensors; use --mode measure")
+        self._guessed = False
+        with _disable_current_modes():  # stand-ins for unknown tensors must be real, not fake
+            real_args, real_kwargs = self._real_args(args, kwargs, unknown_as_ones=not known)
+            real_out = func(*real_args, **real_kwargs)
+        if self._guessed:
+            self.assumptions.add(f"{func.__name__}: unknown mask taken as all true (upper bound)")
+        if not isinstance(real_out, torch.Tensor | tuple | list):
+            return real_out  # a Python scalar from .item(): the exact value when known
+        fake_out = self._to_fake(real_out)
+        if known and self._small(fake_out):
+            self._attach(fake_out, real_out)
+        return fake_out
+
+
+@contextmanager
+def predicting(limit: int = SHADOW_LIMIT) -> Iterator[ShadowMode]:
+    """Fake tensors for everything created inside, with shadows for the small ones.
+
+    Enter the allocation tracker *inside* this context, so that it also sees the tensors the
+    shadow mode makes for data-dependent results.
+    """
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
+    shadow = ShadowMode(fake_mode, limit)
+    with fake_mode, shadow:
+        yield shadow
