@@ -3,7 +3,7 @@
 from seqbench.cli.app import app
 
 # One import per command module; importing registers the command on ``app``.
-# (command modules are added here as they land)
+import seqbench.cli.memprof  # noqa: F401,E402  (registers `memprof`)
 
 
 def main() -> None:

@@ -72,7 +72,9 @@ class ShadowMode(TorchDispatchMode):
             shadow = self._shadow_of(value)
             if shadow is not None:
                 return shadow
-            if unknown_as_ones and value.numel() <= self.limit:
+            # Only integer and boolean values decide output sizes (masks, indices); floats go meta.
+            guessable = not (value.is_floating_point() or value.is_complex())
+            if unknown_as_ones and guessable and value.numel() <= self.limit:
                 self._guessed = True
                 return torch.ones(value.shape, dtype=value.dtype)
             # Too big to materialise: a meta tensor still carries shape and dtype.
@@ -134,7 +136,10 @@ class ShadowMode(TorchDispatchMode):
         self._guessed = False
         with _disable_current_modes():  # stand-ins for unknown tensors must be real, not fake
             real_args, real_kwargs = self._real_args(args, kwargs, unknown_as_ones=not known)
-            real_out = func(*real_args, **real_kwargs)
+            try:
+                real_out = func(*real_args, **real_kwargs)
+            except (NotImplementedError, RuntimeError) as error:
+                raise PredictionError(f"{func.__name__} needs values that prediction cannot know ({error})") from error
         if self._guessed:
             self.assumptions.add(f"{func.__name__}: unknown mask taken as all true (upper bound)")
         if not isinstance(real_out, torch.Tensor | tuple | list):

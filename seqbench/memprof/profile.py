@@ -45,6 +45,9 @@ CE_IMPLS = ("dense", "chunked", "auto")
 # the OS, the shadow copies and allocator slack need the rest.
 CPU_MEMORY_FRACTION = 0.5
 CUDA_MEMORY_FRACTION = 0.9
+# Auto mode also predicts (rather than measures) a step whose FLOPs would take more than a few
+# seconds: the chunked exact CE fits in memory at any catalog but costs O(B L N d) compute.
+FLOP_BUDGET = {"cpu": 1e11, "cuda": 1e14}
 # Names a model config may use for its width; the first one present is set to --hidden.
 HIDDEN_FIELDS = ("hidden_size", "embedding_size")
 
@@ -462,6 +465,17 @@ def available_bytes(device: str) -> int:
     raise RuntimeError("cannot read MemAvailable from /proc/meminfo")
 
 
+def _why_not_measure(predicted: ProfileRecord, device: str) -> str:
+    """Auto mode's rule; an empty answer means measure."""
+    assert predicted.peak_bytes is not None
+    if predicted.peak_bytes > available_bytes(device):
+        return "predicted: does not fit in free memory"
+    budget = FLOP_BUDGET["cuda" if device.startswith("cuda") else "cpu"]
+    if predicted.flops is not None and predicted.flops > budget:
+        return f"predicted: over {budget:.0e} FLOPs, too slow to measure"
+    return ""
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -503,8 +517,9 @@ def profile_step(
     predicted = predict(request, registries)
     if mode == "predict" or predicted.peak_bytes is None:
         return predicted
-    if predicted.peak_bytes > available_bytes(request.device):
-        predicted.note = "; ".join(filter(None, [predicted.note, "predicted: does not fit in free memory"]))
+    reason = _why_not_measure(predicted, request.device)
+    if reason:
+        predicted.note = "; ".join(filter(None, [predicted.note, reason]))
         return predicted
     measured = measure(request, registries)
     measured.predicted_bytes = predicted.peak_bytes
