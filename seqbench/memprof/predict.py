@@ -28,6 +28,7 @@ from torch._subclasses.fake_tensor import (
     FakeTensor,
     FakeTensorMode,
 )
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.weak import WeakIdKeyDictionary
@@ -150,6 +151,72 @@ class ShadowMode(TorchDispatchMode):
         return fake_out
 
 
+# Packed-sequence RNN entry points whose C++ composite reads ``batch_sizes`` (argument 1) through a
+# raw data pointer before any operator is dispatched: a fake tensor there has no data to read.
+PACKED_RNN_FUNCTIONS = {"gru", "lstm", "rnn_tanh", "rnn_relu"}
+
+
+class PackedRnnMode(TorchFunctionMode):
+    """Hands the packed RNNs the real shadow of their (small, CPU) ``batch_sizes``."""
+
+    def __init__(self, shadow: ShadowMode) -> None:
+        super().__init__()
+        self.shadow = shadow
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") == "_pad_packed_sequence":
+            return self._pad_packed(*args, **kwargs)
+        if getattr(func, "__name__", "") == "_pack_padded_sequence":
+            return self._pack_padded(*args, **kwargs)
+        if getattr(func, "__name__", "") in PACKED_RNN_FUNCTIONS and len(args) > 1:
+            batch_sizes = args[1]
+            if isinstance(batch_sizes, torch.Tensor) and batch_sizes.dtype == torch.int64:
+                real = self.shadow._shadow_of(batch_sizes)
+                if real is None:
+                    raise PredictionError("a packed RNN's batch sizes are unknown; use --mode measure")
+                args = (args[0], real, *args[2:])
+        return func(*args, **kwargs)
+
+    def _known_sizes(self, tensor: torch.Tensor) -> list[int]:
+        real = self.shadow._shadow_of(tensor)
+        if real is None:
+            raise PredictionError("a packed sequence's lengths are unknown; use --mode measure")
+        return [int(value) for value in real.tolist()]
+
+    def _pack_padded(
+        self, data: torch.Tensor, lengths: torch.Tensor, batch_first: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ATen's _pack_padded_sequence (sequences sorted by length): one slice per time step, concatenated.
+
+        Its backward in C++ reads ``batch_sizes`` through a raw pointer; built from plain slicing
+        and ``cat`` here, forward and backward are ordinary dispatched operators.
+        """
+        rows = self._known_sizes(lengths)
+        time_major = data.transpose(0, 1) if batch_first else data
+        steps = [sum(1 for row in rows if row > step) for step in range(max(rows))]
+        packed = torch.cat([time_major[step, :size] for step, size in enumerate(steps)])
+        return packed, torch.tensor(steps)
+
+    def _pad_packed(
+        self, data: torch.Tensor, batch_sizes: torch.Tensor, batch_first: bool, padding_value: float, total_length: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ATen's _pad_packed_sequence (full output, one slice copy per time step) in dispatched ops.
+
+        The C++ composite writes its ``lengths`` result through a raw pointer, which a fake tensor
+        does not have; the same copies done here are differentiable and allocate the same output.
+        """
+        steps = self._known_sizes(batch_sizes)
+        batch = steps[0]
+        output = data.new_full((total_length, batch, *data.shape[1:]), padding_value)
+        offset = 0
+        for step, size in enumerate(steps):
+            output[step, :size] = data[offset : offset + size]
+            offset += size
+        lengths = torch.tensor([sum(1 for size in steps if size > row) for row in range(batch)])
+        return (output.transpose(0, 1) if batch_first else output), lengths
+
+
 @contextmanager
 def predicting(limit: int = SHADOW_LIMIT) -> Iterator[ShadowMode]:
     """Fake tensors for everything created inside, with shadows for the small ones.
@@ -159,5 +226,5 @@ def predicting(limit: int = SHADOW_LIMIT) -> Iterator[ShadowMode]:
     """
     fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
     shadow = ShadowMode(fake_mode, limit)
-    with fake_mode, shadow:
+    with fake_mode, shadow, PackedRnnMode(shadow):
         yield shadow
