@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -28,6 +29,9 @@ class LossBatch:
     item_bias: Tensor | None = None  # (N + 1,) or None
     history: Tensor | None = None  # B x H int64, the user's training items (0-padded), for exclusion
     generator: torch.Generator | None = None  # the run's seeded generator, on the loss's device
+    # Optional explicit negatives B x L x K (item ids >= 1) used instead of the loss's sampler:
+    # for tests and for trainers that share negatives between losses.
+    negatives: Tensor | None = None
 
 
 @dataclass
@@ -50,6 +54,38 @@ def select_positions(positives: Tensor, positions: Positions) -> Tensor:
     return last
 
 
+@dataclass
+class Selected:
+    """The loss-carrying positions of a batch, flattened to n rows."""
+
+    hidden: Tensor  # n x d
+    targets: Tensor  # n int64, all >= 1
+    rows: Tensor  # n int64, the sequence (batch row) of each position
+    mask: Tensor  # B x L bool, the positions that were selected
+
+    @property
+    def count(self) -> int:
+        return int(self.targets.shape[0])
+
+
+def gather_selected(batch: LossBatch, mask: Tensor) -> Selected:
+    """X = hidden[mask], their targets and batch rows (row-major order, like boolean indexing)."""
+    rows = mask.nonzero()[:, 0]
+    return Selected(hidden=batch.hidden[mask], targets=batch.positives[mask], rows=rows, mask=mask)
+
+
+def positive_logits(x: Tensor, items: Tensor, table: Tensor, bias: Tensor | None) -> Tensor:
+    """s_i = <x_i, e_{items_i}> (+ b_{items_i}) for one item per row: n x d, n -> n."""
+    scores = (x * table[items]).sum(-1)
+    return scores if bias is None else scores + bias[items]
+
+
+def zero_loss(batch: LossBatch) -> Tensor:
+    """A zero that still belongs to the graph, for a batch without any loss position."""
+    zero = batch.hidden.sum() * 0.0 + batch.item_embeddings.sum() * 0.0
+    return zero if batch.item_bias is None else zero + batch.item_bias.sum() * 0.0
+
+
 class Loss(nn.Module):
     """Base class; subclasses set the class attributes and implement :meth:`compute`."""
 
@@ -59,11 +95,22 @@ class Loss(nn.Module):
     needs_negatives: ClassVar[bool] = False
     Params: ClassVar[type]  # a dataclass of hyper-parameters with the spec's defaults
 
-    def __init__(self, params: object, num_items: int, positions: Positions | None = None) -> None:
+    help: ClassVar[str] = ""  # one line for the CLI, naming the paper
+
+    def __init__(
+        self,
+        params: object,
+        num_items: int,
+        positions: Positions | None = None,
+        item_counts: np.ndarray | None = None,
+    ) -> None:
         super().__init__()
         self.params = params
         self.num_items = num_items
         self.positions: Positions = positions or self.default_positions
+        # Training-set interaction count per item (for popularity samplers); index = item id when it
+        # has N + 1 entries, items 1..N when it has N.
+        self.item_counts = item_counts
 
     def forward(self, batch: LossBatch) -> LossOutput:
         mask = select_positions(batch.positives, self.positions)

@@ -1,0 +1,118 @@
+"""The loss registry: one line per loss, and ``build_loss`` turning CLI/config values into a loss.
+
+Hyper-parameters arrive as a dict (``--set K=100`` gives ``{"K": "100"}`` or ``{"K": 100}``); each
+value is converted to the type of its dataclass field, unknown keys and out-of-range values raise
+``InputError`` naming the valid keys or values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Union
+
+import numpy as np
+
+from seqbench.errors import InputError
+from seqbench.losses.base import Loss
+from seqbench.losses.bce import BCE
+from seqbench.losses.bpr import BPR
+from seqbench.losses.bpr_max import BPRMax
+from seqbench.losses.cross_entropy import CrossEntropy, CumulativeCrossEntropy
+from seqbench.losses.gbce import GBCE
+from seqbench.losses.nce import NCE, NEG
+from seqbench.losses.sampled_ce import SampledCE, ScaledCE
+from seqbench.losses.sce import SCE
+from seqbench.losses.top1 import TOP1
+
+_REGISTRY: dict[str, type[Loss]] = {
+    "ce": CrossEntropy,
+    "cce": CumulativeCrossEntropy,
+    "bce": BCE,
+    "bpr": BPR,
+    "top1": TOP1,
+    "bpr-max": BPRMax,
+    "sampled-ce": SampledCE,
+    "scaled-ce": ScaledCE,
+    "nce": NCE,
+    "neg": NEG,
+    "gbce": GBCE,
+    "sce": SCE,
+}
+
+LOSS_NAMES: list[str] = list(_REGISTRY)
+POSITIONS = ("all", "last")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def loss_class(name: str) -> type[Loss]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InputError(f"unknown loss {name!r}; valid: {', '.join(LOSS_NAMES)}") from None
+
+
+def default_params(name: str) -> dict[str, object]:
+    """The spec's defaults of a loss's hyper-parameters (None = derived from the batch/catalogue)."""
+    return dataclasses.asdict(loss_class(name).Params())
+
+
+def _convert(key: str, value: object, hint: Any) -> object:
+    """Convert a CLI/config value to the field's declared type (bool, int, float, str, X | None)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    if value is None or (isinstance(value, str) and value.lower() in {"none", "null"}):
+        if type(None) in options:
+            return None
+        raise InputError(f"{key} cannot be empty")
+    target = next(option for option in options if option is not type(None))
+    try:
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).lower()
+            if text in _TRUE | _FALSE:
+                return text in _TRUE
+            raise ValueError
+        if target is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)  # type: ignore[arg-type]
+        if target is float:
+            return float(value)  # type: ignore[arg-type]
+        return str(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{key}={value!r} is not a valid {target.__name__}") from None
+
+
+def make_params(name: str, params: dict[str, object] | None, num_items: int) -> object:
+    """Build and validate the Params dataclass of loss ``name`` from a dict of overrides."""
+    cls = loss_class(name).Params
+    hints = typing.get_type_hints(cls)
+    fields = [field.name for field in dataclasses.fields(cls)]
+    values: dict[str, object] = {}
+    for key, value in (params or {}).items():
+        if key not in fields:
+            raise InputError(f"unknown parameter {key!r} for loss {name}; valid: {', '.join(fields)}")
+        values[key] = _convert(key, value, hints[key])
+    built = cls(**values)
+    built.validate(num_items)
+    return built
+
+
+def build_loss(
+    name: str,
+    num_items: int,
+    params: dict[str, object] | None = None,
+    positions: str | None = None,
+    item_counts: np.ndarray | None = None,
+) -> Loss:
+    """The loss ``name`` for a catalogue of ``num_items`` real items (ids 1..N)."""
+    cls = loss_class(name)
+    if num_items < 1:
+        raise InputError(f"num_items must be >= 1 (got {num_items})")
+    if positions is not None and positions not in POSITIONS:
+        raise InputError(f"unknown positions {positions!r}; valid: {', '.join(POSITIONS)}")
+    built = make_params(name, params, num_items)
+    return cls(built, num_items, positions, item_counts=item_counts)  # type: ignore[arg-type]

@@ -1,0 +1,56 @@
+"""Shared machinery of the losses that score the positive against K sampled negatives.
+
+A subclass declares its ``Params`` (a ``SamplerParams`` dataclass with its own defaults) and
+implements ``per_position(pos, neg, negatives)`` on the n positive logits and n x K negative logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from seqbench.errors import InputError
+from seqbench.losses.base import Loss, LossBatch, LossOutput, Positions, gather_selected, positive_logits, zero_loss
+from seqbench.losses.samplers import Negatives, SamplerParams, draw_negatives, popularity_probs
+from seqbench.losses.scoring import sampled_scores
+
+
+class SampledLoss(Loss):
+    needs_negatives = True
+    wants_log_q = False  # set by losses that apply a logQ correction
+
+    def __init__(self, params: SamplerParams, num_items: int, positions: Positions | None = None, item_counts=None) -> None:
+        super().__init__(params, num_items, positions, item_counts)
+        self._probs: Tensor | None = None
+        if params.sampler == "popularity":
+            if item_counts is None:
+                raise InputError(f"{self.name}: sampler=popularity needs item counts (valid samplers without: uniform)")
+            # Validated now so a bad count array fails at build time, not at the first step.
+            self._probs_cpu = popularity_probs(item_counts, num_items, params.pop_power, torch.device("cpu"))
+
+    def _popularity(self, device: torch.device) -> Tensor | None:
+        if self.params.sampler != "popularity":
+            return None
+        if self._probs is None or self._probs.device != device:
+            self._probs = self._probs_cpu.to(device)
+        return self._probs
+
+    def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def compute(self, batch: LossBatch, mask: Tensor) -> LossOutput:
+        selected = gather_selected(batch, mask)
+        if selected.count == 0:
+            return LossOutput(zero_loss(batch), {"positions": 0.0})
+        probs = self._popularity(selected.targets.device)
+        negatives = draw_negatives(self.params, selected, batch, self.num_items, probs, self.wants_log_q)
+        x, table, bias = selected.hidden, batch.item_embeddings, batch.item_bias
+        pos = positive_logits(x, selected.targets, table, bias)
+        neg = sampled_scores(x, table, bias, negatives.items)
+        value = self.per_position(pos, neg, negatives).mean()
+        diagnostics = {
+            "positions": float(selected.count),
+            "mean_positive_logit": float(pos.detach().mean()),
+            "mean_negative_logit": float(neg.detach().mean()),
+        }
+        return LossOutput(value, diagnostics)

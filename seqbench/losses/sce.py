@@ -1,0 +1,118 @@
+"""``sce``: scalable cross-entropy (Mezentsev et al.), softmax over MIPS-selected hard negatives.
+
+Step list (losses.md), for the n selected positions X (n x d), targets t and items E (N x d):
+1. positive logits s_i = <X_i, E_{t_i}> (with gradient);
+2. without gradient, fresh bucket centres C (n_b x d) from the run's generator every step:
+   standard normal, or (``mix``) Omega^T X with Omega ~ N(0, 1)^{n x n_b};
+3. without gradient, per bucket the top-b_x positions by <C_b, X_i> and the top-b_y items by
+   <C_b, E_j> (top-k, so a position may fall in several buckets or none);
+4. with gradient, S[b, a, c] = <X_{Ix[b,a]}, E_{Iy[b,c]}> by one batched matmul, -inf where the item
+   is that position's target, the positive logit appended; row loss = logsumexp(row) - positive;
+5. per position the maximum row loss over the buckets that selected it; unselected positions are
+   dropped; the loss is the mean over the selected positions.
+Memory O(n_b b_x b_y + n_b (n + N)) instead of O(n N).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from seqbench.errors import InputError
+from seqbench.losses.base import Loss, LossBatch, LossOutput, gather_selected, positive_logits, zero_loss
+
+DEFAULT_B_Y = 256
+
+
+@dataclass
+class SCEParams:
+    n_b: int | None = None  # buckets; None = int(2 sqrt(n)) for the step's n positions
+    b_x: int | None = None  # positions per bucket; None = int(2 sqrt(n)), at most n
+    b_y: int | None = None  # items per bucket; None = 256 (or N when the catalogue is smaller)
+    mix: bool = False  # centres as random mixtures of the batch's hidden states
+
+    def validate(self, num_items: int) -> None:
+        for key in ("n_b", "b_x", "b_y"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise InputError(f"{key} must be >= 1 (got {value})")
+        if self.b_y is not None and self.b_y > num_items:
+            raise InputError(f"b_y must be at most the number of items N = {num_items} (got {self.b_y})")
+
+    def sizes(self, n: int, num_items: int) -> tuple[int, int, int]:
+        """(n_b, b_x, b_y) for a step with n positions."""
+        auto = max(1, int(2 * math.sqrt(n)))
+        if self.b_x is not None and self.b_x > n:
+            raise InputError(f"b_x must be at most the number of loss positions n = {n} (got {self.b_x})")
+        n_b = self.n_b if self.n_b is not None else auto
+        b_x = self.b_x if self.b_x is not None else min(auto, n)
+        b_y = self.b_y if self.b_y is not None else min(DEFAULT_B_Y, num_items)
+        return n_b, b_x, b_y
+
+
+def bucket_centres(x: Tensor, n_b: int, mix: bool, generator: torch.Generator | None) -> Tensor:
+    """Step 2: n_b x d centres, fresh from the generator."""
+    if mix:
+        omega = torch.randn((x.shape[0], n_b), generator=generator, device=x.device, dtype=x.dtype)
+        return omega.T @ x
+    return torch.randn((n_b, x.shape[1]), generator=generator, device=x.device, dtype=x.dtype)
+
+
+def one_per_position(row_loss: Tensor, positions: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Step 5: for each position the index of one bucket row holding its maximum loss.
+
+    Returns (chosen entry indices into the flat row losses, selected position ids). The gradient
+    then flows through exactly one entry per position, even when two buckets tie.
+    """
+    detached = row_loss.detach()
+    best = torch.full((n,), float("-inf"), dtype=detached.dtype, device=detached.device)
+    best = best.scatter_reduce(0, positions, detached, reduce="amax")
+    entry = torch.arange(detached.shape[0], device=detached.device)
+    sentinel = detached.shape[0]
+    candidates = torch.where(detached == best[positions], entry, sentinel)
+    first = torch.full((n,), sentinel, dtype=torch.long, device=detached.device)
+    first = first.scatter_reduce(0, positions, candidates, reduce="amin")
+    chosen = first[first < sentinel]
+    return chosen, positions[chosen]
+
+
+class SCE(Loss):
+    name = "sce"
+    paper = "Mezentsev et al. 2024, scalable cross-entropy (SCE)"
+    help = "scalable cross-entropy: softmax over MIPS-bucketed hard negatives (Mezentsev et al.)"
+    default_positions = "all"
+    needs_negatives = False  # negatives come from the buckets, not from a sampler
+    Params = SCEParams
+
+    def compute(self, batch: LossBatch, mask: Tensor) -> LossOutput:
+        selected = gather_selected(batch, mask)
+        n = selected.count
+        if n == 0:
+            return LossOutput(zero_loss(batch), {"positions": 0.0, "selected_share": 0.0})
+        x, targets, table, bias = selected.hidden, selected.targets, batch.item_embeddings, batch.item_bias
+        n_b, b_x, b_y = self.params.sizes(n, self.num_items)
+        pos = positive_logits(x, targets, table, bias)  # step 1
+        with torch.no_grad():  # steps 2 and 3
+            centres = bucket_centres(x.detach(), n_b, self.params.mix, batch.generator)
+            ix = (centres @ x.detach().T).topk(b_x, dim=1).indices  # n_b x b_x positions
+            iy = (centres @ table.detach()[1:].T).topk(b_y, dim=1).indices + 1  # n_b x b_y item ids
+        # Step 4: bucket logits by one batched matmul, the target masked, the positive appended.
+        logits = torch.bmm(x[ix], table[iy].transpose(1, 2))
+        if bias is not None:
+            logits = logits + bias[iy][:, None, :]
+        logits = logits.masked_fill(iy[:, None, :] == targets[ix][:, :, None], float("-inf"))
+        pos_rows = pos[ix]
+        full = torch.cat([logits, pos_rows[:, :, None]], dim=2)
+        row_loss = (torch.logsumexp(full, dim=2) - pos_rows).reshape(-1)
+        chosen, kept = one_per_position(row_loss, ix.reshape(-1), n)  # step 5
+        value = row_loss[chosen].mean()
+        diagnostics = {
+            "positions": float(n),
+            "selected_share": float(kept.shape[0]) / n,
+            "mean_positive_logit": float(pos.detach().mean()),
+            "buckets": float(n_b),
+        }
+        return LossOutput(value, diagnostics)
