@@ -17,6 +17,8 @@ branch on an unknown value cannot be bounded that way and raises :class:`Predict
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -133,6 +135,10 @@ class ShadowMode(TorchDispatchMode):
 
     def _data_dependent(self, func: Any, args: Any, kwargs: Any, known: bool) -> Any:
         if not known and func is torch.ops.aten._local_scalar_dense.default:
+            if args[0].is_floating_point():
+                # A float read back (a logged diagnostic, a loss value) cannot size a tensor; an
+                # integer or boolean could (a count, a branch), so those are refused below.
+                return math.nan
             raise PredictionError("the step branches on a value computed from large tensors; use --mode measure")
         self._guessed = False
         with _disable_current_modes():  # stand-ins for unknown tensors must be real, not fake
