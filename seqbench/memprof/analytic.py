@@ -57,3 +57,21 @@ def logits_elements(batch_size: int, max_len: int, catalog: int) -> int:
 def overflows_int64(batch_size: int, max_len: int, catalog: int, bytes_per_element: int = 8) -> bool:
     """True when a B x L x N tensor of the widest element (8 bytes) has more bytes than int64 counts."""
     return logits_elements(batch_size, max_len, catalog) * bytes_per_element > INT64_MAX
+
+
+def sce_default_buckets(positions: int) -> int:
+    """The spec's default n_b = b_x = int(2 sqrt(n))."""
+    return int(2 * positions**0.5)
+
+
+def sce_loss_elements(positions: int, catalog: int, items_per_bucket: int = 256) -> int:
+    """Elements of SCE's per-step tensors: bucket logits n_b x b_x x b_y plus centre scores n_b x (n + N).
+
+    With dense CE's ``3 x n x N`` this gives the factor by which SCE's loss stage should be
+    smaller; the measured factor is somewhat lower because SCE keeps a few of these tensors (the
+    masked logits, their gradient) alive together.
+    """
+    buckets = sce_default_buckets(positions)
+    per_bucket_positions = min(buckets, positions)
+    bucket_items = min(items_per_bucket, catalog)
+    return buckets * per_bucket_positions * bucket_items + buckets * (positions + catalog)
