@@ -75,7 +75,7 @@ def run_memprof(
     for catalog in catalogs:
         for loss in losses:
             if progress:
-                err_console.print(f"memprof: {loss} @ {catalog:,} items ({mode})", highlight=False)
+                err_console.print(f"memprof: {loss} @ {catalog:,} items ({mode})", highlight=False, markup=False)
             records.append(
                 profile_step(model, loss, catalog, batch_size, max_len, hidden, mode, device, None, breakdown, registries)
             )
@@ -117,9 +117,9 @@ def memprof(
         if json_output:
             emit_json([record.to_json() for record in records])
             return
-        out_console.print(peak_table(records), highlight=False, soft_wrap=True)
+        out_console.print(peak_table(records), highlight=False, soft_wrap=True, markup=False)
         if breakdown:
             for record in records:
-                out_console.print("\n" + stage_table(record), highlight=False, soft_wrap=True)
+                out_console.print("\n" + stage_table(record), highlight=False, soft_wrap=True, markup=False)
 
     guarded(work, debug)

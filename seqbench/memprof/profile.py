@@ -48,6 +48,9 @@ CUDA_MEMORY_FRACTION = 0.9
 # Auto mode also predicts (rather than measures) a step whose FLOPs would take more than a few
 # seconds: the chunked exact CE fits in memory at any catalog but costs O(B L N d) compute.
 FLOP_BUDGET = {"cpu": 1e11, "cuda": 1e14}
+# On CPU a step is also memory-bound (Adam and the dense item-table gradient sweep every byte):
+# past this size a measured step takes tens of seconds, so auto predicts it instead.
+CPU_MEASURE_LIMIT_BYTES = 2**30
 # Names a model config may use for its width; the first one present is set to --hidden.
 HIDDEN_FIELDS = ("hidden_size", "embedding_size")
 
@@ -470,6 +473,8 @@ def _why_not_measure(predicted: ProfileRecord, device: str) -> str:
     assert predicted.peak_bytes is not None
     if predicted.peak_bytes > available_bytes(device):
         return "predicted: does not fit in free memory"
+    if not device.startswith("cuda") and predicted.peak_bytes > CPU_MEASURE_LIMIT_BYTES:
+        return "predicted: over 1 GiB, too slow to measure on CPU"
     budget = FLOP_BUDGET["cuda" if device.startswith("cuda") else "cpu"]
     if predicted.flops is not None and predicted.flops > budget:
         return f"predicted: over {budget:.0e} FLOPs, too slow to measure"
