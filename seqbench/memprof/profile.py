@@ -341,11 +341,26 @@ def _train_step(state: StepState, stages: StageLog | None) -> None:
     state.optimizer.zero_grad(set_to_none=True)
 
 
+# torch's flop counter knows mm/addmm/bmm/baddbmm but not their in-place forms, which chunked
+# losses use to accumulate gradients (grad_x.addmm_(...)); count them with the same formulas.
+def _addmm_flops(bias: Any, left: Any, right: Any, out_shape: Any = None, **_: Any) -> int:
+    rows, inner = left
+    return 2 * rows * inner * right[1]
+
+
+def _baddbmm_flops(bias: Any, left: Any, right: Any, out_shape: Any = None, **_: Any) -> int:
+    batch, rows, inner = left
+    return 2 * batch * rows * inner * right[2]
+
+
+_IN_PLACE_FLOPS = {torch.ops.aten.addmm_: _addmm_flops, torch.ops.aten.baddbmm_: _baddbmm_flops}
+
+
 def _tracked_step(
     spec: LossSpec, model_name: str, shape: StepShape, registries: Registries, meter: Meter, seed: int
 ) -> tuple[StepState, StageLog, int]:
     stages = StageLog(meter)
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_IN_PLACE_FLOPS) as counter:
         state = _build_state(spec, model_name, shape, registries, stages, seed)
         stages.end()
         # Count the step's FLOPs, not the optimiser priming above.
