@@ -126,6 +126,8 @@ def test_bad_shapes_and_names_are_input_errors(catalog: int, batch_size: int, lo
 
 def test_units_and_overflow() -> None:
     assert human_bytes(512) == "512 B"
-    assert human_bytes(3 * 2**30) == "3 GiB"
+    assert human_bytes(3 * 2**30) == "3.00 GiB"
+    assert human_bytes(1020 * 2**20) == "1020 MiB"
+    assert human_bytes(int(14.46 * 2**30)) == "14.5 GiB"
     assert human_bytes(None) == "-"
     assert overflows_int64(256, 200, 10**15) and not overflows_int64(256, 200, 10**9)

@@ -148,7 +148,7 @@ class ShadowMode(TorchDispatchMode):
             except (NotImplementedError, RuntimeError) as error:
                 raise PredictionError(f"{func.__name__} needs values that prediction cannot know ({error})") from error
         if self._guessed:
-            self.assumptions.add(f"{func.__name__}: unknown mask taken as all true (upper bound)")
+            self.assumptions.add(f"upper bound: unknown mask in {func.__name__} taken as all true")
         if not isinstance(real_out, torch.Tensor | tuple | list):
             return real_out  # a Python scalar from .item(): the exact value when known
         fake_out = self._to_fake(real_out)

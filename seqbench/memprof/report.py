@@ -17,7 +17,9 @@ def human_bytes(value: int | None) -> str:
     size = float(value)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(size) < 1024 or unit == "PiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
+            # Three significant digits without falling into exponent notation (1020 MiB, not 1.02e+03).
+            decimals = 0 if unit == "B" or abs(size) >= 100 else (1 if abs(size) >= 10 else 2)
+            return f"{size:.{decimals}f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
 
