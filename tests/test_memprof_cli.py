@@ -67,6 +67,8 @@ def test_table_breakdown_and_plot(tmp_path: Path) -> None:
         (["--losses", "cce,softmax"], "unknown loss"),
         (["--catalog", "1e18"], "overflow"),
         (["--mode", "guess"], "--mode"),
+        (["--model", "transformer"], "unknown model"),
+        (["--hidden", "0"], "hidden"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], fragment: str) -> None:

@@ -71,6 +71,7 @@ def run_memprof(
 ) -> list[ProfileRecord]:
     for catalog in catalogs:  # every shape is checked before the first (possibly long) step runs
         StepShape(catalog, batch_size, max_len, hidden).validate()
+    registries.model_params(model, hidden)  # an unknown model name fails here, before any step
     records = []
     for catalog in catalogs:
         for loss in losses:
