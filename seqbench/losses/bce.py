@@ -19,7 +19,7 @@ from seqbench.losses.samplers import Negatives, SamplerParams
 
 @dataclass
 class BCEParams(SamplerParams):
-    K: int = 1
+    num_negatives: int = 1
     exclude_history: bool = True
 
 

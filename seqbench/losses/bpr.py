@@ -17,7 +17,7 @@ from seqbench.losses.samplers import Negatives, SamplerParams
 
 @dataclass
 class BPRParams(SamplerParams):
-    K: int = 1
+    num_negatives: int = 1
     exclude_history: bool = True
 
 

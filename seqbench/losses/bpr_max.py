@@ -21,7 +21,7 @@ from seqbench.losses.samplers import Negatives, SamplerParams
 
 @dataclass
 class BPRMaxParams(SamplerParams):
-    K: int = 128
+    num_negatives: int = 128
     bpreg: float = 0.0  # lambda of the score regulariser
 
     def validate(self, num_items: int) -> None:

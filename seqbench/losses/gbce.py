@@ -20,7 +20,7 @@ from seqbench.losses.samplers import Negatives, SamplerParams
 
 @dataclass
 class GBCEParams(SamplerParams):
-    K: int = 256
+    num_negatives: int = 256
     t: float = 0.75  # calibration: 0 = bce, 1 = fully calibrated
 
     def validate(self, num_items: int) -> None:
@@ -40,7 +40,7 @@ class GBCE(SampledLoss):
 
     @property
     def beta(self) -> float:
-        alpha_s = self.params.K / (self.num_items - 1)
+        alpha_s = self.params.num_negatives / (self.num_items - 1)
         return 1.0 - self.params.t * (1.0 - alpha_s)
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:

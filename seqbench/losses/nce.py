@@ -20,7 +20,7 @@ from seqbench.losses.samplers import Negatives, SamplerParams
 
 @dataclass
 class NEGParams(SamplerParams):
-    K: int = 100
+    num_negatives: int = 100
 
 
 @dataclass
@@ -52,5 +52,5 @@ class NCE(SampledLoss):
     Params = NCEParams
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:
-        shift = math.log(self.num_items / self.params.K) - self.params.c
+        shift = math.log(self.num_items / self.params.num_negatives) - self.params.c
         return binary_logistic(pos + shift, neg + shift)

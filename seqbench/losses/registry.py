@@ -1,8 +1,9 @@
 """The loss registry: one line per loss, and ``build_loss`` turning CLI/config values into a loss.
 
-Hyper-parameters arrive as a dict (``--set K=100`` gives ``{"K": "100"}`` or ``{"K": 100}``); each
-value is converted to the type of its dataclass field, unknown keys and out-of-range values raise
-``InputError`` naming the valid keys or values.
+Hyper-parameters arrive as a dict (``--set num_negatives=100`` gives ``{"num_negatives": "100"}``
+or an int); each value is converted to the type of its dataclass field, unknown keys and
+out-of-range values raise ``InputError`` naming the valid keys or values. ``K`` (the spec's
+symbol) is accepted as an alias of ``num_negatives``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ _REGISTRY: dict[str, type[Loss]] = {
 }
 
 LOSS_NAMES: list[str] = list(_REGISTRY)
+ALIASES = {"K": "num_negatives"}
 POSITIONS = ("all", "last")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -93,6 +95,9 @@ def make_params(name: str, params: dict[str, object] | None, num_items: int) -> 
     fields = [field.name for field in dataclasses.fields(cls)]
     values: dict[str, object] = {}
     for key, value in (params or {}).items():
+        key = ALIASES.get(key, key) if ALIASES.get(key) in fields else key
+        if key in values:
+            raise InputError(f"parameter {key} of loss {name} was given twice (K is an alias of num_negatives)")
         if key not in fields:
             raise InputError(f"unknown parameter {key!r} for loss {name}; valid: {', '.join(fields)}")
         values[key] = _convert(key, value, hints[key])

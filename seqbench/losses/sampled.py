@@ -6,11 +6,12 @@ implements ``per_position(pos, neg, negatives)`` on the n positive logits and n 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from seqbench.errors import InputError
-from seqbench.losses.base import Loss, LossBatch, LossOutput, Positions, gather_selected, positive_logits, zero_loss
+from seqbench.losses.base import Loss, LossBatch, LossOutput, Positions, gather_selected, zero_loss
 from seqbench.losses.samplers import Negatives, SamplerParams, draw_negatives, popularity_probs
 from seqbench.losses.scoring import sampled_scores
 
@@ -19,7 +20,13 @@ class SampledLoss(Loss):
     needs_negatives = True
     wants_log_q = False  # set by losses that apply a logQ correction
 
-    def __init__(self, params: SamplerParams, num_items: int, positions: Positions | None = None, item_counts=None) -> None:
+    def __init__(
+        self,
+        params: SamplerParams,
+        num_items: int,
+        positions: Positions | None = None,
+        item_counts: np.ndarray | None = None,
+    ) -> None:
         super().__init__(params, num_items, positions, item_counts)
         self._probs: Tensor | None = None
         if params.sampler == "popularity":
@@ -45,8 +52,11 @@ class SampledLoss(Loss):
         probs = self._popularity(selected.targets.device)
         negatives = draw_negatives(self.params, selected, batch, self.num_items, probs, self.wants_log_q)
         x, table, bias = selected.hidden, batch.item_embeddings, batch.item_bias
-        pos = positive_logits(x, selected.targets, table, bias)
-        neg = sampled_scores(x, table, bias, negatives.items)
+        # Positive and negatives scored in one call, so the table's gradient is built once
+        # (two (N + 1) x d gradients and their sum would dominate memory at large N).
+        items = torch.cat([selected.targets[:, None], negatives.items], dim=1)
+        scores = sampled_scores(x, table, bias, items)
+        pos, neg = scores[:, 0], scores[:, 1:]
         value = self.per_position(pos, neg, negatives).mean()
         diagnostics = {
             "positions": float(selected.count),

@@ -25,14 +25,14 @@ from seqbench.losses.samplers import Negatives, SamplerParams
 
 @dataclass
 class SampledCEParams(SamplerParams):
-    K: int = 256
+    num_negatives: int = 256
     exclude_history: bool = True
     logq: bool = False  # subtract log(K Q(j)) from each negative's logit
 
 
 @dataclass
 class ScaledCEParams(SamplerParams):
-    K: int = 100
+    num_negatives: int = 100
     alpha: float = 100.0  # weight of the negatives' mass in the denominator
     logq: bool = False
 
@@ -61,7 +61,7 @@ class SampledCE(SampledLoss):
     def shifted_negatives(self, neg: Tensor, negatives: Negatives) -> Tensor:
         if self.params.logq:
             assert negatives.log_q is not None
-            neg = neg - (negatives.log_q + math.log(self.params.K))
+            neg = neg - (negatives.log_q + math.log(self.params.num_negatives)).to(neg.dtype)
         return neg
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:

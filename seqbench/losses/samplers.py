@@ -28,15 +28,15 @@ SAMPLERS = ("uniform", "popularity")
 class SamplerParams:
     """Hyper-parameters shared by every loss that samples negatives."""
 
-    K: int = 1  # negatives per position
+    num_negatives: int = 1  # K, negatives per position (``K`` is accepted as an alias)
     sampler: str = "uniform"  # uniform | popularity
     exclude_history: bool = False  # never draw an item of the user's history (uniform only)
     shared: bool = False  # one set of K negatives per sequence instead of per position
     pop_power: float = 1.0  # popularity sampler: P(j) proportional to count_j ** pop_power
 
     def validate(self, num_items: int) -> None:
-        if self.K < 1:
-            raise InputError(f"K must be an integer >= 1 (got {self.K})")
+        if self.num_negatives < 1:
+            raise InputError(f"num_negatives (K) must be an integer >= 1 (got {self.num_negatives})")
         if self.sampler not in SAMPLERS:
             raise InputError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         if self.sampler == "popularity" and self.exclude_history:
@@ -48,7 +48,7 @@ class SamplerParams:
 @dataclass
 class Negatives:
     items: Tensor  # n x K item ids in 1..N
-    log_q: Tensor | None  # n x K log-probability of drawing each item in one draw (for logQ correction)
+    log_q: Tensor | None  # n x K float64 log-probability of drawing each item in one draw (logQ correction)
 
 
 def uniform(num_items: int, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
@@ -138,11 +138,11 @@ def draw_negatives(
         rows = torch.arange(batch.positives.shape[0], device=device) if params.shared else selected.rows
         if params.sampler == "popularity":
             assert probs is not None, "popularity sampler needs item_counts"
-            drawn = popularity(probs, (rows.shape[0], params.K), generator)
+            drawn = popularity(probs, (rows.shape[0], params.num_negatives), generator)
         elif adj is not None and allowed is not None:
-            drawn = uniform_excluding(adj, allowed, rows, params.K, generator)
+            drawn = uniform_excluding(adj, allowed, rows, params.num_negatives, generator)
         else:
-            drawn = uniform(num_items, (rows.shape[0], params.K), generator, device)
+            drawn = uniform(num_items, (rows.shape[0], params.num_negatives), generator, device)
         items = drawn[selected.rows] if params.shared else drawn
     log_q = _log_q(params, items, selected.rows, num_items, probs, allowed) if want_log_q else None
     return Negatives(items=items, log_q=log_q)
@@ -154,6 +154,6 @@ def _log_q(
     """log Q(j): the probability of drawing item j in one draw under the configured sampler."""
     if params.sampler == "popularity":
         assert probs is not None
-        return probs.log().to(torch.float32)[items - 1]
-    room = allowed[rows].to(torch.float32) if allowed is not None else torch.full_like(rows, num_items, dtype=torch.float32)
+        return probs.log()[items - 1]
+    room = allowed[rows].double() if allowed is not None else torch.full_like(rows, num_items, dtype=torch.float64)
     return (-room.log())[:, None].expand(items.shape)

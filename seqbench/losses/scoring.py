@@ -21,6 +21,11 @@ def _rows_per_chunk(k: int, d: int) -> int:
     return max(1, GATHER_ELEMENTS // max(1, k * d))
 
 
+def _gather(table: Tensor, items: Tensor) -> Tensor:
+    """table[items] for a c x K index: index_select is ~20x faster than advanced indexing on CPU."""
+    return table.index_select(0, items.reshape(-1)).view(*items.shape, table.shape[1])
+
+
 class _GatheredScores(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, table: Tensor, items: Tensor) -> Tensor:  # type: ignore[override]
@@ -29,7 +34,7 @@ class _GatheredScores(torch.autograd.Function):
         out = x.new_empty((n, k))
         for start in range(0, n, step):
             rows = slice(start, start + step)
-            torch.bmm(table[items[rows]], x[rows, :, None], out=out[rows, :, None])
+            torch.bmm(_gather(table, items[rows]), x[rows, :, None], out=out[rows, :, None])
         ctx.save_for_backward(x, table, items)
         return out
 
@@ -46,7 +51,7 @@ class _GatheredScores(torch.autograd.Function):
             rows = slice(start, start + step)
             g = grad[rows].to(x.dtype)
             if grad_x is not None:
-                torch.bmm(g[:, None, :], table[items[rows]], out=grad_x[rows, None, :])
+                torch.bmm(g[:, None, :], _gather(table, items[rows]), out=grad_x[rows, None, :])
             if grad_table is not None:
                 outer = g[:, :, None] * x[rows, None, :]
                 grad_table.index_add_(0, items[rows].reshape(-1), outer.reshape(-1, d))

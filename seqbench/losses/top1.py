@@ -17,7 +17,7 @@ from seqbench.losses.samplers import Negatives, SamplerParams
 
 @dataclass
 class TOP1Params(SamplerParams):
-    K: int = 32
+    num_negatives: int = 32
 
 
 class TOP1(SampledLoss):
