@@ -76,3 +76,7 @@ class GRU4Rec(SequentialRecommender):
 
     def item_embeddings(self) -> Tensor:
         return self.items.weight
+
+    def encode_last(self, histories: Tensor) -> Tensor:
+        # The protocol truncates every input to max_len, recurrent or not, so models compare fairly.
+        return self.forward(histories[:, -self.max_len :])[:, -1]

@@ -18,9 +18,9 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from torch import Tensor
 from seqbench.atomic import atomic_file
 from seqbench.data.sequences import PreparedDataset, Ragged, windows_ending_at
 from seqbench.errors import InputError, RuntimeFailure
-from seqbench.models.s3rec import OBJECTIVES, PretrainBatch, S3Rec, S3RecConfig
+from seqbench.models.s3rec import PretrainBatch, S3Rec, S3RecConfig
 
 Progress = Callable[[int, dict[str, float]], None]
 CACHE_VERSION = 1
@@ -45,7 +45,6 @@ class PretrainResult:
     seconds: float = 0.0
     from_cache: bool = False
     key: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[Any]:
         # Unpacks as the (state_dict, per-epoch losses) pair: ``weights, losses = pretrain_s3rec(...)``.
@@ -63,7 +62,10 @@ def pretrain_samples(train: Ragged, max_len: int) -> np.ndarray:
 
 
 def attribute_table(dataset: PreparedDataset) -> Tensor | None:
-    """(N + 2) x A float multi-hot table (row 0 = padding, row N + 1 = [MASK], both empty)."""
+    """(N + 2) x A multi-hot table (row 0 = padding, row N + 1 = [MASK], both empty).
+
+    Stored as uint8 (a quarter of float32: Yelp's is 20k x 1k) and made float per batch.
+    """
     attrs, count = dataset.item_attributes, dataset.num_attributes
     if attrs is None or count < 1 or len(attrs.values) == 0:
         return None
@@ -72,8 +74,8 @@ def attribute_table(dataset: PreparedDataset) -> Tensor | None:
         raise InputError(f"item attribute ids must lie in 1..{count} (num_attributes), found {values.min()}..{values.max()}")
     if rows.max() > dataset.num_items:
         raise InputError(f"item_attributes has rows beyond item {dataset.num_items}")
-    table = torch.zeros(dataset.num_items + 2, count)
-    table[torch.from_numpy(rows), torch.from_numpy(values - 1)] = 1.0  # duplicates collapse to 1
+    table = torch.zeros(dataset.num_items + 2, count, dtype=torch.uint8)
+    table[torch.from_numpy(rows), torch.from_numpy(values - 1)] = 1  # duplicates collapse to 1
     return table
 
 
@@ -133,11 +135,20 @@ def make_batch(
         masked_items=torch.where(item_mask, torch.full_like(items, mask_id), items),
         item_mask=item_mask,
         negatives=_mip_negatives(items, num_items, generator),
-        attributes=None if attributes is None else attributes[items],
+        attributes=None if attributes is None else attributes[items].float(),
         segment_context=context,
         segment_positive=positive,
         segment_negative=negative,
     )
+
+
+@dataclass
+class _Tensors:
+    """What every batch draws from, already on the training device."""
+
+    device: torch.device
+    attributes: Tensor | None
+    long_sequence: Tensor  # all training sequences concatenated: the source of SP negatives
 
 
 def _epoch(
@@ -145,7 +156,7 @@ def _epoch(
     optimizer: torch.optim.Optimizer,
     samples: Tensor,
     order: np.ndarray,
-    data: dict[str, Any],
+    data: _Tensors,
     weights: dict[str, float],
     generator: torch.Generator,
 ) -> dict[str, float]:
@@ -154,8 +165,8 @@ def _epoch(
     counts = {name: 0 for name in weights}
     index = torch.from_numpy(order)
     for begin in range(0, len(order), config.pretrain_batch_size):
-        items = samples[index[begin : begin + config.pretrain_batch_size]].to(data["device"])
-        batch = make_batch(items, model.num_items, config.mask_prob, data["attributes"], data["long"], generator)
+        items = samples[index[begin : begin + config.pretrain_batch_size]].to(data.device)
+        batch = make_batch(items, model.num_items, config.mask_prob, data.attributes, data.long_sequence, generator)
         terms = model.pretrain_terms(batch)
         loss = sum(weights[name] * value for name, (value, _) in terms.items())
         if not torch.isfinite(loss):
@@ -174,7 +185,7 @@ def _epoch(
 def pretrain_s3rec(
     dataset: PreparedDataset,
     config: S3RecConfig,
-    epochs: int | None = None,
+    epochs: int,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
@@ -186,9 +197,10 @@ def pretrain_s3rec(
     attributes); ``note`` says so. The caller's global RNG state is left untouched.
     """
     config = config.resolved()
-    epochs = config.pretrain_epochs if epochs is None else epochs
     if epochs < 0:
         raise InputError(f"pre-training epochs must be >= 0, got {epochs}")
+    if config.pretrain_batch_size < 1:
+        raise InputError(f"pretrain_batch_size must be >= 1, got {config.pretrain_batch_size}")
     device = torch.device(device)
     attributes = attribute_table(dataset)
     weights = config.weights()
@@ -199,11 +211,11 @@ def pretrain_s3rec(
     samples = torch.from_numpy(pretrain_samples(dataset.train, max_len))
     if len(samples) == 0:
         raise InputError(f"data set '{dataset.name}' has no training items to pre-train S3-Rec on")
-    data = {
-        "device": device,
-        "attributes": None if attributes is None else attributes.to(device),
-        "long": torch.from_numpy(dataset.train.values).to(device),
-    }
+    data = _Tensors(
+        device=device,
+        attributes=None if attributes is None else attributes.to(device),
+        long_sequence=torch.from_numpy(dataset.train.values).to(device),
+    )
     cuda = [device.index or 0] if device.type == "cuda" else []
     started = time.perf_counter()
     with torch.random.fork_rng(devices=cuda):
@@ -252,21 +264,21 @@ def cache_path(cache_dir: Path, dataset_name: str, key: str) -> Path:
     return Path(cache_dir) / f"s3rec-pretrain-{safe}-{key[:20]}.pt"
 
 
-def cached_pretrain(
+def load_or_pretrain(
     dataset: PreparedDataset,
     config: S3RecConfig,
-    cache_dir: Path,
-    epochs: int | None = None,
+    cache_dir: Path | None,
+    epochs: int,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
     max_len: int = 50,
 ) -> PretrainResult:
-    """:func:`pretrain_s3rec`, reusing weights stored under ``cache_dir`` for the same key."""
-    epochs = config.resolved().pretrain_epochs if epochs is None else epochs
+    """:func:`pretrain_s3rec`, reusing weights stored under ``cache_dir`` for the same key
+    (``cache_dir=None``: no cache)."""
     key = pretrain_key(dataset, config, epochs, seed, max_len)
-    path = cache_path(cache_dir, dataset.name, key)
-    if path.is_file():
+    path = None if cache_dir is None else cache_path(cache_dir, dataset.name, key)
+    if path is not None and path.is_file():
         stored = torch.load(path, map_location="cpu", weights_only=True)
         if stored.get("key") == key:
             return PretrainResult(
@@ -275,10 +287,43 @@ def cached_pretrain(
             )
     result = pretrain_s3rec(dataset, config, epochs, seed, device, progress, max_len)
     result.key = key
-    payload = {
-        "key": key, "state_dict": result.state_dict, "epoch_losses": result.epoch_losses,
-        "objectives": result.objectives, "note": result.note, "seconds": result.seconds,
-    }
-    with atomic_file(path) as tmp:
-        torch.save(payload, tmp)
+    if path is not None:
+        payload = {
+            "key": key, "state_dict": result.state_dict, "epoch_losses": result.epoch_losses,
+            "objectives": result.objectives, "note": result.note, "seconds": result.seconds,
+        }
+        with atomic_file(path) as tmp:
+            torch.save(payload, tmp)
     return result
+
+
+class RunSettings(Protocol):
+    """The fields of a run's config that pre-training depends on (``RunConfig`` has them)."""
+
+    model: str
+    model_params: dict[str, Any]
+    max_len: int
+    seed: int
+    pretrain_epochs: int
+
+
+def cached_pretrain(
+    dataset: PreparedDataset,
+    run: RunSettings,
+    device: str | torch.device,
+    cache_dir: Path | None,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Tensor], str]:
+    """The trainer's entry point: pre-train (or reuse) for a run; returns (weights, note for the run)."""
+    from seqbench.models.registry import make_config
+
+    if run.model != "s3rec":
+        raise InputError(f"pretrain_epochs applies to model s3rec only, not '{run.model}': set pretrain_epochs 0")
+    config = make_config("s3rec", run.model_params)
+    result = load_or_pretrain(dataset, config, cache_dir, run.pretrain_epochs, run.seed, device, progress, run.max_len)
+    final = result.epoch_losses[-1] if result.epoch_losses else {}
+    summary = ", ".join(f"{name} {value:.4f}" for name, value in final.items())
+    note = f"S3-Rec pre-trained {run.pretrain_epochs} epochs ({', '.join(result.objectives)})"
+    note += " [reused from cache]" if result.from_cache else f" in {result.seconds:.0f} s"
+    note += f"; final epoch losses: {summary}" if summary else ""
+    return result.state_dict, note + (f"; {result.note}" if result.note else "")

@@ -30,7 +30,6 @@ from seqbench.models.base import SequentialRecommender
 from seqbench.models.sasrec import SASRec, SASRecConfig, build_encoder
 from seqbench.models.transformer import init_normal_
 
-OBJECTIVES = ("aap", "mip", "map", "sp")
 
 
 @dataclass
@@ -42,8 +41,8 @@ class S3RecConfig(SASRecConfig):
     mask_prob: float = 0.2
     pretrain_batch_size: int = 100
     pretrain_lr: float = 1e-3
-    # The released checkpoints: 150 epochs (Beauty, LastFM, Toys), 100 (Sports, Yelp); 0 = none.
-    pretrain_epochs: int = 150
+    # Pre-training epochs are the run's ``pretrain_epochs`` (the released checkpoints used 150 for
+    # Beauty, LastFM and Toys, 100 for Sports and Yelp), not a model field.
 
     def weights(self) -> dict[str, float]:
         return {"aap": self.aap_weight, "mip": self.mip_weight, "map": self.map_weight, "sp": self.sp_weight}
