@@ -131,3 +131,17 @@ def test_units_and_overflow() -> None:
     assert human_bytes(int(14.46 * 2**30)) == "14.5 GiB"
     assert human_bytes(None) == "-"
     assert overflows_int64(256, 200, 10**15) and not overflows_int64(256, 200, 10**9)
+
+
+def test_chunked_loops_are_extrapolated_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A tiny operator budget forces the fold (three small catalogs, affine extrapolation) that a
+    # tiled chunked CE triggers at 10^6 items; it must agree with the direct fake-tensor step.
+    monkeypatch.setattr(profile_module, "FOLD_OP_BUDGET", 500)
+    shape = dict(catalog=2**16, batch_size=4, max_len=8, hidden=8, mode="predict", device="cpu", breakdown=True)
+    folded = profile_step("sasrec", "cce[chunked]", **shape)
+    assert "extrapolated" in folded.note
+    monkeypatch.setattr(profile_module, "FOLD_CATALOGS", (2**16 + 1,) * 3)  # disables the fold
+    direct = profile_step("sasrec", "cce[chunked]", **shape)
+    assert "extrapolated" not in direct.note
+    assert (folded.peak_bytes, folded.flops) == (direct.peak_bytes, direct.flops)
+    assert [s.peak_bytes for s in folded.stages] == [s.peak_bytes for s in direct.stages]

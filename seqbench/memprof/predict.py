@@ -38,17 +38,41 @@ from torch.utils.weak import WeakIdKeyDictionary
 # Tensors up to this many elements get a real shadow (128 MiB of int64 at most per tensor):
 # large enough for B x L x K sampled negatives, far below any item table that needs predicting.
 SHADOW_LIMIT = 1 << 24
+# Floats rarely decide a size, and computing them for real is what makes prediction slow (a mid-size
+# item table would drag the whole encoder and every logits tile along): shadow only tiny ones.
+FLOAT_SHADOW_LIMIT = 1 << 16
+
+
+# Operators that read only the shape, dtype and device of their tensor arguments, never values:
+# their results are known even when the arguments are not (autograd seeds backward with ones_like).
+VALUE_FREE = {
+    torch.ops.aten.ones_like.default,
+    torch.ops.aten.zeros_like.default,
+    torch.ops.aten.empty_like.default,
+    torch.ops.aten.full_like.default,
+    torch.ops.aten.new_ones.default,
+    torch.ops.aten.new_zeros.default,
+    torch.ops.aten.new_full.default,
+    torch.ops.aten.new_empty.default,
+    torch.ops.aten.new_empty_strided.default,
+}
 
 
 class PredictionError(RuntimeError):
     """The step branches in Python on a value that prediction cannot know."""
 
 
+class OpBudgetExceeded(RuntimeError):
+    """More operators than the caller allowed: the step loops over the catalog (chunked losses)."""
+
+
 class ShadowMode(TorchDispatchMode):
     """Sits above ``FakeTensorMode``: fake results for everything, real values for small tensors."""
 
-    def __init__(self, fake_mode: FakeTensorMode, limit: int = SHADOW_LIMIT) -> None:
+    def __init__(self, fake_mode: FakeTensorMode, limit: int = SHADOW_LIMIT, op_budget: int | None = None) -> None:
         super().__init__()
+        self.op_budget = op_budget
+        self.ops = 0
         self.fake_mode = fake_mode
         self.limit = limit
         self.assumptions: set[str] = set()
@@ -75,6 +99,12 @@ class ShadowMode(TorchDispatchMode):
             shadow = self._shadow_of(value)
             if shadow is not None:
                 return shadow
+            if not unknown_as_ones:
+                # A value-free operator: any real tensor with this metadata will do (new_* read
+                # only the dtype, so a big one is replaced by an empty one).
+                if value.numel() <= self.limit:
+                    return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype)
+                return torch.empty(0, dtype=value.dtype)
             # Only integer and boolean values decide output sizes (masks, indices); floats go meta.
             guessable = not (value.is_floating_point() or value.is_complex())
             if unknown_as_ones and guessable and value.numel() <= self.limit:
@@ -103,7 +133,12 @@ class ShadowMode(TorchDispatchMode):
                 self._real[fake] = real
 
     def _small(self, out: Any) -> bool:
-        return all(t.numel() <= self.limit for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
+        return all(t.numel() <= self._limit_for(t) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
+
+    def _limit_for(self, tensor: torch.Tensor) -> int:
+        if tensor.is_floating_point() or tensor.is_complex():
+            return min(self.limit, FLOAT_SHADOW_LIMIT)
+        return self.limit
 
     def _to_fake(self, real_out: Any) -> Any:
         """Fresh fake tensors of the real results' shapes, allocated through the outer modes."""
@@ -118,15 +153,18 @@ class ShadowMode(TorchDispatchMode):
     # -- dispatch ----------------------------------------------------------------------------
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        self.ops += 1
+        if self.op_budget is not None and self.ops > self.op_budget:
+            raise OpBudgetExceeded(f"more than {self.op_budget} operators")
         tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-        known = self._known(tensors)
+        known = func in VALUE_FREE or self._known(tensors)
         try:
             fake_out = func(*args, **kwargs)
         except (DynamicOutputShapeException, DataDependentOutputException):
             return self._data_dependent(func, args, kwargs, known)
         if known and self._small(fake_out):
-            real_args, real_kwargs = self._real_args(args, kwargs, unknown_as_ones=False)
-            with _disable_current_modes():
+            with _disable_current_modes():  # stand-ins, if any, must be real tensors
+                real_args, real_kwargs = self._real_args(args, kwargs, unknown_as_ones=False)
                 real_out = func(*real_args, **real_kwargs)
             self._attach(fake_out, real_out)
         elif not known:
@@ -224,13 +262,13 @@ class PackedRnnMode(TorchFunctionMode):
 
 
 @contextmanager
-def predicting(limit: int = SHADOW_LIMIT) -> Iterator[ShadowMode]:
+def predicting(limit: int = SHADOW_LIMIT, op_budget: int | None = None) -> Iterator[ShadowMode]:
     """Fake tensors for everything created inside, with shadows for the small ones.
 
     Enter the allocation tracker *inside* this context, so that it also sees the tensors the
     shadow mode makes for data-dependent results.
     """
     fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
-    shadow = ShadowMode(fake_mode, limit)
+    shadow = ShadowMode(fake_mode, limit, op_budget)
     with fake_mode, shadow, PackedRnnMode(shadow):
         yield shadow
