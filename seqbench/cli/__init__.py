@@ -3,7 +3,7 @@
 from seqbench.cli.app import app
 
 # One import per command module; importing registers the command on ``app``.
-import seqbench.cli.memprof  # noqa: F401,E402  (registers `memprof`)
+from seqbench.cli import memprof as _memprof  # noqa: F401,E402
 
 
 def main() -> None:
