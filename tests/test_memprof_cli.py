@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -21,7 +20,8 @@ runner = CliRunner()
 def invoke(args: list[str]) -> object:
     """Typer runs a lone command as the app itself; with several commands it is a subcommand."""
     command = typer.main.get_command(app)
-    return runner.invoke(app, args if isinstance(command, click.Group) else args[1:])
+    # (typer vendors its own click: a group is recognised by its subcommands, not by its class)
+    return runner.invoke(app, args if hasattr(command, "commands") else args[1:])
 JSON_KEYS = {"loss", "model", "catalog", "batch_size", "max_len", "hidden", "peak_bytes", "mode", "device"}
 
 
