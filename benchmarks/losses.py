@@ -144,6 +144,12 @@ def main(argv: list[str] | None = None) -> None:
     print(render(results))
 
 
+def catalog_label(catalog: int) -> str:
+    """1e+05 style labels stay strings in the table: 100000 -> '1e5'."""
+    power = len(str(catalog)) - 1
+    return f"1e{power}" if catalog == 10**power else str(catalog)
+
+
 def render(results: list[Result]) -> str:
     """The table, with each loss's peak memory also as a share of dense ``cce`` at the same N."""
     dense = {r.catalog: r.peak_mib for r in results if r.loss == "cce:dense" and r.peak_mib}
@@ -151,12 +157,12 @@ def render(results: list[Result]) -> str:
     for r in results:
         share = f"{r.peak_mib / dense[r.catalog]:.3f}" if r.peak_mib and r.catalog in dense else ""
         rows.append([
-            r.loss, f"{r.catalog:.0e}", r.positions,
+            r.loss, catalog_label(r.catalog), r.positions,
             "" if r.time_s is None else f"{r.time_s:.3f}", "" if r.time_min_s is None else f"{r.time_min_s:.3f}",
             "" if r.peak_mib is None else f"{r.peak_mib:,.0f}", share, r.note,
         ])
     headers = ["loss", "N", "n", "time s (median)", "time s (min)", "peak MiB", "/ dense cce", "note"]
-    return tabulate(rows, headers=headers)
+    return tabulate(rows, headers=headers, disable_numparse=True)
 
 
 def render_files(paths: list[str]) -> str:

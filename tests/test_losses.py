@@ -189,6 +189,18 @@ def test_sce_matches_step_list_reference(with_bias: bool, sizes: tuple[int, int,
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("b_y", [40, 250])  # fewer and more items than one block holds
+def test_sce_item_selection_by_blocks_equals_one_global_top_k(b_y: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqbench.losses import sce
+
+    g = torch.Generator().manual_seed(0)
+    centres, table = torch.randn(6, 5, generator=g), torch.randn(1001, 5, generator=g)
+    monkeypatch.setattr(sce, "ITEM_BLOCK", 97)  # does not divide N = 1000
+    blocked = sce.top_items(centres, table, b_y)
+    exact = (centres @ table[1:].T).topk(b_y, dim=1).indices + 1
+    assert torch.equal(blocked.sort(dim=1).values, exact.sort(dim=1).values)
+
+
 def test_sce_draws_fresh_centres_each_step_and_is_seeded() -> None:
     inputs = make_inputs(4, False)
     loss = build_loss("sce", N, {"n_b": 2, "b_x": 3, "b_y": 4})

@@ -74,12 +74,6 @@ def gather_selected(batch: LossBatch, mask: Tensor) -> Selected:
     return Selected(hidden=batch.hidden[mask], targets=batch.positives[mask], rows=rows, mask=mask)
 
 
-def positive_logits(x: Tensor, items: Tensor, table: Tensor, bias: Tensor | None) -> Tensor:
-    """s_i = <x_i, e_{items_i}> (+ b_{items_i}) for one item per row: n x d, n -> n."""
-    scores = (x * table[items]).sum(-1)
-    return scores if bias is None else scores + bias[items]
-
-
 def zero_loss(batch: LossBatch) -> Tensor:
     """A zero that still belongs to the graph, for a batch without any loss position."""
     zero = batch.hidden.sum() * 0.0 + batch.item_embeddings.sum() * 0.0
