@@ -135,3 +135,16 @@ def test_eval_of_a_missing_run_exits_2(tmp_path: Path) -> None:
 def test_invalid_config_raises_input_error() -> None:
     with pytest.raises(InputError):
         make_config(None, {"batch_size": 0})
+
+
+def test_bpr_trains_gru4rec_at_the_last_position_and_others_at_all(toy_data: Path, tmp_path: Path) -> None:
+    gru = Trainer(make_config(None, FAST | {"model": "gru4rec", "loss": "bpr"}), load_toy(toy_data), torch.device("cpu"))
+    sas = Trainer(make_config(None, FAST | {"model": "sasrec", "loss": "bpr"}), load_toy(toy_data), torch.device("cpu"))
+    forced = Trainer(make_config(None, FAST | {"model": "gru4rec", "loss": "bpr", "positions": "all"}), load_toy(toy_data), torch.device("cpu"))
+    assert (gru.loss.positions, sas.loss.positions, forced.loss.positions) == ("last", "all", "all")
+
+
+def load_toy(data_dir: Path):
+    from seqbench.data.sequences import load_prepared
+
+    return load_prepared("toy", data_dir)

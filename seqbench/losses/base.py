@@ -86,6 +86,8 @@ class Loss(nn.Module):
     name: ClassVar[str]
     paper: ClassVar[str] = ""
     default_positions: ClassVar[Positions] = "all"
+    # Models whose papers train this loss at other positions (GRU4Rec's BPR: the last one only).
+    model_positions: ClassVar[dict[str, Positions]] = {}
     needs_negatives: ClassVar[bool] = False
     Params: ClassVar[type]  # a dataclass of hyper-parameters with the spec's defaults
 

@@ -26,6 +26,7 @@ class BPR(SampledLoss):
     paper = "Rendle et al. 2009, BPR; GRU4Rec (Hidasi et al. 2016)"
     help = "Bayesian personalised ranking, 1 negative (Rendle et al.; GRU4Rec's classic loss)"
     default_positions = "all"
+    model_positions = {"gru4rec": "last"}  # losses.md: last for GRU4Rec, all for the others
     Params = BPRParams
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:

@@ -99,7 +99,7 @@ class Trainer:
     """One run: builds model, loss and batches from the config, trains, evaluates."""
 
     def __init__(self, config: RunConfig, dataset: PreparedDataset, device: torch.device, pretrain_cache: Path | None = None) -> None:
-        from seqbench.losses.registry import build_loss
+        from seqbench.losses.registry import build_loss, loss_class
         from seqbench.models.registry import build_model
 
         self.config, self.dataset, self.device = config, dataset, device
@@ -112,8 +112,9 @@ class Trainer:
         self.notes: list[str] = []
         if config.pretrain_epochs > 0:
             self._pretrain(pretrain_cache)
+        positions = config.positions or loss_class(config.loss).model_positions.get(config.model)
         self.loss: Loss = build_loss(
-            config.loss, dataset.num_items, config.loss_params, config.positions, item_counts=dataset.item_counts()
+            config.loss, dataset.num_items, config.loss_params, positions, item_counts=dataset.item_counts()
         ).to(device)
         self.batches = TrainBatches(
             dataset.train, config.max_len, config.batch_size, config.seed, config.augment, config.augment_stride
