@@ -148,3 +148,9 @@ def load_toy(data_dir: Path):
     from seqbench.data.sequences import load_prepared
 
     return load_prepared("toy", data_dir)
+
+
+def test_time_budget_stops_training_after_the_epoch_that_exceeds_it(toy_data: Path, tmp_path: Path) -> None:
+    stored = train(toy_data, tmp_path / "r", model="gru4rec", loss="cce", epochs=50, patience=50, time_budget=1e-6)
+    assert stored.row["epochs_run"] == 1 and stored.row["status"] == "completed"
+    assert "time budget" in stored.row["notes"]
