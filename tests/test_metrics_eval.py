@@ -64,6 +64,12 @@ class FixedScores(SequentialRecommender):
     def score_all(self, hidden: Tensor) -> Tensor:
         return self.table[hidden[:, 0].long()]
 
+    def forward(self, input_ids: Tensor) -> Tensor:
+        return self.encode_last(input_ids)[:, None, :]
+
+    def item_embeddings(self) -> Tensor:
+        return torch.zeros(self.num_items + 1, 1)
+
 
 def brute_force_rank(scores: np.ndarray, target: int, history: list[int], exclude_seen: bool) -> int:
     rank = 0

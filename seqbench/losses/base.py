@@ -11,6 +11,8 @@ Adding a loss = one file with a ``Loss`` subclass + one line in ``seqbench/losse
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -80,7 +82,7 @@ def zero_loss(batch: LossBatch) -> Tensor:
     return zero if batch.item_bias is None else zero + batch.item_bias.sum() * 0.0
 
 
-class Loss(nn.Module):
+class Loss(nn.Module, abc.ABC):
     """Base class; subclasses set the class attributes and implement :meth:`compute`."""
 
     name: ClassVar[str]
@@ -112,5 +114,6 @@ class Loss(nn.Module):
         mask = select_positions(batch.positives, self.positions)
         return self.compute(batch, mask)
 
-    def compute(self, batch: LossBatch, mask: Tensor) -> LossOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def compute(self, batch: LossBatch, mask: Tensor) -> LossOutput:
+        """The loss over the positions in ``mask`` (B x L booleans)."""

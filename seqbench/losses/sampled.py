@@ -6,6 +6,8 @@ implements ``per_position(pos, neg, negatives)`` on the n positive logits and n 
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -42,8 +44,9 @@ class SampledLoss(Loss):
             self._probs = self._probs_cpu.to(device)
         return self._probs
 
-    def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:
+        """Per-position loss from positive scores (n) and negative scores (n x K)."""
 
     def compute(self, batch: LossBatch, mask: Tensor) -> LossOutput:
         selected = gather_selected(batch, mask)

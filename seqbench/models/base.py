@@ -11,13 +11,15 @@ Adding a model = one file with a ``SequentialRecommender`` subclass + one regist
 
 from __future__ import annotations
 
+import abc
+
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 
-class SequentialRecommender(nn.Module):
+class SequentialRecommender(nn.Module, abc.ABC):
     name: ClassVar[str]
     Config: ClassVar[type]  # a dataclass with the model's published defaults
     # "causal": targets at every input position; "masked": targets only where the input was masked
@@ -29,13 +31,13 @@ class SequentialRecommender(nn.Module):
         self.num_items = num_items
         self.max_len = max_len
 
-    def forward(self, input_ids: Tensor) -> Tensor:  # pragma: no cover - abstract
+    @abc.abstractmethod
+    def forward(self, input_ids: Tensor) -> Tensor:
         """B x L int64 (0 = padding) -> B x L x d hidden states."""
-        raise NotImplementedError
 
-    def item_embeddings(self) -> Tensor:  # pragma: no cover - abstract
+    @abc.abstractmethod
+    def item_embeddings(self) -> Tensor:
         """(N + 1) x d table used for scoring (row 0 = padding), tied with the input embeddings."""
-        raise NotImplementedError
 
     def item_bias(self) -> Tensor | None:
         return None
