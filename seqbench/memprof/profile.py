@@ -423,8 +423,8 @@ def predict(request: Request, registries: Registries) -> ProfileRecord:
     try:
         return _predict_direct(request, registries, op_budget=FOLD_OP_BUDGET)
     except OpBudgetExceeded:
-        pass  # the step loops over item chunks: extrapolate from smaller catalogs if that is exact
-    return _predict_folded(request, registries) or _predict_direct(request, registries)
+        # The step loops over item chunks: extrapolate from smaller catalogs if that is exact.
+        return _predict_folded(request, registries) or _predict_direct(request, registries)
 
 
 def _affine_at(xs: tuple[int, ...], ys: list[int], x: int) -> int | None:

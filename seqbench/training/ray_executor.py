@@ -18,6 +18,8 @@ cancellation on Ctrl-C; this module only submits, relays progress and writes res
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import logging
 import math
@@ -116,13 +118,11 @@ def _load_on_worker(source: DataSource, files: dict[str, bytes]) -> PreparedData
     else:
         cache = Path(tempfile.gettempdir()) / "seqbench-ray-data" / source.digest[:16]
         if not (cache / source.name / "meta.json").is_file():
-            try:
-                with atomic_directory(cache / source.name) as tmp:
-                    for relative, content in files.items():
-                        (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
-                        (tmp / relative).write_bytes(content)
-            except FileExistsError:
-                pass  # another worker on this node unpacked the same files first
+            # Another worker on this node may unpack the same files first: then theirs are used.
+            with contextlib.suppress(FileExistsError), atomic_directory(cache / source.name) as tmp:
+                for relative, content in files.items():
+                    (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+                    (tmp / relative).write_bytes(content)
         dataset = load_prepared(source.name, cache)
     _LOADED[source.digest] = dataset
     return dataset
