@@ -13,15 +13,6 @@ from seqbench.losses.registry import build_loss
 from seqbench.memprof.tracker import AllocationTracker
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads per worker spin on each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 N, D = 600, 16
 
 

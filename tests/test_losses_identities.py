@@ -11,15 +11,6 @@ from seqbench.losses.base import LossBatch, select_positions
 from seqbench.losses.registry import build_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads per worker spin on each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 B, L, D, N = 4, 6, 5, 12
 
 

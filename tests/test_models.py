@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -25,16 +24,6 @@ CASES = [
 CAUSAL = [case for case in CASES if case[0] != "bert4rec"]
 IDS = [f"{name}-{params.get('preset', 'default')}" for name, params in CASES]
 CAUSAL_IDS = [i for i in IDS if not i.startswith("bert4rec")]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models: with two busy-waiting OpenMP threads per pytest worker a contended 2-core
-    machine runs these steps ~50x slower than with one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def make(name: str, params: dict, num_items: int = 30, max_len: int = 10, hidden: int = 16, seed: int = 0) -> SequentialRecommender:

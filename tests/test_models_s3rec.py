@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,14 +26,6 @@ from seqbench.models.registry import build_model
 from seqbench.models.s3rec import S3RecConfig
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: see tests/test_models.py
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny_dataset(with_attributes: bool = True, users: int = 30, num_items: int = 24) -> PreparedDataset:
