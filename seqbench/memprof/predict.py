@@ -183,7 +183,7 @@ class ShadowMode(TorchDispatchMode):
             real_args, real_kwargs = self._real_args(args, kwargs, unknown_as_ones=not known)
             try:
                 real_out = func(*real_args, **real_kwargs)
-            except RuntimeError as error:  # NotImplementedError included: it subclasses RuntimeError
+            except RuntimeError as error:  # also torch's "not implemented for this dtype" errors (a subclass)
                 raise PredictionError(f"{func.__name__} needs values that prediction cannot know ({error})") from error
         if self._guessed:
             self.assumptions.add(f"upper bound: unknown mask in {func.__name__} taken as all true")
