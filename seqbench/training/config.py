@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from seqbench.errors import InputError
@@ -52,11 +53,20 @@ class RunConfig:
     # CPU intra-op threads (0 = torch's default). Small models on a busy machine run several
     # times faster on one thread; part of the run id because it changes the order of reductions.
     threads: int = 0
+    # Validation metric that picks the best epoch and drives early stopping (protocol: NDCG@10;
+    # S3-Rec's fine-tuning code, which the CCE paper ran, stops on NDCG@20; RecBole on MRR@10).
+    selection_metric: str = "NDCG@10"
+    preset: str = ""  # the paper preset (``--preset``) that set the other fields; "" = protocol
 
     def hash_payload(self) -> dict[str, Any]:
         """What identifies a run: every field that can change its result."""
         payload = dataclasses.asdict(self)
         payload["ks"] = list(self.ks)
+        # Fields added after runs were first stored enter the hash only when set away from their
+        # default, so every run stored before they existed keeps its id.
+        for name, default in LATER_FIELDS.items():
+            if payload[name] == default:
+                del payload[name]
         return payload
 
     def run_id(self, device_type: str) -> str:
@@ -65,6 +75,7 @@ class RunConfig:
         return f"{self.dataset}-{self.model}-{self.loss}-s{self.seed}-{digest}"
 
 
+LATER_FIELDS: dict[str, Any] = {"selection_metric": "NDCG@10", "preset": ""}
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
 NESTED = ("loss_params", "model_params")
 
@@ -217,7 +228,17 @@ def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, m
     for ok, message in checks:
         if not ok:
             raise InputError(message)
+    selectable = selectable_metrics(config.ks)
+    if config.selection_metric not in selectable:
+        raise InputError(f"selection_metric '{config.selection_metric}' is not computed with ks={list(config.ks)}: choose from {', '.join(selectable)}")
     if loss_keys is not None and config.loss not in loss_keys:
         raise InputError(f"unknown loss '{config.loss}': choose from {', '.join(sorted(loss_keys))}")
     if model_keys is not None and config.model not in model_keys:
         raise InputError(f"unknown model '{config.model}': choose from {', '.join(sorted(model_keys))}")
+
+
+def selectable_metrics(ks: tuple[int, ...]) -> list[str]:
+    """Validation metrics an evaluation with cut-offs ``ks`` produces (what early stopping may use)."""
+    from seqbench.training.metrics import metrics_from_ranks
+
+    return list(metrics_from_ranks(np.zeros(1, dtype=np.int64), ks))

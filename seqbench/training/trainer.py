@@ -1,6 +1,6 @@
 """Train one model with one loss by the protocol, evaluate it, and store the run.
 
-Adam, early stopping on validation NDCG@10 with patience, best weights restored before the final
+Adam, early stopping on a validation metric (``selection_metric``, NDCG@10 by default) with patience, best weights restored before the final
 evaluation; every evaluation records validation metrics, test NDCG@10 and the training seconds so
 far (evaluation excluded), for the NDCG-versus-wall-clock figure.
 """
@@ -32,7 +32,7 @@ from seqbench.storage.store import RunStore, StoredRun, ranks_frame
 from seqbench.training.config import RunConfig, build_config
 from seqbench.training.evaluate import Evaluation, evaluate_split
 
-SELECTION_METRIC = "NDCG@10"
+CURVE_METRIC = "NDCG@10"  # the test metric recorded per epoch for the wall-clock figure
 # CPU peak memory is tracked over the first steps only: every full batch has the same shapes, and
 # tracking every operator of every step would slow training down.
 TRACKED_STEPS = 2
@@ -204,9 +204,10 @@ class Trainer:
         """Evaluate, store the epoch row, keep the best weights; True if validation improved."""
         valid = self.evaluate("valid").metrics
         test = self.evaluate("test").metrics
-        self.records.append(EpochRecord(epoch, train_loss, seconds, self._memory(), valid, test.get(SELECTION_METRIC, float("nan"))))
-        best_so_far = max((r.valid.get(SELECTION_METRIC, -1.0) for r in self.records[:-1]), default=-1.0)
-        improved = valid.get(SELECTION_METRIC, -1.0) > best_so_far
+        self.records.append(EpochRecord(epoch, train_loss, seconds, self._memory(), valid, test.get(CURVE_METRIC, float("nan"))))
+        metric = self.config.selection_metric
+        best_so_far = max((r.valid.get(metric, -1.0) for r in self.records[:-1]), default=-1.0)
+        improved = valid.get(metric, -1.0) > best_so_far
         if improved or self.best_state is None:
             self.best_state = copy.deepcopy(self.model.state_dict())
             self.best_epoch = epoch
@@ -290,6 +291,8 @@ def run_row(
         "python_version": platform.python_version(),
         "config_json": json.dumps(config.hash_payload(), sort_keys=True, default=str),
     }
+    row["selection_metric"] = config.selection_metric
+    row["preset"] = config.preset
     for name in ("epochs", "patience", "batch_size", "max_len", "lr", "weight_decay", "eval_every", "pretrain_epochs"):
         row[name] = getattr(config, name)
     row["time_budget"] = float(config.time_budget) if config.time_budget is not None else float("nan")
