@@ -80,7 +80,7 @@ def test_seeds_give_intervals_verdicts_and_a_sweep_gives_a_sensitivity_table(toy
 def test_a_paper_preset_sets_its_fields_records_itself_and_yields_to_explicit_settings(toy_data: Path, tmp_path: Path) -> None:
     results = tmp_path / "r"
     result = cli(["train", "--dataset", "toy", "--model", "sasrec", "--loss", "bce", "--epochs", "1", "--set", "max_len=10",
-                  "--set", "paper_preset=li2023", "--set", "patience=3", "--json"], toy_data, results)
+                  "--preset", "li2023", "--set", "patience=3", "--json"], toy_data, results)
     assert result.exit_code == 0, result.output
     row = RunStore(results).table().iloc[0]
     config = json.loads(row["config_json"])
