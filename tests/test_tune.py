@@ -30,8 +30,8 @@ EAGER = tuning.TuneSettings(random_trials=2, prune_after_trials=1, prune_warmup_
 COMPARED = ["number", "run_id", "state", "value", "params_json", "intermediate_json", "epochs_run"]
 
 
-def study(data: Path, results: Path, trials: int, losses: tuple[str, ...] = ("bce",), **kwargs: object) -> tuning.TuneReport:
-    return tuning.tune("toy", "sasrec", list(losses), trials, data, results, seed=3, overrides=dict(TINY), settings=EAGER, **kwargs)
+def study(data: Path, results: Path, trials: int, losses: tuple[str, ...] = ("bce",), seed_override: int = 3, **kwargs: object) -> tuning.TuneReport:
+    return tuning.tune("toy", "sasrec", list(losses), trials, data, results, seed=seed_override, overrides=dict(TINY), settings=EAGER, **kwargs)
 
 
 def table(report: tuning.TuneReport, loss: str = "bce") -> pd.DataFrame:
@@ -174,6 +174,10 @@ def test_tuned_configs_rebuild_the_best_trial_and_tables_cover_every_loss(toy_da
     assert (budget["epochs_trained"] <= budget["budget_epochs"]).all() and (budget["epochs_trained"] >= 3).all()
     assert "loss.num_negatives" in report.chosen.columns and pd.isna(report.chosen.set_index("loss").loc["cce", "loss.num_negatives"])
     assert all(path.is_file() and path.stat().st_size > 0 for path in report.figures) and len(report.figures) == 2
+    assert tuning.tuned_configs(results, "toy", "sasrec", ["bce"], seed=3, overrides=dict(TINY), settings=EAGER) == {"bce": report.best["bce"]}
+    study(toy_data, results, 1, seed_override=4)  # a second bce study (another seed): now ambiguous
+    with pytest.raises(InputError, match="2 studies for toy/sasrec/bce"):
+        tuning.tuned_configs(results, "toy", "sasrec", ["bce"])
     with pytest.raises(InputError, match="no stored study"):
         tuning.tuned_configs(results, "toy", "sasrec", ["sce"])
 

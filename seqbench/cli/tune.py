@@ -90,12 +90,15 @@ def seed_list(text: str | None) -> list[int] | None:
 
 
 def show_progress(event: str, info: dict[str, Any]) -> None:
-    """One line per finished trial (validation only: test metrics are not shown while tuning)."""
+    """One line per trial started and finished (validation only: no test metric while tuning)."""
+    if event == "trial-start":
+        params = ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}" for key, value in info["params"].items())
+        err_console.print(f"{info['loss']} trial {info['trial']}: training {params}", highlight=False)
     if event != "trial":
         return
     how = "stored, not retrained" if info["reused"] else f"{info['wall_seconds']:.1f}s"
     err_console.print(
-        f"{info['loss']} trial {info['number'] + 1}/{info['trials']}: {info['state']}, "
+        f"{info['loss']} trial {info['number']} ({info['number'] + 1} of {info['trials']}): {info['state']}, "
         f"valid {info['value']:.4f}, {info['epochs_run']} epochs ({how})",
         highlight=False,
     )

@@ -270,6 +270,8 @@ def run_trial(study: Study, trials: pd.DataFrame, data_dir: Path, results: Path,
         return _record(number, params, store.row(run_id), store.epochs(run_id), study.settings.metric, 0.0, True)
     started = time.perf_counter()
     forward = (lambda event, info: update(event, info | {"loss": study.loss, "trial": number})) if update else None
+    if forward is not None:
+        forward("trial-start", {"params": params, "run_id": run_id})
     try:
         stored = train_run(config, data_dir, results, mirror, _pruning_callback(trial, study.settings.metric, forward))
     except RuntimeFailure:  # NaN or out of memory: stored as a failed run, a failed trial here
@@ -360,6 +362,7 @@ def trials_figure(studies: dict[str, tuple[Study, pd.DataFrame]], stem: Path, ti
     the line = best completed trial so far."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     from seqbench.reporting.figures import _colors, _save
 
@@ -372,34 +375,48 @@ def trials_figure(studies: dict[str, tuple[Study, pd.DataFrame]], stem: Path, ti
         pruned = trials[trials["state"] == "pruned"]
         ax.scatter(done["number"], done["value"], color=colors[loss], zorder=3)
         ax.scatter(pruned["number"], pruned["value"], facecolors="none", edgecolors=colors[loss], zorder=3)
-        running = trials["value"].where(trials["state"] == "completed").cummax()
+        running = trials["value"].where(trials["state"] == "completed").cummax().ffill()
         ax.step(trials["number"], running, where="post", color=colors[loss], alpha=0.7)
     ax.set_xlabel("trial")
     ax.set_ylabel(f"validation {metric} (best epoch)")
     ax.set_title(title or f"validation {metric} per trial")
     handles = [Line2D([], [], color=c, marker="o", label=l) for l, c in colors.items()]
     handles.append(Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="", label="pruned"))
-    ax.legend(handles=handles, loc="lower right")
+    handles.append(Line2D([], [], color="grey", label="best completed so far"))
+    ax.legend(handles=handles, loc="best")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(figure, stem)
 
 
-def tuned_configs(results: Path, dataset: str, model: str, losses: list[str], seed: int | None = None) -> dict[str, dict[str, Any]]:
+def tuned_configs(
+    results: Path,
+    dataset: str,
+    model: str,
+    losses: list[str],
+    seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    settings: TuneSettings | None = None,
+) -> dict[str, dict[str, Any]]:
     """The chosen config of each loss's stored study, as overrides without a seed.
 
-    For ``compare --tune``: ``make_config(None, overrides | {"seed": s})`` is the tuned run. When a
-    (data set, model, loss) has several studies (other --set, --seed or settings), pass ``seed`` or
-    remove the others; an ambiguous choice is an input error, never a silent pick.
+    For ``compare --tune``: ``make_config(None, overrides | {"seed": s})`` is the tuned run. With
+    ``overrides`` (the tune command's --epochs/--set) the study is the exact one that command
+    made; without, the one stored study of that (data set, model, loss[, seed]). Several matching
+    studies are an input error, never a silent pick.
     """
     meta = load_meta(results)
     chosen: dict[str, dict[str, Any]] = {}
     for loss in losses:
         rows = meta[(meta["dataset"] == dataset) & (meta["model"] == model) & (meta["loss"] == loss)] if not meta.empty else meta
-        if seed is not None and not rows.empty:
+        if overrides is not None:
+            wanted = plan_study(dataset, model, loss, seed or 0, dict(overrides), settings or TuneSettings()).study_id
+            rows = rows[rows["study_id"] == wanted] if not rows.empty else rows
+        elif seed is not None and not rows.empty:
             rows = rows[rows["seed"] == seed]
         if rows.empty:
             raise InputError(f"no stored study for {dataset}/{model}/{loss} in {results}: run `seqbench tune --losses {loss}` first")
         if len(rows) > 1:
-            raise InputError(f"{len(rows)} studies for {dataset}/{model}/{loss} ({', '.join(rows['study_id'])}): pass the study's seed or remove the others")
+            raise InputError(f"{len(rows)} studies for {dataset}/{model}/{loss} ({', '.join(rows['study_id'])}): pass the tune command's seed and overrides")
         study = study_from_meta(rows.iloc[0].to_dict())
         chosen[loss] = best_overrides(study, load_trials(results, study.study_id))
     return chosen
