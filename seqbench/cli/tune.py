@@ -22,11 +22,9 @@ from seqbench.cli.common import (
     out_console,
     parse_list,
 )
+from seqbench.cli.compare import SYNTHETIC_EPOCHS  # as for `compare`: a few epochs on synthetic, else 150
 from seqbench.cli.train import MirrorOption, SetOption
 from seqbench.errors import InputError
-
-# As for `compare`: the synthetic set gets a few epochs, real data sets the protocol's 150.
-SYNTHETIC_EPOCHS = 5
 
 
 @app.command()
