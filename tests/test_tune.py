@@ -10,8 +10,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-pytest.importorskip("optuna")
-
 from seqbench.cli import app
 from seqbench.errors import InputError
 from seqbench.losses.registry import LOSS_NAMES, loss_class, make_params
@@ -24,6 +22,12 @@ from seqbench.training.config import FIELD_TYPES
 from seqbench.training.trainer import StopRun, Trainer, make_config, train_run
 
 runner = CliRunner()
+try:
+    import optuna  # noqa: F401
+except ImportError:
+    optuna = None
+# The spaces need no Optuna; the studies do (the dev extra installs it).
+needs_optuna = pytest.mark.skipif(optuna is None, reason="optuna not installed: pip install 'seqbench[tune]'")
 TINY = {"epochs": 2, "batch_size": 32, "max_len": 10, "eval_batch_size": 64, "model.hidden_size": 16}
 # Prune from the first epoch once one trial has finished, so a 2-epoch study can prune at all.
 EAGER = tuning.TuneSettings(random_trials=2, prune_after_trials=1, prune_warmup_epochs=0)
@@ -97,6 +101,7 @@ def test_a_callback_can_stop_a_run_which_is_stored_as_pruned_not_failed(toy_data
 
 
 # --- studies ---------------------------------------------------------------------------------------
+@needs_optuna
 def test_same_command_in_two_fresh_stores_gives_the_same_trials(toy_data: Path, tmp_path: Path) -> None:
     first, second = study(toy_data, tmp_path / "a", 4), study(toy_data, tmp_path / "b", 4)
     pd.testing.assert_frame_equal(table(first), table(second))
@@ -110,6 +115,7 @@ def test_same_command_in_two_fresh_stores_gives_the_same_trials(toy_data: Path, 
             assert row.epochs_run < TINY["epochs"]
 
 
+@needs_optuna
 def test_an_interrupted_study_continues_and_a_second_command_trains_nothing(toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reference = table(study(toy_data, tmp_path / "ref", 3))
     results = tmp_path / "r"
@@ -141,6 +147,7 @@ def test_an_interrupted_study_continues_and_a_second_command_trains_nothing(toy_
     assert again.retrained["reused"].all()
 
 
+@needs_optuna
 def test_selection_never_reads_test_metrics(toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clean = study(toy_data, tmp_path / "clean", 4)
     original = Trainer.evaluate
@@ -160,6 +167,7 @@ def test_selection_never_reads_test_metrics(toy_data: Path, tmp_path: Path, monk
     pd.testing.assert_frame_equal(clean.chosen, dirty.chosen)
 
 
+@needs_optuna
 def test_tuned_configs_rebuild_the_best_trial_and_tables_cover_every_loss(toy_data: Path, tmp_path: Path) -> None:
     results = tmp_path / "r"
     report = study(toy_data, results, 3, losses=("bce", "cce"), plots=tmp_path / "plots")
@@ -191,6 +199,7 @@ CLI = ["--dataset", "toy", "--model", "sasrec", "--losses", "bce,cce", "--trials
        "--set", "batch_size=32", "--set", "max_len=10", "--set", "model.hidden_size=16", "--set", "lr=0.005"]
 
 
+@needs_optuna
 def test_tune_command_prints_budget_and_choices_and_resumes(toy_data: Path, tmp_path: Path) -> None:
     results = tmp_path / "r"
     first = invoke([*CLI, "--json"], toy_data, results)
