@@ -34,8 +34,10 @@ EAGER = tuning.TuneSettings(random_trials=2, prune_after_trials=1, prune_warmup_
 COMPARED = ["number", "run_id", "state", "value", "params_json", "intermediate_json", "epochs_run"]
 
 
-def study(data: Path, results: Path, trials: int, losses: tuple[str, ...] = ("bce",), seed_override: int = 3, **kwargs: object) -> tuning.TuneReport:
-    return tuning.tune("toy", "sasrec", list(losses), trials, data, results, seed=seed_override, overrides=dict(TINY), settings=EAGER, **kwargs)
+def study(data: Path, results: Path, trials: int, losses: tuple[str, ...] = ("bce",), seed_override: int = 3,
+          overrides_extra: dict | None = None, **kwargs: object) -> tuning.TuneReport:
+    overrides = TINY | (overrides_extra or {})
+    return tuning.tune("toy", "sasrec", list(losses), trials, data, results, seed=seed_override, overrides=overrides, settings=EAGER, **kwargs)
 
 
 def table(report: tuning.TuneReport, loss: str = "bce") -> pd.DataFrame:
@@ -107,12 +109,35 @@ def test_same_command_in_two_fresh_stores_gives_the_same_trials(toy_data: Path, 
     pd.testing.assert_frame_equal(table(first), table(second))
     params = [json.loads(p) for p in table(first)["params_json"]]
     assert len({json.dumps(p, sort_keys=True) for p in params}) == 4  # the sampler explores
-    assert "pruned" in set(table(first)["state"])  # the pruner acted
     store = RunStore(tmp_path / "a")
     for row in table(first).itertuples():  # every trial is a stored run with the trial's state
         assert store.row(row.run_id)["status"] == row.state
         if row.state == "pruned":
             assert row.epochs_run < TINY["epochs"]
+
+
+@needs_optuna
+def test_the_pruner_stops_trials_below_the_median_and_stores_them_as_pruned(toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Trainer.evaluate
+
+    def scripted(self: Trainer, split: str):  # validation NDCG@10 = 100 x lr at every epoch
+        result = original(self, split)
+        if split == "valid":
+            result.metrics["NDCG@10"] = 100 * self.config.lr
+        return result
+
+    monkeypatch.setattr(Trainer, "evaluate", scripted)
+    trials = study(toy_data, tmp_path / "r", 5, overrides_extra={"epochs": 3})
+    rows = table(trials)
+    lrs = [json.loads(p)["lr"] for p in rows["params_json"]]
+    pruned = rows.index[rows["state"] == "pruned"].tolist()
+    assert pruned and rows.loc[0, "state"] == "completed"
+    store = RunStore(tmp_path / "r")
+    for index in pruned:  # cut after epoch 1, below an earlier completed trial
+        earlier = [lrs[i] for i in range(index) if rows.loc[i, "state"] == "completed"]
+        assert rows.loc[index, "epochs_run"] == 1 and lrs[index] < max(earlier)
+        assert store.row(rows.loc[index, "run_id"])["status"] == "pruned"
+    assert trials.chosen.loc[0, "lr"] == max(lr for lr, state in zip(lrs, rows["state"]) if state == "completed")
 
 
 @needs_optuna
