@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from seqbench.space import Space
+
 Positions = Literal["all", "last"]
 
 
@@ -92,6 +94,9 @@ class Loss(nn.Module, abc.ABC):
     model_positions: ClassVar[dict[str, Positions]] = {}
     needs_negatives: ClassVar[bool] = False
     Params: ClassVar[type]  # a dataclass of hyper-parameters with the spec's defaults
+    # What ``seqbench tune`` searches beyond the shared spaces (seqbench/space.py), declared
+    # next to ``Params``; keys are ``loss.<Params field>``. Empty: nothing of its own to tune.
+    space: ClassVar[tuple[Space, ...]] = ()
 
     help: ClassVar[str] = ""  # one line for the CLI, naming the paper
 

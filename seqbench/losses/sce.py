@@ -23,6 +23,7 @@ from torch import Tensor
 
 from seqbench.errors import InputError
 from seqbench.losses.base import Loss, LossBatch, LossOutput, gather_selected, zero_loss
+from seqbench.space import choice, integer
 
 DEFAULT_B_Y = 256
 
@@ -113,6 +114,8 @@ class SCE(Loss):
     default_positions = "all"
     needs_negatives = False  # negatives come from the buckets, not from a sampler
     Params = SCEParams
+    # Buckets and the centres' kind; b_y is left at its default because it may not exceed N.
+    space = (integer("loss.n_b", 8, 128, log=True), choice("loss.mix", False, True))
 
     def compute(self, batch: LossBatch, mask: Tensor) -> LossOutput:
         selected = gather_selected(batch, mask)

@@ -40,6 +40,14 @@ TRACKED_STEPS = 2
 Progress = Callable[[str, dict[str, Any]], None]
 
 
+class StopRun(Exception):
+    """Raised by a progress callback to end a run on purpose (a tuner's pruner, after an epoch).
+
+    The run is evaluated with its best weights and stored with status ``pruned``: a decision,
+    not a failure, so nothing is re-raised to the caller.
+    """
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was asked for but CUDA is not available: use --device cpu or auto")
@@ -324,7 +332,7 @@ def run_training(
 ) -> tuple[StoredRun, BaseException | None]:
     """Train and evaluate one run in memory; nothing touches the run store.
 
-    Returns the whole run (status ``completed``, ``failed`` or ``interrupted``) and the exception
+    Returns the whole run (status ``completed``, ``pruned``, ``failed`` or ``interrupted``) and the exception
     that ended it, if any, so that the caller (a local process or a remote worker's driver)
     writes it into the store and decides what to raise.
     """
@@ -333,6 +341,8 @@ def run_training(
     status, reason, error = "completed", "", None
     try:
         trainer.fit(progress)
+    except StopRun as stop:
+        status, reason = "pruned", str(stop) or "stopped early by the progress callback"
     except KeyboardInterrupt as stop:
         status, reason, error = "interrupted", "interrupted by the user (Ctrl-C)", stop
     except RuntimeFailure as failure:
@@ -342,7 +352,7 @@ def run_training(
         error = RuntimeFailure(reason + "; lower --batch-size or use --set ce_impl=chunked")
     except Exception as bug:  # a bug must still leave a 'failed' run with its reason in the store
         status, reason, error = "failed", f"{type(bug).__name__}: {bug}", bug
-    evaluations = trainer.final_evaluations() if status == "completed" else {}
+    evaluations = trainer.final_evaluations() if status in ("completed", "pruned") else {}
     stored = StoredRun(
         run_id=run_id,
         row=run_row(run_id, trainer, status, reason, evaluations),
