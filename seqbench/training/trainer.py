@@ -416,10 +416,13 @@ def evaluate_stored(
     except RuntimeError as error:
         raise InputError(f"checkpoint of run '{run_id}' does not fit its model ({str(error).splitlines()[0]})") from None
     model.to(device)
-    evaluation = evaluate_split(
-        model, getattr(dataset, split), config.max_len, device, config.eval_batch_size, config.exclude_seen, ks or config.ks
-    )
-    result: dict[str, Any] = {"run_id": run_id, "split": split, "metrics": evaluation.metrics}
-    if per_timestamp:
-        result["per_timestamp"] = per_timestamp_ndcg(model, getattr(dataset, split), config.max_len, device)
+    with run_threads(config.threads):  # the run's thread count: the same reduction order as stored
+        evaluation = evaluate_split(
+            model, getattr(dataset, split), config.max_len, device, config.eval_batch_size, config.exclude_seen, ks or config.ks
+        )
+        result: dict[str, Any] = {"run_id": run_id, "split": split, "metrics": evaluation.metrics}
+        if per_timestamp:
+            result["per_timestamp"] = per_timestamp_ndcg(
+                model, getattr(dataset, split), config.max_len, device, exclude_seen=config.exclude_seen
+            )
     return result
