@@ -29,7 +29,7 @@ from seqbench.reporting.runs import (
     model_display,
     one_run_per_seed,
 )
-from seqbench.training.metrics import hit_rate, ndcg, reciprocal_rank
+from seqbench.training import metrics as metric_registry
 
 IMPROVE = "Improve."
 SIGNIFICANCE_LEVEL = 1e-3  # protocol.md: mark p < 0.001
@@ -152,11 +152,11 @@ def choose_losses(labels: Sequence[str], proposed: str, baselines: Sequence[str]
 
 # --- the numbers ---------------------------------------------------------------------------------
 def per_user_values(ranks: np.ndarray, metric: str) -> np.ndarray:
-    """Per-user value of a metric from 0-based ranks (its mean is the stored metric)."""
-    if metric == "MRR":
-        return reciprocal_rank(ranks)
-    name, k = metric.split("@")
-    return hit_rate(ranks, int(k)) if name == "HR" else ndcg(ranks, int(k))
+    """Per-user value of a metric from 0-based ranks (its mean is the stored metric).
+
+    Any name of the metric registry works; any other is an InputError (never a silent NDCG).
+    """
+    return metric_registry.per_user_values(ranks, metric)
 
 
 def welch(proposed: np.ndarray, baseline: np.ndarray) -> Significance:
