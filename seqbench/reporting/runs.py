@@ -111,3 +111,50 @@ def one_run_per_seed(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def metric_column(split: str, metric: str) -> str:
     return f"{split}_{metric}"
+
+
+# Config fields that are grid axes (columns, rows, seeds) or only choose how a run is computed:
+# they never make two runs of one cell "differently configured".
+NOT_A_SETTING: frozenset[str] = frozenset({"dataset", "model", "loss", "seed", "loss_params", "device", "threads", "eval_batch_size"})
+
+
+def _setting_fields(text: Any) -> dict[str, str]:
+    from seqbench.training.config import RunConfig
+
+    config = _params(text)
+    defaults = {name: getattr(RunConfig(), name) for name in RunConfig.__dataclass_fields__}
+    fields = {k: json.dumps(v, default=str) for k, v in (defaults | config).items()
+              if k not in NOT_A_SETTING and k != "model_params" and k != "ks"}
+    fields["ks"] = json.dumps(list(config.get("ks", defaults["ks"])))
+    for key, value in (config.get("model_params") or {}).items():
+        fields[f"model.{key}"] = json.dumps(value, default=str)
+    return fields
+
+
+def setting_labels(runs: pd.DataFrame) -> pd.Series:
+    """Per run, the config fields (``patience=40``) that differ between the runs of its data set and model.
+
+    Empty when all runs of a (dataset, model) share their config apart from the grid's axes, so a
+    plain grid has no setting; a sweep over run-config fields (or a table over stored runs of
+    other configs) gets one setting per combination, which tables show as separate rows.
+    """
+    if runs.empty:
+        return pd.Series([], dtype=object)
+    fields = [_setting_fields(text) for text in runs.get("config_json", pd.Series(["{}"] * len(runs), index=runs.index))]
+    labels = pd.Series([""] * len(runs), index=runs.index, dtype=object)
+    for _, index in runs.groupby(["dataset", "model"], sort=False).groups.items():
+        positions = [runs.index.get_loc(i) for i in index]
+        mine = [fields[p] for p in positions]
+        keys = sorted(set().union(*mine))
+        varying = [k for k in keys if len({f.get(k, "(default)") for f in mine}) > 1]
+        for p, i in zip(positions, index):
+            labels[i] = ", ".join(f"{k}={_plain(fields[p].get(k, '(default)'))}" for k in varying)
+    return labels
+
+
+def _plain(text: str) -> str:
+    try:
+        value = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        return str(text)
+    return str(value)

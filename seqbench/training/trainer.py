@@ -292,7 +292,7 @@ def run_row(
     }
     row["threads_used"] = trainer.threads_used  # torch's intra-op threads (config threads=0: the process's)
     row["selection_metric"] = config.selection_metric
-    row["preset"] = config.preset
+    row["paper_preset"] = config.paper_preset
     for name in ("epochs", "patience", "batch_size", "max_len", "lr", "weight_decay", "eval_every", "pretrain_epochs"):
         row[name] = getattr(config, name)
     row["time_budget"] = float(config.time_budget) if config.time_budget is not None else float("nan")
