@@ -45,6 +45,7 @@ def train(
     max_len: Annotated[Optional[int], typer.Option("--max-len")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="A paper's protocol in one word: li2023 or xu2024.")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="YAML file of config fields.")] = None,
     set_: SetOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
@@ -63,7 +64,7 @@ def train(
         base = load_yaml(config_file) if config_file else {}
         overrides = cli_overrides(
             dataset=dataset, model=model, loss=loss, epochs=epochs, patience=patience, seed=seed,
-            batch_size=batch_size, max_len=max_len, device=device, time_budget=time_budget,
+            batch_size=batch_size, max_len=max_len, device=device, time_budget=time_budget, paper_preset=preset,
         ) | parse_assignments(set_ or [])
         config = make_config(base, overrides)
         label = f"{config.dataset}/{config.model}/{config.loss}"
