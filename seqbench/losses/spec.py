@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seqbench.errors import InputError
-from seqbench.losses.cross_entropy import CE_IMPLS
+from seqbench.losses.cross_entropy import CE_IMPLS, CeImpl
 
 CE_LOSSES = ("ce", "cce")
 
@@ -69,12 +69,12 @@ def parse_loss_spec(text: str) -> LossSpec:
             key, value = (piece.strip() for piece in item.split("=", 1))
             params[key] = _parse_value(value)
         elif name in CE_LOSSES and item in CE_IMPLS:
-            params["ce_impl"] = item
+            params["ce_impl"] = CeImpl(item)
         else:
             raise InputError(
                 f"bad loss option {item!r} in {text!r}: write key=value, or {'/'.join(CE_IMPLS)} for ce/cce"
             )
     if name in CE_LOSSES:
         # A bare ce/cce is the dense baseline the table's ratios are taken against.
-        params.setdefault("ce_impl", "dense")
+        params.setdefault("ce_impl", CeImpl.DENSE)
     return LossSpec(label=text.strip(), name=name, params=params)
