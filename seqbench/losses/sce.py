@@ -121,7 +121,7 @@ class SCE(Loss):
         selected = gather_selected(batch, mask)
         n = selected.count
         if n == 0:
-            return LossOutput(zero_loss(batch), {"positions": 0.0, "selected_share": 0.0})
+            return LossOutput(zero_loss(batch), lambda: {"positions": 0.0, "selected_share": 0.0})
         x, targets, table, bias = selected.hidden, selected.targets, batch.item_embeddings, batch.item_bias
         n_b, b_x, b_y = self.params.sizes(n, self.num_items)
         with torch.no_grad():  # steps 2 and 3
@@ -144,10 +144,10 @@ class SCE(Loss):
         row_loss = (torch.logsumexp(full, dim=2) - pos_rows).reshape(-1)
         chosen, kept = one_per_position(row_loss, ix.reshape(-1), n)  # step 5
         value = row_loss[chosen].mean()
-        diagnostics = {
+        positive = pos.detach()
+        return LossOutput(value, lambda: {
             "positions": float(n),
             "selected_share": float(kept.shape[0]) / n,
-            "mean_positive_logit": float(pos.detach().mean()),
+            "mean_positive_logit": float(positive.mean()),
             "buckets": float(n_b),
-        }
-        return LossOutput(value, diagnostics)
+        })

@@ -32,7 +32,7 @@ from seqbench.reporting.runs import (
     one_run_per_seed,
     setting_labels,
 )
-from seqbench.training.metrics import hit_rate, ndcg, reciprocal_rank
+from seqbench.training import metrics as metric_registry
 
 IMPROVE = "Improve."
 ALPHA = 0.05  # adjusted p below this marks a difference
@@ -189,11 +189,11 @@ def choose_losses(labels: Sequence[str], proposed: str, baselines: Sequence[str]
 
 # --- the numbers ---------------------------------------------------------------------------------
 def per_user_values(ranks: np.ndarray, metric: str) -> np.ndarray:
-    """Per-user value of a metric from 0-based ranks (its mean is the stored metric)."""
-    if metric == "MRR":
-        return reciprocal_rank(ranks)
-    name, k = metric.split("@")
-    return hit_rate(ranks, int(k)) if name == "HR" else ndcg(ranks, int(k))
+    """Per-user value of a metric from 0-based ranks (its mean is the stored metric).
+
+    Any name of the metric registry works; any other is an InputError (never a silent NDCG).
+    """
+    return metric_registry.per_user_values(ranks, metric)
 
 
 @dataclass

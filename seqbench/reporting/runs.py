@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from seqbench.errors import InputError
+from seqbench.losses.cross_entropy import CeImpl
 
 METRICS: tuple[str, ...] = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 FRONTIER_METRIC = "NDCG@10"
@@ -70,8 +71,10 @@ def loss_labels(runs: pd.DataFrame, with_impl: bool) -> pd.Series:
 
     The label is the loss name plus, in brackets, the hyper-parameters that differ between runs of
     that loss in this table (``sampled-ce[num_negatives=64]``), so a grid expanded over a parameter
-    list gets one column per value. With ``with_impl`` a chunked exact CE is also told apart
-    (``cce[chunked]``): it matters for memory, not for accuracy.
+    list gets one column per value. With ``with_impl`` a CE run is also labelled with the
+    implementation it ran (the ``ce_impl`` column: ``cce[chunked]``, ``cce[dense+chunked]`` when
+    ``auto`` chose per batch; runs stored before the trainer resolved ``auto`` show ``[auto]``):
+    it matters for memory, not for accuracy. Dense is the unlabelled baseline.
     """
     if runs.empty:
         return pd.Series([], dtype=object)
@@ -89,8 +92,8 @@ def loss_labels(runs: pd.DataFrame, with_impl: bool) -> pd.Series:
     labels = []
     for loss, p, impl in zip(losses, params, impls):
         parts = [f"{k}={p.get(k)}" for k in sorted(varying[loss])]
-        if with_impl and impl == "chunked":
-            parts.insert(0, "chunked")
+        if with_impl and impl not in ("", CeImpl.DENSE):
+            parts.insert(0, impl)
         labels.append(f"{loss}[{','.join(parts)}]" if parts else loss)
     return pd.Series(labels, index=runs.index, dtype=object)
 
