@@ -10,7 +10,7 @@ import typer
 
 from seqbench.cli.app import app
 from seqbench.cli.common import DebugOption, JsonOption, QuietOption, emit_json, err_console, guarded, out_console
-from seqbench.errors import InputError
+from seqbench.errors import InputError, unknown_name
 from seqbench.memprof.profile import (
     MODES,
     ProfileRecord,
@@ -52,7 +52,7 @@ def _check_losses(text: str, registries: Registries) -> list[str]:
     for label in labels:
         name = parse_loss_spec(label).name
         if name not in registries.loss_names:
-            raise InputError(f"unknown loss {name!r}: choose from {', '.join(registries.loss_names)}")
+            raise InputError(unknown_name("loss", name, registries.loss_names))
     return labels
 
 

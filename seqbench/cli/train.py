@@ -17,7 +17,6 @@ from seqbench.cli.common import (
     QuietOption,
     ResultsOption,
     emit_json,
-    err_console,
     guarded,
     out_console,
 )
@@ -75,15 +74,13 @@ def train(
 
 
 def report_run(row: dict[str, Any], as_json: bool) -> None:
-    metrics = {split: split_metrics(row, split) for split in ("valid", "test")}
-    document = {
-        key: row[key]
-        for key in ("run_id", "status", "dataset", "model", "loss", "best_epoch", "epochs_run", "train_seconds", "peak_memory_bytes")
-    } | {"metrics": metrics}
+    from seqbench.storage.records import run_record
+
+    record = run_record(row)
     if as_json:
-        emit_json(document)
+        emit_json(record)
         return
-    test = metrics["test"]
+    test = record["metrics"]["test"]
     out_console.print(
         f"run {row['run_id']} {row['status']}: best epoch {row['best_epoch']} of {row['epochs_run']}, "
         f"{row['train_seconds']:.1f}s training, test "
@@ -92,19 +89,9 @@ def report_run(row: dict[str, Any], as_json: bool) -> None:
     )
 
 
-def split_metrics(row: dict[str, Any], split: str) -> dict[str, float]:
-    """The ``<split>_HR@k`` / ``NDCG@k`` / ``MRR`` columns of a run row, without the prefix."""
-    prefix = f"{split}_"
-    return {
-        key[len(prefix):]: value
-        for key, value in row.items()
-        if key.startswith(prefix) and (key[len(prefix):] == "MRR" or "@" in key)
-    }
-
-
 @app.command("eval")
 def eval_(
-    run_id: Annotated[str, typer.Argument(help="A stored run id (see `seqbench runs`).")],
+    run_id: Annotated[str, typer.Argument(help="A stored run id or a unique prefix of one (see `seqbench runs`).")],
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
     k: Annotated[Optional[str], typer.Option("--k", help="Cut-offs, e.g. 5,10,20.")] = None,
     per_timestamp: Annotated[bool, typer.Option("--per-timestamp", help="Also NDCG@10 per sequence position.")] = False,
@@ -127,46 +114,14 @@ def eval_(
                 ks = tuple(int(part) for part in k.split(","))
             except ValueError:
                 raise InputError(f"--k expects comma-separated integers, got '{k}'") from None
+        from seqbench.storage.records import document
+
         result = evaluate_stored(run_id, results, data_dir, split, ks, per_timestamp, device, mirror)
         if json_:
-            emit_json(result)
+            emit_json(document("evaluation", **result))
             return
-        out_console.print(f"{run_id} {split}: " + "  ".join(f"{n} {v:.4f}" for n, v in result["metrics"].items()), highlight=False)
+        out_console.print(f"{result['run_id']} {split}: " + "  ".join(f"{n} {v:.4f}" for n, v in result["metrics"].items()), highlight=False)
         for point in result.get("per_timestamp", []):
             out_console.print(f"  position {point['position']:>3}  NDCG@10 {point['NDCG@10']:.4f}", highlight=False)
-
-    guarded(work, debug)
-
-
-RUN_COLUMNS = ["run_id", "status", "dataset", "model", "loss", "seed", "best_epoch", "epochs_run", "train_seconds", "peak_memory_bytes", "test_HR@10", "test_NDCG@10"]
-
-
-@app.command()
-def runs(
-    dataset: Annotated[Optional[str], typer.Option(help="Only this data set.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Only this model.")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Only this loss.")] = None,
-    status: Annotated[Optional[str], typer.Option(help="completed, failed or interrupted.")] = None,
-    results: ResultsOption = DEFAULT_RESULTS,
-    json_: JsonOption = False,
-    quiet: QuietOption = False,
-    debug: DebugOption = False,
-) -> None:
-    """List stored runs as a table."""
-
-    def work() -> None:
-        from tabulate import tabulate
-
-        from seqbench.storage.store import RunStore, filter_runs
-
-        table = filter_runs(RunStore(results).table(), dataset=dataset, model=model, loss=loss, status=status)
-        if json_:
-            emit_json(table.to_dict(orient="records"))
-            return
-        if table.empty:
-            err_console.print(f"no stored runs in {results} match: train one with `seqbench train`")
-            return
-        shown = table[[c for c in RUN_COLUMNS if c in table.columns]]
-        out_console.print(tabulate(shown, headers="keys", tablefmt="github", showindex=False, floatfmt=".4f"), highlight=False)
 
     guarded(work, debug)

@@ -32,7 +32,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from seqbench.errors import InputError
+from seqbench.errors import InputError, unknown_name
 from seqbench.losses.base import LossBatch
 from seqbench.memprof.analytic import overflows_int64
 from seqbench.memprof.predict import OpBudgetExceeded, PredictionError, predicting
@@ -593,7 +593,7 @@ def profile_step(
     registries = registries or default_registries()
     spec = parse_loss_spec(loss_name)
     if spec.name not in registries.loss_names:
-        raise InputError(f"unknown loss {spec.name!r}: choose from {', '.join(registries.loss_names)}")
+        raise InputError(unknown_name("loss", spec.name, registries.loss_names))
     if loss_params:
         spec = LossSpec(spec.label, spec.name, {**loss_params, **spec.params})
     shape = StepShape(catalog, batch_size, max_len, hidden)
