@@ -30,7 +30,9 @@ def test_a_million_items_in_under_a_minute_with_a_row_per_loss() -> None:
     result = invoke(["memprof", "--catalog", "1e6", "--json", "--device", "cpu"])
     elapsed = time.perf_counter() - started
     assert result.exit_code == 0, result.stderr
-    rows = json.loads(result.stdout)
+    document = json.loads(result.stdout)
+    assert document["kind"] == "memprof" and document["schema_version"] == 1
+    rows = document["records"]
     assert elapsed < 60
     assert [row["loss"] for row in rows] == split_loss_list(DEFAULT_LOSSES)
     for row in rows:

@@ -48,6 +48,7 @@ def compare(
     source: Annotated[str, typer.Option(help="Published results to compare with (reference table).")] = "li2023_cce_table2",
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write figures (PNG and PDF) into this directory.")] = None,
     no_train: Annotated[bool, typer.Option("--no-train", help="Only print tables from stored runs.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the grid, what is stored, what would train and an estimate of the time; train nothing.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train runs stored as failed again.")] = False,
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster: auto or ray://host:port (default: start a local Ray).")] = None,
@@ -68,6 +69,8 @@ def compare(
         choice("executor", executor, EXECUTORS)
         names = grid_names(datasets, models, losses, seeds, data_dir)
         configs = grid_configs(names, epochs, device, set_ or [])
+        if dry_run:
+            return show_plan(configs, results, retry_failed, json_)
         if not no_train:
             train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run), retry_failed, quiet or json_)
         report(names, configs, results, data_dir, table, format_, proposed, baselines, source, plots, json_, mirror)
@@ -151,6 +154,29 @@ def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results:
         )
 
 
+def show_plan(configs: list[Any], results: Path, retry_failed: bool, as_json: bool) -> None:
+    """``--dry-run``: the grid, what is stored, what would train, and the estimated time."""
+    from tabulate import tabulate
+
+    from seqbench.cli.common import out_console
+    from seqbench.reporting.render import fmt_seconds
+    from seqbench.storage.records import document
+    from seqbench.storage.store import RunStore
+    from seqbench.training.grid import LocalExecutor
+    from seqbench.training.plan import plan_grid
+
+    rows = plan_grid(configs, RunStore(results), LocalExecutor().device_type, retry_failed)
+    todo = [row for row in rows if row["action"] != "skip"]
+    known = [row["estimated_seconds"] for row in todo if row["estimated_seconds"] is not None]
+    if as_json:
+        return emit_json(document("plan", runs=rows, to_train=len(todo), estimated_seconds=sum(known) if known else None))
+    table = [[r["run"], r["run_id"], r["stored"] or "-", r["action"], fmt_seconds(r["estimated_seconds"]), r["estimate_basis"]] for r in rows]
+    out_console.print(tabulate(table, headers=["run", "run id", "stored", "action", "est. training", "estimated from"], disable_numparse=True), highlight=False, markup=False)
+    total = f"about {fmt_seconds(sum(known))} of training" + (f" plus {len(todo) - len(known)} run(s) with no estimate" if len(known) < len(todo) else "")
+    out_console.print(f"{len(rows)} runs in the grid, {len(rows) - len(todo)} stored, {len(todo)} would train: "
+                      + (total + " (at most: early stopping may end runs sooner; evaluation comes on top)" if todo else "nothing to do"), highlight=False, markup=False)
+
+
 def report(
     names: dict[str, list[Any]],
     configs: list[Any],
@@ -166,7 +192,8 @@ def report(
     mirror: Path | None,
 ) -> None:
     from seqbench.cli.common import out_console
-    from seqbench.reporting import frame_records, frontier_table, improvement_grid, reference_table, render, significance_frame
+    from seqbench.storage.records import document, run_records
+    from seqbench.reporting import frontier_table, improvement_grid, reference_table, render, significance_frame
     from seqbench.storage.store import RunStore, filter_runs
 
     store = RunStore(results)
@@ -189,7 +216,7 @@ def report(
     for note in getattr(tables.get("grid"), "notes", []):
         err_console.print(note, highlight=False)
     if as_json:
-        emit_json({"runs": frame_records(runs), "tables": {name: as_records(value) for name, value in tables.items()}, "figures": [str(p) for p in figures]})
+        emit_json(document("compare", runs=run_records(runs), tables={name: as_records(value) for name, value in tables.items()}, figures=[str(p) for p in figures]))
         return
     for name, value in tables.items():
         if fmt == "text":
@@ -225,5 +252,5 @@ def write_plots(store: Any, runs: Any, plots: Path, data_dir: Path, mirror: Path
         except SeqbenchError as error:  # e.g. a bidirectional model, or sequences too short
             err_console.print(f"no per-timestamp curve for {row.run_id}: {error.message}")
             continue
-        curves[f"{row.dataset}/{row.model}/{row.loss}/seed{row.seed}"] = result["per_timestamp"]
+        curves[row.run_id] = result["per_timestamp"]
     return write_figures(store, runs, plots, per_timestamp=curves)

@@ -11,6 +11,7 @@ import typer
 from seqbench.cli.app import app
 from seqbench.cli.common import DebugOption, JsonOption, QuietOption, emit_json, err_console, guarded, out_console
 from seqbench.errors import InputError, unknown_name
+from seqbench.storage.records import document
 from seqbench.memprof.profile import (
     MODES,
     ProfileRecord,
@@ -116,7 +117,7 @@ def memprof(
         if plot is not None:
             plot_peaks(records, plot)
         if json_output:
-            emit_json([record.to_json() for record in records])
+            emit_json(document("memprof", records=[record.to_json() for record in records]))
             return
         out_console.print(peak_table(records), highlight=False, soft_wrap=True, markup=False)
         if breakdown:
