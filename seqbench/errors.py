@@ -35,8 +35,10 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` - did you mean 'bce'?`` for the closest of ``choices`` to a mistyped ``name``, else ``""``."""
     import difflib
 
-    close = difflib.get_close_matches(str(name), [str(choice) for choice in choices], n=1, cutoff=0.6)
-    return f" - did you mean {close[0]!r}?" if close else ""
+    # Case is the commonest slip (ndcg@10 for NDCG@10), so names are compared case-folded.
+    by_folded = {str(choice).casefold(): str(choice) for choice in choices}
+    close = difflib.get_close_matches(str(name).casefold(), list(by_folded), n=1, cutoff=0.6)
+    return f" - did you mean {by_folded[close[0]]!r}?" if close else ""
 
 
 def unknown_name(what: str, name: str, choices: Iterable[str]) -> str:

@@ -22,9 +22,12 @@ from seqbench.cli.common import (
 )
 from seqbench.cli.progress import TrainingProgress
 from seqbench.errors import InputError
+from seqbench.training.config import RunConfig
 
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override any config field: key=value (repeatable).")]
-MirrorOption = Annotated[Optional[Path], typer.Option("--mirror", envvar="SEQBENCH_MIRROR", help="Offline mirror of raw data files.")]
+DEFAULTS = RunConfig()  # what `train --help` shows as defaults: the protocol's values
+
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override any config field: key=value (repeatable), e.g. lr=5e-4, ce_impl=chunked.", show_default="none")]
+MirrorOption = Annotated[Optional[Path], typer.Option("--mirror", envvar="SEQBENCH_MIRROR", help="Offline mirror of raw data files.", show_default="download")]
 
 
 def cli_overrides(**options: Any) -> dict[str, Any]:
@@ -34,17 +37,17 @@ def cli_overrides(**options: Any) -> dict[str, Any]:
 
 @app.command()
 def train(
-    dataset: Annotated[Optional[str], typer.Option(help="Prepared data set name (default: synthetic).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="gru4rec, sasrec, bert4rec or s3rec.")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="A loss registry name, e.g. cce, ce, bce, sce.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (0 evaluates the untrained model).")] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in evaluations.")] = None,
-    seed: Annotated[Optional[int], typer.Option()] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
-    max_len: Annotated[Optional[int], typer.Option("--max-len")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
-    time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.")] = None,
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="YAML file of config fields.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Prepared data set name (see `seqbench prepare --list`).", show_default=DEFAULTS.dataset)] = None,
+    model: Annotated[Optional[str], typer.Option(help="gru4rec, sasrec, bert4rec or s3rec.", show_default=DEFAULTS.model)] = None,
+    loss: Annotated[Optional[str], typer.Option(help="A loss registry name, e.g. cce, ce, bce, sce.", show_default=DEFAULTS.loss)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (0 evaluates the untrained model).", show_default=str(DEFAULTS.epochs))] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in evaluations without improvement.", show_default=str(DEFAULTS.patience))] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of weights, batches and negatives (part of the run id).", show_default=str(DEFAULTS.seed))] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Training sequences per batch.", show_default=str(DEFAULTS.batch_size))] = None,
+    max_len: Annotated[Optional[int], typer.Option("--max-len", help="Positions per input sequence (longer histories keep their last items).", show_default=str(DEFAULTS.max_len))] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present), cpu or cuda.", show_default=DEFAULTS.device)] = None,
+    time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop training after the epoch that passes this many seconds.", show_default="no limit")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="YAML file of config fields (options and --set override it).", show_default="none")] = None,
     set_: SetOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from tabulate import tabulate
 
@@ -113,6 +114,17 @@ def stage_legend() -> str:
 
 
 def plot_peaks(records: list[ProfileRecord], path: Path) -> Path:
+    """Write :func:`peaks_figure` to ``path``; returns the path."""
+    import matplotlib.pyplot as plt
+
+    figure = peaks_figure(records)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def peaks_figure(records: list[ProfileRecord]) -> Any:
     """Peak memory versus catalog, log-log, one line per loss; hollow markers are predictions.
 
     Colours are the losses' colours of every seqbench figure; variants of a loss and lines that
@@ -156,7 +168,4 @@ def plot_peaks(records: list[ProfileRecord], path: Path) -> Path:
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(title="loss", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(figure)
-    return path
+    return figure
