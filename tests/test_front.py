@@ -291,3 +291,37 @@ def test_version_help_defaults_and_readme_links() -> None:
         assert target.startswith("http") or (REPO / target).exists(), target
     assert "../shared" not in readme and "benchmarks/reproduce_cce_table2.sh" in readme
     assert "minutes" in readme.split("Main job", 1)[1][:400]
+
+
+# --- 10: experiment tracking (MLflow's local file store, a real MLflow) --------------------------
+def test_unknown_tracker_is_an_input_error(toy_data: Path, tmp_path: Path) -> None:
+    result = cli("train", "--dataset", "toy", "--log-to", "mlfow", "--data-dir", str(toy_data), "--results", str(tmp_path))
+    assert result.exit_code == 2 and "unknown --log-to tracker 'mlfow' - did you mean 'mlflow'?" in result.stderr
+
+
+def test_log_to_mlflow_mirrors_epochs_and_the_final_record(toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    results = tmp_path / "r"
+    args = ["--data-dir", str(toy_data), "--results", str(results), "--log-to", "mlflow", "--set", "max_len=10", "--set", "threads=1"]
+    trained = cli("train", "--dataset", "toy", "--model", "gru4rec", "--loss", "bce", "--epochs", "2", "--json", *args)
+    assert trained.exit_code == 0, trained.output
+    record = json.loads(trained.stdout)
+    client = mlflow.MlflowClient(tracking_uri=(results / "mlruns").resolve().as_uri())
+    experiment = client.get_experiment_by_name("seqbench")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == record["run_id"] and run.info.status == "FINISHED"
+    assert run.data.params["max_len"] == "10" and run.data.tags["seqbench.status"] == "completed"
+    epochs = RunStore(results).epochs(record["run_id"])
+    history = client.get_metric_history(run.info.run_id, "valid_NDCG_at_10")
+    history = sorted(history, key=lambda m: m.step)
+    assert [m.step for m in history] == epochs["epoch"].tolist()
+    assert [m.value for m in history] == pytest.approx(epochs["valid_NDCG@10"].tolist())
+    assert run.data.metrics["final_test_NDCG_at_10"] == pytest.approx(record["metrics"]["test"]["NDCG@10"])
+    artifact = Path(client.download_artifacts(run.info.run_id, "seqbench_run.json", str(tmp_path)))
+    assert json.loads(artifact.read_text()) == record
+    grid = cli("compare", "--datasets", "toy", "--models", "gru4rec", "--losses", "bce,cce", "--epochs", "1", "--quiet", *args)
+    assert grid.exit_code == 0, grid.output
+    names = sorted(r.info.run_name for r in client.search_runs([experiment.experiment_id]))
+    assert len(names) == 3 and set(names) <= set(RunStore(results).run_ids())

@@ -21,7 +21,7 @@ from seqbench.cli.common import (
     guarded,
     parse_list,
 )
-from seqbench.cli.train import MirrorOption, SetOption
+from seqbench.cli.train import LogToOption, MirrorOption, SetOption
 from seqbench.errors import InputError
 
 TABLES = ("grid", "frontier", "reference", "all")
@@ -57,6 +57,7 @@ def compare(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
+    log_to: LogToOption = None,
     json_: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -72,7 +73,7 @@ def compare(
         if dry_run:
             return show_plan(configs, results, retry_failed, json_)
         if not no_train:
-            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run), retry_failed, quiet or json_)
+            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run), retry_failed, quiet or json_, log_to)
         report(names, configs, results, data_dir, table, format_, proposed, baselines, source, plots, json_, mirror)
 
     guarded(work, debug)
@@ -134,7 +135,7 @@ def executor_for(name: str, address: str | None, cpus: float | None, gpus: float
     return LocalExecutor()
 
 
-def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results: Path, mirror: Path | None, executor: Any, retry_failed: bool, quiet: bool) -> None:
+def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results: Path, mirror: Path | None, executor: Any, retry_failed: bool, quiet: bool, log_to: str | None = None) -> None:
     from seqbench.cli.grid_progress import GridProgress
     from seqbench.data.prepare import ensure_prepared
     from seqbench.training.grid import run_grid, run_label
@@ -142,7 +143,7 @@ def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results:
     for dataset in datasets:  # fail early, before any training, if a data set is missing
         ensure_prepared(dataset, data_dir, mirror)
     with GridProgress([run_label(config) for config in configs], quiet=quiet) as progress:
-        outcomes = run_grid(configs, data_dir, results, executor, mirror, retry_failed, progress)
+        outcomes = run_grid(configs, data_dir, results, executor, mirror, retry_failed, tracked(progress, configs, executor, results, log_to))
     failed = [outcome for outcome in outcomes if outcome.status == "failed"]
     if failed and not quiet:
         err_console.print(
@@ -175,6 +176,17 @@ def show_plan(configs: list[Any], results: Path, retry_failed: bool, as_json: bo
     total = f"about {fmt_seconds(sum(known))} of training" + (f" plus {len(todo) - len(known)} run(s) with no estimate" if len(known) < len(todo) else "")
     out_console.print(f"{len(rows)} runs in the grid, {len(rows) - len(todo)} stored, {len(todo)} would train: "
                       + (total + " (at most: early stopping may end runs sooner; evaluation comes on top)" if todo else "nothing to do"), highlight=False, markup=False)
+
+
+def tracked(progress: Any, configs: list[Any], executor: Any, results: Path, log_to: str | None) -> Any:
+    """The grid's progress callback, mirrored into the ``--log-to`` tracker when one is named."""
+    from seqbench.tracking import make_tracker
+
+    tracker = make_tracker(log_to, results, progress)
+    if tracker is None:
+        return progress
+    tracker.planned = {config.run_id(executor.device_type(config)): config.hash_payload() for config in configs}
+    return tracker
 
 
 def report(

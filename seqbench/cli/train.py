@@ -27,6 +27,7 @@ from seqbench.training.config import RunConfig
 DEFAULTS = RunConfig()  # what `train --help` shows as defaults: the protocol's values
 
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override any config field: key=value (repeatable), e.g. lr=5e-4, ce_impl=chunked.", show_default="none")]
+LogToOption = Annotated[Optional[str], typer.Option("--log-to", help="Also mirror runs into a tracker: mlflow (needs seqbench[mlflow]; MLFLOW_TRACKING_URI, else RESULTS/mlruns).", show_default="none")]
 MirrorOption = Annotated[Optional[Path], typer.Option("--mirror", envvar="SEQBENCH_MIRROR", help="Offline mirror of raw data files.", show_default="download")]
 
 
@@ -52,6 +53,7 @@ def train(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
+    log_to: LogToOption = None,
     json_: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -60,7 +62,7 @@ def train(
 
     def work() -> None:
         from seqbench.training.config import load_yaml, parse_assignments
-        from seqbench.training.trainer import make_config, train_run
+        from seqbench.training.trainer import make_config
 
         base = load_yaml(config_file) if config_file else {}
         overrides = cli_overrides(
@@ -70,10 +72,26 @@ def train(
         config = make_config(base, overrides)
         label = f"{config.dataset}/{config.model}/{config.loss}"
         with TrainingProgress(label, quiet=quiet or json_) as progress:
-            stored = train_run(config, data_dir, results, mirror, progress)
+            stored = train_tracked(config, data_dir, results, mirror, progress, log_to)
         report_run(stored.row, json_)
 
     guarded(work, debug)
+
+
+def train_tracked(config: Any, data_dir: Path, results: Path, mirror: Path | None, progress: Any, log_to: str | None) -> Any:
+    """``train_run``, mirrored into the ``--log-to`` tracker when one is named."""
+    from seqbench.tracking import make_tracker
+    from seqbench.training.trainer import resolve_device, train_run
+
+    tracker = make_tracker(log_to, results, progress)
+    if tracker is None:
+        return train_run(config, data_dir, results, mirror, progress)
+    run_id = config.run_id(resolve_device(config.device).type)
+    tracker.start(run_id, config.hash_payload())
+    try:
+        return train_run(config, data_dir, results, mirror, tracker)
+    finally:
+        tracker.end_stored(run_id)
 
 
 def report_run(row: dict[str, Any], as_json: bool) -> None:
