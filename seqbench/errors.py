@@ -6,6 +6,8 @@ with ``exit_code`` (2 for bad usage or bad input, 1 for a runtime failure), with
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class SeqbenchError(Exception):
     """Base class: a problem the user can fix, described in one line."""
@@ -27,3 +29,21 @@ class RuntimeFailure(SeqbenchError):
     """The input was fine but the work failed (out of memory, NaN loss, disk full): exit 1."""
 
     exit_code = 1
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` - did you mean 'bce'?`` for the closest of ``choices`` to a mistyped ``name``, else ``""``."""
+    import difflib
+
+    # Case is the commonest slip (ndcg@10 for NDCG@10), so names are compared case-folded.
+    by_folded = {str(choice).casefold(): str(choice) for choice in choices}
+    close = difflib.get_close_matches(str(name).casefold(), list(by_folded), n=1, cutoff=0.6)
+    return f" - did you mean {by_folded[close[0]]!r}?" if close else ""
+
+
+def unknown_name(what: str, name: str, choices: Iterable[str]) -> str:
+    """The one-line message for a mistyped name: the near name first, then every valid one."""
+    valid = [str(choice) for choice in choices]
+    hint = did_you_mean(name, valid)
+    listing = ", ".join(valid)
+    return f"unknown {what} {name!r}{hint} (choose from {listing})" if hint else f"unknown {what} {name!r}: choose from {listing}"

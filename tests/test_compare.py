@@ -94,7 +94,7 @@ def test_every_format_renders_and_figures_are_png(toy_data: Path, tmp_path: Path
         (["--runs", "all"], "unknown run selection 'all'"),
         (["--alpha", "1.5"], "--alpha must be between 0 and 1"),
         (["--preset", "li2099"], "unknown preset 'li2099'"),
-        (["--set", "selection_metric=NDCG@30"], "selection_metric 'NDCG@30' is not computed"),
+        (["--set", "selection_metric=NDCG@30"], "unknown selection_metric (with ks=[5, 10, 20]) 'NDCG@30'"),
     ],
 )
 def test_bad_compare_input_exits_2(toy_data: Path, tmp_path: Path, args: list[str], message: str) -> None:

@@ -91,7 +91,7 @@ def leftovers(data_dir: Path, name: str) -> list[str]:
 def test_prepare_raw_data_end_to_end(world: dict[str, Path]) -> None:
     result = invoke("tiny", "--mirror", str(world["mirror"]), "--data-dir", str(world["data"]), "--json")
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["datasets"]
     assert rows == [{"name": "tiny", "users": 3, "items": 3, "interactions": 9, "avg_len": 3.0, "density": 1.0,
                      "path": str(world["data"] / "tiny"), "status": "prepared", "seconds": rows[0]["seconds"],
                      "users_dropped": 0}]
@@ -144,14 +144,14 @@ def test_rerun_is_a_noop_unless_forced(world: dict[str, Path]) -> None:
     assert again.exit_code == 0 and "already prepared" in again.stderr and meta.stat().st_mtime_ns == first
     assert "Users" in again.stdout and "tiny" in again.stdout  # the statistics table is still printed
     forced = invoke(*args, "--force", "--json")
-    assert forced.exit_code == 0 and json.loads(forced.stdout)[0]["status"] == "prepared"
+    assert forced.exit_code == 0 and json.loads(forced.stdout)["datasets"][0]["status"] == "prepared"
     assert meta.stat().st_mtime_ns != first
 
 
 def test_list_shows_every_data_set_and_whether_prepared(world: dict[str, Path]) -> None:
     prepare("tiny", world["data"], world["mirror"])
     result = invoke("--list", "--json", "--data-dir", str(world["data"]))
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    rows = {row["name"]: row for row in json.loads(result.stdout)["datasets"]}
     assert {"beauty", "sports", "toys", "yelp", "lastfm", "ml-latest-small", "amazon-beauty-raw", "ml-1m",
             "lastfm-hetrec", "yelp-raw", "gowalla", "synthetic", "tiny"} <= set(rows)
     assert rows["tiny"]["prepared"] is True and rows["beauty"]["prepared"] is False
@@ -233,7 +233,7 @@ def test_archive_download_end_to_end(world: dict[str, Path]) -> None:
     register(world["registry"], {"zipped": entry(archive.as_uri(), member="tiny/ratings.csv")})
     result = invoke("zipped", "--data-dir", str(world["data"]), "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)[0]["interactions"] == 9
+    assert json.loads(result.stdout)["datasets"][0]["interactions"] == 9
 
 
 def test_malformed_row_names_file_and_line(world: dict[str, Path]) -> None:
@@ -298,11 +298,11 @@ def test_no_names_is_a_usage_error(world: dict[str, Path]) -> None:
 
 def test_synthetic_with_size_parameters(tmp_path: Path) -> None:
     args = ("synthetic", "--data-dir", str(tmp_path), "--set", "users=300", "--set", "items=80", "--set", "length=12", "--json")
-    first = json.loads(invoke(*args).stdout)[0]
+    first = json.loads(invoke(*args).stdout)["datasets"][0]
     assert first["users"] == 300 and first["items"] <= 80 and first["status"] == "prepared"
-    assert json.loads(invoke(*args).stdout)[0]["status"] == "already prepared"
+    assert json.loads(invoke(*args).stdout)["datasets"][0]["status"] == "already prepared"
     resized = json.loads(invoke("synthetic", "--data-dir", str(tmp_path), "--set", "users=200", "--set", "items=80",
-                                "--set", "length=12", "--json").stdout)[0]
+                                "--set", "length=12", "--json").stdout)["datasets"][0]
     assert resized["users"] == 200 and resized["status"] == "prepared"
     meta = load_prepared("synthetic", tmp_path).meta
     assert meta["synthetic"] == {"users": 200, "items": 80, "length": 12, "seed": 0} and meta["sources"] == []

@@ -28,7 +28,9 @@ def test_a_million_items_answers_a_row_per_loss() -> None:
     # No time limit here (timed unit tests fail on a loaded machine); its speed is a benchmark's claim.
     result = invoke(["memprof", "--catalog", "1e6", "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.stderr
-    rows = json.loads(result.stdout)
+    document = json.loads(result.stdout)
+    assert document["kind"] == "memprof" and document["schema_version"] == 1
+    rows = document["records"]
     assert [row["loss"] for row in rows] == split_loss_list(DEFAULT_LOSSES)
     for row in rows:
         assert JSON_KEYS <= set(row)

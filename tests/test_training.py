@@ -107,7 +107,9 @@ def test_train_eval_and_runs_commands(toy_data: Path, tmp_path: Path) -> None:
     evaluated = json.loads(runner.invoke(app, ["eval", document["run_id"], "--json", *common]).stdout)
     assert evaluated["metrics"]["NDCG@10"] == pytest.approx(document["metrics"]["test"]["NDCG@10"])
     listed = json.loads(runner.invoke(app, ["runs", "--json", "--results", str(tmp_path / "r")]).stdout)
-    assert [row["run_id"] for row in listed] == [document["run_id"]]
+    assert [row["run_id"] for row in listed["runs"]] == [document["run_id"]]
+    # train --json and runs --json print the same record (one shape, storage/records.py)
+    assert listed["runs"][0] == document
 
 
 @pytest.mark.parametrize(

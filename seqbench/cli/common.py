@@ -10,15 +10,42 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
+from rich.rule import Rule
 
-from seqbench.errors import InputError, RuntimeFailure, SeqbenchError
+from seqbench.errors import InputError, RuntimeFailure, SeqbenchError, unknown_name
 
 T = TypeVar("T")
 
+# A stream that is not a terminal (a pipe, a log file, CI) has no width: rich would assume 80
+# columns and wrap or cut every longer row. Such a stream gets a width no table reaches, so rows
+# come out whole; tables are not expanded, so they keep their natural width.
+PIPE_WIDTH = 10_000
+# A rule (section heading) fills the width: on a pipe it gets at most this many columns.
+PIPE_RULE_WIDTH = 100
+
+
+class StreamConsole(Console):
+    """A rich Console that prints full-width plain rows when its stream is not a terminal."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if self.is_terminal:
+            return super().size
+        return ConsoleDimensions(PIPE_WIDTH, 25)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+    def rule(self, title: str = "", *, characters: str = "─", style: Any = "rule.line", align: Any = "center") -> None:
+        width = None if self.is_terminal else max(PIPE_RULE_WIDTH, len(title) + 8)
+        self.print(Rule(title, characters=characters, style=style, align=align), width=width)
+
+
 # Progress and logs go to stderr so that --json leaves exactly one document on stdout.
-err_console = Console(stderr=True)
-out_console = Console()
+err_console = StreamConsole(stderr=True)
+out_console = StreamConsole()
 
 DataDirOption = Annotated[
     Path, typer.Option("--data-dir", envvar="SEQBENCH_DATA_DIR", help="Where prepared data sets live.")
@@ -82,7 +109,7 @@ def parse_list(text: str | None, what: str, known: list[str] | None = None) -> l
     if known is not None:
         unknown = [item for item in items if item not in known]
         if unknown:
-            raise InputError(f"unknown {what} {', '.join(map(repr, unknown))}: choose from {', '.join(known)}")
+            raise InputError(unknown_name(what, unknown[0], known))
     return items
 
 
@@ -102,6 +129,7 @@ __all__ = [
     "parse_list",
     "err_console",
     "out_console",
+    "StreamConsole",
     "InputError",
     "RuntimeFailure",
 ]

@@ -21,7 +21,7 @@ from seqbench.cli.common import (
     guarded,
     parse_list,
 )
-from seqbench.cli.train import MirrorOption, SetOption
+from seqbench.cli.train import LogToOption, MirrorOption, SetOption
 from seqbench.errors import InputError
 from seqbench.reporting.stats import ADJUSTMENTS, TESTS
 from seqbench.reporting.study import SELECTIONS, TABLES, StudyRequest
@@ -58,6 +58,7 @@ def compare(
     source: Annotated[str, typer.Option(help="Published results to compare with (reference table).")] = "li2023_cce_table2",
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write figures (PNG and PDF) into this directory.")] = None,
     no_train: Annotated[bool, typer.Option("--no-train", help="Only print tables from stored runs.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the grid, what is stored, what would train and an estimate of the time; train nothing.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train runs stored as failed again.")] = False,
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster: auto or ray://host:port (default: start a local Ray).")] = None,
@@ -66,6 +67,7 @@ def compare(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
+    log_to: LogToOption = None,
     json_: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -83,8 +85,10 @@ def compare(
             raise InputError(f"--alpha must be between 0 and 1, got {alpha}")
         names = grid_names(datasets, models, losses, seeds, data_dir)
         configs = grid_configs(names, epochs, device, [*([f"paper_preset={preset}"] if preset else []), *(set_ or [])])
+        if dry_run:
+            return show_plan(configs, results, retry_failed, json_)
         if not no_train:
-            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run), retry_failed, quiet or json_)
+            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run), retry_failed, quiet or json_, log_to)
         request = StudyRequest(configs, names, table, runs_, proposed, parse_list(baselines, "baseline") if baselines else None,
                                source, test, adjust, alpha)
         report(request, results, data_dir, format_, plots, report_dir, json_, mirror)
@@ -151,7 +155,7 @@ def executor_for(name: str, address: str | None, cpus: float | None, gpus: float
     return LocalExecutor()
 
 
-def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results: Path, mirror: Path | None, executor: Any, retry_failed: bool, quiet: bool) -> None:
+def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results: Path, mirror: Path | None, executor: Any, retry_failed: bool, quiet: bool, log_to: str | None = None) -> None:
     from seqbench.cli.grid_progress import GridProgress
     from seqbench.data.prepare import ensure_prepared
     from seqbench.training.grid import run_grid, run_label
@@ -159,7 +163,7 @@ def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results:
     for dataset in datasets:  # fail early, before any training, if a data set is missing
         ensure_prepared(dataset, data_dir, mirror)
     with GridProgress([run_label(config) for config in configs], quiet=quiet) as progress:
-        outcomes = run_grid(configs, data_dir, results, executor, mirror, retry_failed, progress)
+        outcomes = run_grid(configs, data_dir, results, executor, mirror, retry_failed, tracked(progress, configs, executor, results, log_to))
     failed = [outcome for outcome in outcomes if outcome.status == "failed"]
     if failed and not quiet:
         err_console.print(
@@ -171,10 +175,45 @@ def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results:
         )
 
 
+def show_plan(configs: list[Any], results: Path, retry_failed: bool, as_json: bool) -> None:
+    """``--dry-run``: the grid, what is stored, what would train, and the estimated time."""
+    from tabulate import tabulate
+
+    from seqbench.cli.common import out_console
+    from seqbench.reporting.render import fmt_seconds
+    from seqbench.storage.records import document
+    from seqbench.storage.store import RunStore
+    from seqbench.training.grid import LocalExecutor
+    from seqbench.training.plan import plan_grid
+
+    rows = plan_grid(configs, RunStore(results), LocalExecutor().device_type, retry_failed)
+    todo = [row for row in rows if row["action"] != "skip"]
+    known = [row["estimated_seconds"] for row in todo if row["estimated_seconds"] is not None]
+    if as_json:
+        return emit_json(document("plan", runs=rows, to_train=len(todo), estimated_seconds=sum(known) if known else None))
+    table = [[r["run"], r["run_id"], r["stored"] or "-", r["action"], fmt_seconds(r["estimated_seconds"]), r["estimate_basis"]] for r in rows]
+    out_console.print(tabulate(table, headers=["run", "run id", "stored", "action", "est. training", "estimated from"], disable_numparse=True), highlight=False, markup=False)
+    total = f"about {fmt_seconds(sum(known))} of training" + (f" plus {len(todo) - len(known)} run(s) with no estimate" if len(known) < len(todo) else "")
+    out_console.print(f"{len(rows)} runs in the grid, {len(rows) - len(todo)} stored, {len(todo)} would train: "
+                      + (total + " (at most: early stopping may end runs sooner; evaluation comes on top)" if todo else "nothing to do"), highlight=False, markup=False)
+
+
+def tracked(progress: Any, configs: list[Any], executor: Any, results: Path, log_to: str | None) -> Any:
+    """The grid's progress callback, mirrored into the ``--log-to`` tracker when one is named."""
+    from seqbench.tracking import make_tracker
+
+    tracker = make_tracker(log_to, results, progress)
+    if tracker is None:
+        return progress
+    tracker.planned = {config.run_id(executor.device_type(config)): config.hash_payload() for config in configs}
+    return tracker
+
+
 def report(request: StudyRequest, results: Path, data_dir: Path, fmt: str, plots: Path | None, report_dir: Path | None,
            as_json: bool, mirror: Path | None) -> None:
     from seqbench.cli.common import out_console
-    from seqbench.reporting import frame_records, render
+    from seqbench.reporting import render
+    from seqbench.storage.records import document, run_records
     from seqbench.reporting.study import build_tables, verdict_records
     from seqbench.storage.store import RunStore
 
@@ -193,9 +232,9 @@ def report(request: StudyRequest, results: Path, data_dir: Path, fmt: str, plots
     for note in study.notes:
         err_console.print(note, highlight=False, markup=False)
     if as_json:
-        emit_json({"runs": frame_records(study.runs), "tables": {name: as_records(value) for name, value in study.tables.items()},
-                   "verdicts": verdict_records(study.tables.get("grid")), "figures": [str(p) for p in figures],
-                   "selection": request.selection, "test": request.test, "adjustment": request.adjustment})
+        emit_json(document("compare", runs=run_records(study.runs), tables={name: as_records(value) for name, value in study.tables.items()},
+                           verdicts=verdict_records(study.tables.get("grid")), figures=[str(p) for p in figures],
+                           selection=request.selection, test=request.test, adjustment=request.adjustment))
         return
     for name, value in study.tables.items():
         if fmt == "text":
@@ -237,5 +276,5 @@ def write_plots(store: Any, runs: Any, plots: Path, data_dir: Path, mirror: Path
         except SeqbenchError as error:  # e.g. a bidirectional model, or sequences too short
             err_console.print(f"no per-timestamp curve for {row.run_id}: {error.message}")
             continue
-        curves[f"{row.dataset}/{row.model}/{row.loss}/seed{row.seed}"] = result["per_timestamp"]
+        curves[row.run_id] = result["per_timestamp"]
     return write_figures(store, runs, plots, per_timestamp=curves)

@@ -28,6 +28,10 @@ class GridProgress:
         if self.live is not None:
             self.live.update(self._table())
             self.live.stop()
+            if not self.live.console.is_terminal:
+                # rich ends the final table with a newline only on a terminal; in a pipe or log
+                # the next output would stick to the table's border.
+                self.live.console.line()
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         row = self.rows.setdefault(info["label"], {"status": "pending"})

@@ -10,7 +10,8 @@ import typer
 
 from seqbench.cli.app import app
 from seqbench.cli.common import DebugOption, JsonOption, QuietOption, emit_json, err_console, guarded, out_console
-from seqbench.errors import InputError
+from seqbench.errors import InputError, unknown_name
+from seqbench.storage.records import document
 from seqbench.memprof.profile import (
     MODES,
     ProfileRecord,
@@ -21,7 +22,7 @@ from seqbench.memprof.profile import (
     profile_step,
     split_loss_list,
 )
-from seqbench.memprof.report import peak_table, plot_peaks, stage_table
+from seqbench.memprof.report import peak_table, plot_peaks, stage_legend, stage_table
 
 DEFAULT_CATALOGS = "1e4,1e5,1e6"
 DEFAULT_LOSSES = "ce,cce,cce[chunked],sce,sampled-ce,bce"
@@ -52,7 +53,7 @@ def _check_losses(text: str, registries: Registries) -> list[str]:
     for label in labels:
         name = parse_loss_spec(label).name
         if name not in registries.loss_names:
-            raise InputError(f"unknown loss {name!r}: choose from {', '.join(registries.loss_names)}")
+            raise InputError(unknown_name("loss", name, registries.loss_names))
     return labels
 
 
@@ -88,7 +89,7 @@ def memprof(
     catalog: Annotated[str, typer.Option("--catalog", help="Catalog sizes, comma-separated (1e4,1e5,1e6).")] = DEFAULT_CATALOGS,
     losses: Annotated[
         str,
-        typer.Option("--losses", help="Losses; cce[chunked] = exact CE without the logits matrix; NAME[key=value;...] sets options."),
+        typer.Option("--losses", help="Losses, comma-separated; cce[chunked] = cce computed in chunks, never holding the whole logits matrix (same values); NAME[key=value;...] sets options."),
     ] = DEFAULT_LOSSES,
     model: Annotated[str, typer.Option("--model", help="Encoder (sasrec, gru4rec, bert4rec, s3rec).")] = "sasrec",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per batch (B).")] = 256,
@@ -114,13 +115,14 @@ def memprof(
             catalogs, labels, model, batch_size, max_len, hidden, mode, device, breakdown, registries, not quiet
         )
         if plot is not None:
-            plot_peaks(records, plot)
+            err_console.print(f"wrote {plot_peaks(records, plot)}", highlight=False, markup=False)
         if json_output:
-            emit_json([record.to_json() for record in records])
+            emit_json(document("memprof", records=[record.to_json() for record in records]))
             return
         out_console.print(peak_table(records), highlight=False, soft_wrap=True, markup=False)
         if breakdown:
             for record in records:
                 out_console.print("\n" + stage_table(record), highlight=False, soft_wrap=True, markup=False)
+            out_console.print("\n" + stage_legend(), highlight=False, soft_wrap=True, markup=False)
 
     guarded(work, debug)

@@ -22,6 +22,7 @@ from seqbench.cli.common import (
     out_console,
 )
 from seqbench.errors import InputError
+from seqbench.storage.records import document
 
 MirrorOption = Annotated[
     Optional[Path],
@@ -70,8 +71,8 @@ def _list_table(rows: list[dict[str, Any]], width: int) -> Table:
 
 
 def _stdout() -> Console:
-    # Piped output (logs, CI) has no terminal width; print whole rows rather than 80-column ones.
-    return out_console if out_console.is_terminal else Console(width=160)
+    # out_console prints whole rows when stdout is a pipe (see StreamConsole).
+    return out_console
 
 
 @app.command("prepare")
@@ -92,12 +93,12 @@ def prepare_command(
     def work() -> None:
         if list_:
             rows = list_datasets(data_dir)
-            emit_json(rows) if json_ else _stdout().print(_list_table(rows, _stdout().width))
+            emit_json(document("datasets", datasets=rows)) if json_ else _stdout().print(_list_table(rows, _stdout().width))
             return
         if not names:
             raise InputError("no data set named: give one or more names, e.g. `seqbench prepare synthetic`, or use --list")
         params = parse_assignments(set_)
         rows = [prepare(name, data_dir, mirror, force, progress=not quiet, params=params or None) for name in names]
-        emit_json(rows) if json_ else _stdout().print(_statistics_table(rows))
+        emit_json(document("prepared", datasets=rows)) if json_ else _stdout().print(_statistics_table(rows))
 
     guarded(work, debug)

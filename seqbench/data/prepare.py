@@ -31,7 +31,7 @@ from seqbench.data.sequences import META_FILE, PreparedDataset, Ragged, is_prepa
 from seqbench.errors import InputError, RuntimeFailure
 
 DEFAULT_DATASET = "synthetic"
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)  # a log line is never wrapped at 80 columns
 
 
 def _say(show: bool, message: str) -> None:

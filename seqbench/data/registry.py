@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from seqbench.errors import InputError
+from seqbench.errors import InputError, unknown_name
 
 BUILTIN_REGISTRY = Path(__file__).with_name("datasets.yaml")
 REGISTRY_ENV = "SEQBENCH_DATASETS"
@@ -103,7 +103,7 @@ class Registry:
 
     def get(self, name: str) -> DatasetEntry:
         if name not in self.entries:
-            raise InputError(f"unknown data set '{name}': choose one of {', '.join(self.entries)}")
+            raise InputError(unknown_name("data set", name, self.entries))
         return self.entries[name]
 
 

@@ -15,7 +15,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from seqbench.errors import InputError
+from seqbench.errors import InputError, did_you_mean, unknown_name
 from seqbench.losses.base import Loss
 from seqbench.losses.bce import BCE
 from seqbench.losses.bpr import BPR
@@ -53,7 +53,7 @@ def loss_class(name: str) -> type[Loss]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise InputError(f"unknown loss {name!r}; valid: {', '.join(LOSS_NAMES)}") from None
+        raise InputError(unknown_name("loss", name, LOSS_NAMES)) from None
 
 
 def default_params(name: str) -> dict[str, object]:
@@ -99,7 +99,7 @@ def make_params(name: str, params: dict[str, object] | None, num_items: int) -> 
         if key in values:
             raise InputError(f"parameter {key} of loss {name} was given twice (K is an alias of num_negatives)")
         if key not in fields:
-            raise InputError(f"unknown parameter {key!r} for loss {name}; valid: {', '.join(fields)}")
+            raise InputError(f"unknown parameter {key!r} for loss {name}{did_you_mean(key, fields)} (valid: {', '.join(fields)})")
         values[key] = _convert(key, value, hints[key])
     built = cls(**values)
     built.validate(num_items)

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import torch
 
-from seqbench.errors import InputError
+from seqbench.errors import InputError, unknown_name
 from seqbench.losses.spec import LossSpec, parse_loss_spec, split_loss_list
 from seqbench.memprof.meters import CudaMeter, Meter, StageRecord, TrackerMeter
 from seqbench.memprof.predict import OpBudgetExceeded, PredictionError, predicting
@@ -313,7 +313,7 @@ def profile_step(
     registries = registries or default_registries()
     spec = parse_loss_spec(loss_name)
     if spec.name not in registries.loss_names:
-        raise InputError(f"unknown loss {spec.name!r}: choose from {', '.join(registries.loss_names)}")
+        raise InputError(unknown_name("loss", spec.name, registries.loss_names))
     if loss_params:
         spec = LossSpec(spec.label, spec.name, {**loss_params, **spec.params})
     shape = StepShape(catalog, batch_size, max_len, hidden)

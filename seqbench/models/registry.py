@@ -6,7 +6,7 @@ import inspect
 from dataclasses import asdict, fields
 from typing import Any
 
-from seqbench.errors import InputError
+from seqbench.errors import InputError, did_you_mean, unknown_name
 from seqbench.models.base import SequentialRecommender
 from seqbench.models.bert4rec import BERT4Rec
 from seqbench.models.gru4rec import GRU4Rec
@@ -27,7 +27,7 @@ def model_names() -> list[str]:
 
 def model_class(name: str) -> type[SequentialRecommender]:
     if name not in MODELS:
-        raise InputError(f"unknown model '{name}': choose one of {', '.join(MODELS)}")
+        raise InputError(unknown_name("model", name, MODELS))
     return MODELS[name]
 
 
@@ -41,7 +41,7 @@ def make_config(name: str, params: dict[str, Any] | None = None) -> Any:
     valid = [f.name for f in fields(cls.Config)]
     unknown = sorted(set(params or {}) - set(valid))
     if unknown:
-        raise InputError(f"unknown parameter(s) {', '.join(unknown)} for model '{name}': valid are {', '.join(valid)}")
+        raise InputError(f"unknown parameter(s) {', '.join(unknown)} for model '{name}'{did_you_mean(unknown[0], valid)}: valid are {', '.join(valid)}")
     return cls.Config(**(params or {}))
 
 

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
+from seqbench.reporting.colors import loss_color, loss_colors, variant_styles
 from seqbench.reporting.frontier import NDCG_COLUMN, frontier_table
 from seqbench.reporting.runs import FRONTIER_METRIC, completed_runs, dataset_display, model_display
 
@@ -35,13 +36,9 @@ class EpochsSource(Protocol):
     def epochs(self, run_id: str) -> pd.DataFrame: ...
 
 
-def _colors(labels: Sequence[str]) -> dict[str, tuple]:
-    """One colour per loss label, stable across figures (sorted labels, tab10 then tab20)."""
-    from matplotlib import colormaps
-
-    names = sorted(set(labels))
-    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+def _colors(labels: Sequence[str]) -> dict[str, str]:
+    """One colour per loss, the same in every figure (seqbench.reporting.colors)."""
+    return loss_colors(labels)
 
 
 def _save(figure: Figure, stem: Path) -> list[Path]:
@@ -138,6 +135,7 @@ def time_figure(runs: pd.DataFrame, epochs: Mapping[str, pd.DataFrame], dataset:
         return []
     figure, axes = _grid(len(models))
     shown: set[str] = set()
+    styles = variant_styles(mine["label"].tolist())
     for ax, model in zip(axes, models):
         for _, run in mine[mine["model"] == model].sort_values(["label", "seed"]).iterrows():
             curve = _curve(epochs[run["run_id"]], column)
@@ -145,49 +143,77 @@ def time_figure(runs: pd.DataFrame, epochs: Mapping[str, pd.DataFrame], dataset:
                 continue
             legend = run["label"] if run["label"] not in shown else "_nolegend_"
             shown.add(run["label"])
-            ax.plot(curve["train_seconds"], curve[column], marker="o", markersize=3, color=colors[run["label"]], label=legend)
+            ax.plot(curve["train_seconds"], curve[column], marker="o", markersize=3, color=colors[run["label"]],
+                    linestyle=styles[run["label"]][0], label=legend)
         ax.set_title(model_display(model))
         ax.set_xlabel("training wall-clock (seconds, evaluation excluded)")
         ax.set_ylabel(f"{'test' if column == NDCG_COLUMN else 'validation'} NDCG@10")
         ax.grid(True, alpha=0.3)
-    handles = [Line2D([], [], color=colors[l], marker="o", label=l) for l in sorted(shown)]
+    handles = [Line2D([], [], color=colors[l], marker="o", linestyle=styles[l][0], label=l) for l in sorted(shown)]
     figure.legend(handles=handles, loc="outside right upper", title="loss")
     figure.suptitle(f"{dataset_display(dataset)}: NDCG@10 versus training time (one line per run)")
     return _save(figure, stem)
 
 
 # --- per-timestamp NDCG ---------------------------------------------------------------------------
-def per_timestamp_figure(per_timestamp: PerTimestamp, stem: Path, title: str = "") -> list[Path]:
-    """NDCG@k of predicting position t+1 from the prefix ending at t, one line per run label.
+def _series_keys(keys: Sequence[str], runs: pd.DataFrame | None) -> dict[str, tuple[str, str, str]]:
+    """(dataset, model, loss label) of each per-timestamp series.
 
-    ``per_timestamp`` maps a label (e.g. "sasrec cce") to records ``{"position": t, "NDCG@10": v}``
-    as ``evaluate_stored(..., per_timestamp=True)`` returns them.
+    A key is a run id of ``runs`` (what ``compare --plots`` passes), a ``dataset/model/loss/seedN``
+    label, or any other label (then drawn as its own loss).
     """
-    series = {label: pd.DataFrame(list(records)) for label, records in per_timestamp.items() if records}
-    series = {label: frame for label, frame in series.items() if "position" in frame.columns}
+    known: dict[str, tuple[str, str, str]] = {}
+    if runs is not None and not runs.empty:
+        labels = runs["label"] if "label" in runs.columns else runs["loss"]
+        known = {r: (d, m, str(l)) for r, d, m, l in zip(runs["run_id"], runs["dataset"], runs["model"], labels)}
+    meta = {}
+    for key in keys:
+        parts = key.split("/")
+        meta[key] = known.get(key) or ((parts[0], parts[1], parts[2]) if len(parts) >= 3 else ("", "", key))
+    return meta
+
+
+def per_timestamp_figure(per_timestamp: PerTimestamp, stem: Path, title: str = "", runs: pd.DataFrame | None = None,
+                         split: str = "test") -> list[Path]:
+    """NDCG@k of predicting position t+1 from the prefix ending at t: one panel per data set and
+    model, one line per run, colour per loss (seeds of a loss share colour and legend entry).
+
+    ``per_timestamp`` maps a run id of ``runs`` (or a label) to records ``{"position": t,
+    "NDCG@10": v}`` as ``evaluate_stored(..., per_timestamp=True)`` returns them.
+    """
+    series = {key: pd.DataFrame(list(records)) for key, records in per_timestamp.items() if records}
+    series = {key: frame for key, frame in series.items() if "position" in frame.columns}
     if not series:
         return []
-    colors = _colors(list(series))
-    figure = Figure(figsize=(7.5, 4.5), layout="constrained")
-    ax = figure.subplots()
-    metric = "NDCG@10"
-    for label, frame in series.items():
-        metric = next((c for c in frame.columns if c.startswith("NDCG@")), metric)
-        frame = frame.sort_values("position")
-        ax.plot(frame["position"], frame[metric], color=colors[label], marker=".", label=label)
-    ax.set_xlabel("position t in the input sequence (items seen)")
-    ax.set_ylabel(f"{metric} of predicting item t+1")
-    ax.set_title(title or f"Per-timestamp {metric} (figure 3 of the CCE paper)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(title="run", loc="best")
+    meta = _series_keys(list(series), runs)
+    panels = sorted({(dataset, model) for dataset, model, _ in meta.values()})
+    figure, axes = _grid(len(panels), width=5.6, height=4.0)
+    styles = variant_styles([label for _, _, label in meta.values()])
+    metric, shown = "NDCG@10", {}
+    for ax, (dataset, model) in zip(axes, panels):
+        for key in sorted((k for k, m in meta.items() if m[:2] == (dataset, model)), key=lambda k: meta[k][2]):
+            label = meta[key][2]
+            frame = series[key].sort_values("position")
+            metric = next((c for c in frame.columns if c.startswith("NDCG@")), metric)
+            ax.plot(frame["position"], frame[metric], color=loss_color(label), linestyle=styles[label][0], marker=".")
+            shown[label] = styles[label][0]
+        ax.set_title(" / ".join(filter(None, [dataset_display(dataset) if dataset else "", model_display(model) if model else ""])))
+        ax.set_xlabel("position t in the input sequence (items seen)")
+        ax.set_ylabel(f"{split} {metric} of predicting item t+1")
+        ax.grid(True, alpha=0.3)
+    handles = [Line2D([], [], color=loss_color(l), linestyle=style, marker=".", label=l) for l, style in sorted(shown.items())]
+    figure.legend(handles=handles, loc="outside right upper", title="loss")
+    names = ", ".join(dict.fromkeys(dataset_display(d) for d, _ in panels if d)) or "stored runs"
+    figure.suptitle(title or f"{names}, {split} split: {metric} per position t (figure 3 of the CCE paper)")
     return _save(figure, stem)
 
 
-def write_figures(store: EpochsSource, runs: pd.DataFrame, plots_dir: Path, per_timestamp: PerTimestamp | None = None) -> list[Path]:
+def write_figures(store: EpochsSource, runs: pd.DataFrame, plots_dir: Path, per_timestamp: PerTimestamp | None = None,
+                  split: str = "test") -> list[Path]:
     """Write every figure the stored runs allow into ``plots_dir`` (PNG and PDF) and return paths.
 
     ``store`` is a :class:`RunStore` (for the per-evaluation tables), ``runs`` its (filtered) run
-    table, ``per_timestamp`` an optional {label: records} for figure 3. Files: ``frontier``,
+    table, ``per_timestamp`` an optional {run_id (or label): records} of ``split`` for figure 3. Files: ``frontier``,
     ``ndcg_vs_time_<dataset>``, ``per_timestamp``. Raises InputError when there is no completed run.
     """
     plots_dir = Path(plots_dir)
@@ -198,7 +224,7 @@ def write_figures(store: EpochsSource, runs: pd.DataFrame, plots_dir: Path, per_
     for dataset in sorted(done["dataset"].unique()):
         paths += time_figure(done, epochs, dataset, plots_dir / f"ndcg_vs_time_{_slug(dataset)}", colors)
     if per_timestamp:
-        paths += per_timestamp_figure(per_timestamp, plots_dir / "per_timestamp")
+        paths += per_timestamp_figure(per_timestamp, plots_dir / "per_timestamp", runs=done, split=split)
     return paths
 
 

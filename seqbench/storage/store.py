@@ -2,7 +2,8 @@
 
 ``<results>/runs/<run_id>/`` holds ``run.parquet`` (one row: flattened config, protocol columns,
 status, final metrics, software versions), ``epochs.parquet`` (one row per evaluation),
-``ranks.parquet`` (per-user ranks for valid and test) and ``checkpoint.pt``. A run directory is
+``ranks.parquet`` (per-user ranks for valid and test), ``checkpoint.pt`` and ``run.log`` (the
+run's progress lines as plain text). A run directory is
 written under a temporary name and renamed when complete, so a crash never leaves a readable
 partial run; readers only ever see whole runs.
 """
@@ -10,6 +11,9 @@ partial run; readers only ever see whole runs.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +31,10 @@ from seqbench.errors import InputError
 
 RUNS_DIR = "runs"
 STATUSES = ("completed", "failed", "interrupted", "pruned")  # pruned: stopped by a tuner (StopRun)
+LOG_FILE = "run.log"
+# A temporary directory of an atomic write lives for the seconds the write takes; one older than
+# this was left by a crashed process (a concurrent write is never that old).
+STRAY_MIN_AGE_SECONDS = 3600
 
 
 @dataclass
@@ -38,6 +46,7 @@ class StoredRun:
     epochs: pd.DataFrame
     ranks: pd.DataFrame = field(default_factory=pd.DataFrame)  # columns: split, user, rank
     checkpoint: dict[str, torch.Tensor] | None = None
+    log: str = ""  # the run's progress lines, written as run.log
 
 
 class RunStore:
@@ -61,6 +70,8 @@ class RunStore:
                 pq.write_table(pa.Table.from_pandas(run.ranks, preserve_index=False), tmp / "ranks.parquet")
                 if run.checkpoint is not None:
                     torch.save(run.checkpoint, tmp / "checkpoint.pt")
+                if run.log:
+                    (tmp / LOG_FILE).write_text(run.log)
         except PermissionError as error:
             raise InputError(f"cannot write runs into {self.root} ({error.strerror}): choose a writable --results") from None
         return target
@@ -101,6 +112,49 @@ class RunStore:
 
     def config(self, run_id: str) -> dict[str, Any]:
         return json.loads(self.row(run_id)["config_json"])
+
+    def run_ids(self) -> list[str]:
+        return [path.parent.name for path in self.run_files()]
+
+    def resolve(self, prefix: str) -> str:
+        """The stored run whose id is ``prefix`` or starts with it; InputError when none or several."""
+        if self.has(prefix):
+            return prefix
+        matches = [run_id for run_id in self.run_ids() if run_id.startswith(prefix)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise InputError(f"no stored run '{prefix}' in {self.root}: list runs with `seqbench runs`")
+        shown = ", ".join(matches[:8]) + (f" and {len(matches) - 8} more" if len(matches) > 8 else "")
+        raise InputError(f"run id prefix '{prefix}' matches {len(matches)} runs ({shown}): give more of the id")
+
+    def log(self, run_id: str) -> str:
+        path = self.run_dir(run_id) / LOG_FILE
+        return path.read_text() if path.is_file() else ""
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run directory; it is renamed away first, so readers never see half of it."""
+        target = self.run_dir(run_id)
+        trash = target.with_name(f".{target.name}.deleted-{os.getpid()}")
+        os.rename(target, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def stray_dirs(self, min_age: float = STRAY_MIN_AGE_SECONDS) -> list[Path]:
+        """Directories under ``runs/`` that are no readable run: leftovers of a crashed write
+        (hidden temporary names, untouched for ``min_age`` seconds) and folders without run.parquet."""
+        if not self.runs_dir.is_dir():
+            return []
+        now = time.time()
+        stray = []
+        for path in sorted(self.runs_dir.iterdir()):
+            if not path.is_dir():
+                continue
+            if path.name.startswith("."):
+                if now - path.stat().st_mtime >= min_age:
+                    stray.append(path)
+            elif not (path / "run.parquet").is_file():
+                stray.append(path)
+        return stray
 
 
 def ranks_frame(ranks_by_split: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from seqbench.errors import InputError
+from seqbench.errors import InputError, did_you_mean, unknown_name
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -217,7 +217,7 @@ def _route(
         return  # a hyper-parameter of another loss/model (grid-wide --set): not this run's
     else:
         known = sorted(set(FIELD_TYPES) - set(NESTED))
-        raise InputError(f"unknown config key '{key}': valid keys are {', '.join(known)} or a loss/model hyper-parameter")
+        raise InputError(f"unknown config key '{key}'{did_you_mean(key, known)}: valid keys are {', '.join(known)} or a loss/model hyper-parameter")
 
 
 def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, model_keys: dict[str, list[str]] | None = None) -> None:
@@ -241,11 +241,11 @@ def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, m
             raise InputError(message)
     selectable = selectable_metrics(config.ks)
     if config.selection_metric not in selectable:
-        raise InputError(f"selection_metric '{config.selection_metric}' is not computed with ks={list(config.ks)}: choose from {', '.join(selectable)}")
+        raise InputError(unknown_name(f"selection_metric (with ks={list(config.ks)})", config.selection_metric, selectable))
     if loss_keys is not None and config.loss not in loss_keys:
-        raise InputError(f"unknown loss '{config.loss}': choose from {', '.join(sorted(loss_keys))}")
+        raise InputError(unknown_name("loss", config.loss, sorted(loss_keys)))
     if model_keys is not None and config.model not in model_keys:
-        raise InputError(f"unknown model '{config.model}': choose from {', '.join(sorted(model_keys))}")
+        raise InputError(unknown_name("model", config.model, sorted(model_keys)))
 
 
 def selectable_metrics(ks: tuple[int, ...]) -> list[str]:

@@ -323,6 +323,33 @@ def _default_negatives(loss: Loss) -> int:
     return int(getattr(loss.params, "num_negatives", 1))
 
 
+class RunLog:
+    """A run's progress as plain text lines (stored as ``run.log``); forwards every event."""
+
+    def __init__(self, run_id: str, config: RunConfig, device: torch.device, progress: Progress | None) -> None:
+        self.progress = progress
+        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.lines = [
+            f"{started} seqbench {seqbench.__version__} run {run_id} on {device.type}",
+            "config " + json.dumps(config.hash_payload(), sort_keys=True, default=str),
+        ]
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event == "epoch":
+            valid = " ".join(f"{k} {v:.4f}" for k, v in info.items() if k.startswith("valid_"))
+            self.lines.append(
+                f"epoch {info['epoch']} loss {info['train_loss']:.4f} {valid} test_NDCG@10 {info['test_NDCG@10']:.4f} "
+                f"train_seconds {info['train_seconds']:.2f} peak_memory_bytes {info['peak_memory_bytes']} best_epoch {info['best_epoch']}"
+            )
+        if self.progress is not None:
+            self.progress(event, info)
+
+    def text(self, row: dict[str, Any]) -> str:
+        test = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("test_") and isinstance(v, float))
+        end = f"{row['status']}{': ' + row['reason'] if row['reason'] else ''} best_epoch {row['best_epoch']} of {row['epochs_run']}"
+        return "\n".join([*self.lines, end + (f" {test}" if test else "")]) + "\n"
+
+
 def run_training(
     config: RunConfig,
     dataset: PreparedDataset,
@@ -349,9 +376,10 @@ def _train_and_evaluate(
 ) -> tuple[StoredRun, BaseException | None]:
     run_id = config.run_id(device.type)
     trainer = Trainer(config, dataset, device, pretrain_cache)
+    log = RunLog(run_id, config, device, progress)
     status, reason, error = "completed", "", None
     try:
-        trainer.fit(progress)
+        trainer.fit(log)
     except StopRun as stop:
         status, reason = "pruned", str(stop) or "stopped early by the progress callback"
     except KeyboardInterrupt as stop:
@@ -364,14 +392,16 @@ def _train_and_evaluate(
     except Exception as bug:  # a bug must still leave a 'failed' run with its reason in the store
         status, reason, error = "failed", f"{type(bug).__name__}: {bug}", bug
     evaluations = trainer.final_evaluations() if status in ("completed", "pruned") else {}
+    row = run_row(run_id, trainer, status, reason, evaluations)
     stored = StoredRun(
         run_id=run_id,
-        row=run_row(run_id, trainer, status, reason, evaluations),
+        row=row,
         epochs=pd.DataFrame([record.as_row() for record in trainer.records]),
         ranks=ranks_frame(
             {split: (getattr(dataset, split).users, evaluation.ranks) for split, evaluation in evaluations.items()}
         ),
         checkpoint={k: v.detach().cpu() for k, v in (trainer.best_state or trainer.model.state_dict()).items()},
+        log=log.text(row),
     )
     return stored, error
 
@@ -417,6 +447,7 @@ def evaluate_stored(
     if split not in ("valid", "test"):
         raise InputError(f"split must be 'valid' or 'test', got '{split}'")
     store = RunStore(results)
+    run_id = store.resolve(run_id)
     config = make_config(store.config(run_id))
     device = resolve_device(device_name)
     dataset = load_dataset(config.dataset, data_dir, mirror)
