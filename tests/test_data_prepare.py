@@ -213,7 +213,8 @@ def test_checksum_mismatch_names_file_hashes_and_keeps_no_copy(world: dict[str, 
     assert not (world["data"] / ".raw" / "tiny" / "ratings.csv").exists()
 
 
-def test_truncated_archive(world: dict[str, Path]) -> None:
+def test_truncated_archive(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("seqbench.data.download.ALLOWED_SCHEMES", ("https", "http", "file"))  # file:// stands in for a server
     archive = world["root"] / "server" / "tiny.zip"
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
@@ -225,7 +226,8 @@ def test_truncated_archive(world: dict[str, Path]) -> None:
     assert not (world["data"] / ".raw" / "tiny" / "tiny.zip").exists()
 
 
-def test_archive_download_end_to_end(world: dict[str, Path]) -> None:
+def test_archive_download_end_to_end(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("seqbench.data.download.ALLOWED_SCHEMES", ("https", "http", "file"))  # file:// stands in for a server
     archive = world["root"] / "server" / "tiny.zip"
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:

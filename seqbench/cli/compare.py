@@ -69,10 +69,10 @@ def compare(
         names = grid_names(datasets, models, losses, seeds, data_dir)
         configs = grid_configs(names, epochs, device, set_ or [])
         if not no_train:
-            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run), retry_failed, quiet or json_)
+            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run), retry_failed, quiet)
         report(names, configs, results, data_dir, table, format_, proposed, baselines, source, plots, json_, mirror)
 
-    guarded(work, debug)
+    guarded(work, debug, json_)
 
 
 def choice(what: str, value: str, allowed: tuple[str, ...]) -> None:

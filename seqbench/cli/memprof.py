@@ -123,4 +123,4 @@ def memprof(
             for record in records:
                 out_console.print("\n" + stage_table(record), highlight=False, soft_wrap=True, markup=False)
 
-    guarded(work, debug)
+    guarded(work, debug, json_output)

@@ -67,11 +67,11 @@ def train(
         ) | parse_assignments(set_ or [])
         config = make_config(base, overrides)
         label = f"{config.dataset}/{config.model}/{config.loss}"
-        with TrainingProgress(label, quiet=quiet or json_) as progress:
+        with TrainingProgress(label, quiet=quiet) as progress:  # stderr: --json keeps stdout clean
             stored = train_run(config, data_dir, results, mirror, progress)
         report_run(stored.row, json_)
 
-    guarded(work, debug)
+    guarded(work, debug, json_)
 
 
 def report_run(row: dict[str, Any], as_json: bool) -> None:
@@ -135,7 +135,7 @@ def eval_(
         for point in result.get("per_timestamp", []):
             out_console.print(f"  position {point['position']:>3}  NDCG@10 {point['NDCG@10']:.4f}", highlight=False)
 
-    guarded(work, debug)
+    guarded(work, debug, json_)
 
 
 RUN_COLUMNS = ["run_id", "status", "dataset", "model", "loss", "seed", "best_epoch", "epochs_run", "train_seconds", "peak_memory_bytes", "test_HR@10", "test_NDCG@10"]
@@ -169,4 +169,4 @@ def runs(
         shown = table[[c for c in RUN_COLUMNS if c in table.columns]]
         out_console.print(tabulate(shown, headers="keys", tablefmt="github", showindex=False, floatfmt=".4f"), highlight=False)
 
-    guarded(work, debug)
+    guarded(work, debug, json_)

@@ -41,6 +41,10 @@ Progress = Callable[[str, dict[str, Any]], None]
 
 
 def resolve_device(name: str) -> torch.device:
+    from seqbench.training.config import DEVICES
+
+    if name not in DEVICES:
+        raise InputError(f"unknown device '{name}': choose one of {', '.join(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was asked for but CUDA is not available: use --device cpu or auto")
     if name == "auto":
@@ -62,8 +66,36 @@ def registry_keys() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
 
 
 def make_config(base: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """A validated run config: its fields, and its loss and model parameters against the
+    registries (types and ranges), so that a bad value fails here, before any data is loaded or
+    any run of a grid is trained. The parameters are kept as given: they are part of run ids."""
+    from seqbench.losses.registry import make_params
+    from seqbench.models.registry import make_config as model_config
+
     loss_keys, model_keys = registry_keys()
-    return build_config(base, overrides, loss_keys, model_keys)
+    config = build_config(base, overrides, loss_keys, model_keys)
+    make_params(config.loss, config.loss_params, None)
+    model_config(config.model, config.model_params)
+    return config
+
+
+def check_catalogue(config: RunConfig, num_items: int) -> None:
+    """The checks that need the data set's catalogue size N, before anything is allocated.
+
+    An explicit ``num_negatives`` above N is refused (K = 100000 on 100 items would allocate
+    gigabytes for negatives that repeat); the spec's defaults (K = 256) stay valid on small
+    test catalogues, where they sample with replacement.
+    """
+    from seqbench.losses.registry import make_params
+
+    params = make_params(config.loss, config.loss_params, num_items)
+    given = {"num_negatives", "K"} & set(config.loss_params)
+    negatives = getattr(params, "num_negatives", None)
+    if given and negatives is not None and negatives > num_items:
+        raise InputError(
+            f"loss.num_negatives={negatives} is more than the {num_items} items of data set '{config.dataset}': "
+            f"choose at most {num_items}"
+        )
 
 
 def load_dataset(name: str, data_dir: Path, mirror: Path | None = None) -> PreparedDataset:
@@ -372,9 +404,12 @@ def train_run(
 ) -> StoredRun:
     """Train, evaluate and store one run; a failure is stored as a ``failed`` run and re-raised."""
     device = resolve_device(config.device)
+    store = RunStore(results)
+    store.check_writable()  # a --results that names a file fails now, not after training
     dataset = load_dataset(config.dataset, data_dir, mirror)
+    check_catalogue(config, dataset.num_items)
     stored, error = run_training(config, dataset, device, Path(results) / "pretrain", progress)
-    RunStore(results).write(stored)
+    store.write(stored)
     raise_for_outcome(stored, error)
     return stored
 
@@ -395,6 +430,9 @@ def evaluate_stored(
 
     if split not in ("valid", "test"):
         raise InputError(f"split must be 'valid' or 'test', got '{split}'")
+    if ks is not None and (not ks or min(ks) < 1):
+        raise InputError(f"--k cut-offs must be integers >= 1, got {','.join(map(str, ks))}")
+    resolve_device(device_name)  # an unknown device fails before the data set is loaded
     store = RunStore(results)
     config = make_config(store.config(run_id))
     device = resolve_device(device_name)
