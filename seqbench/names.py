@@ -19,7 +19,7 @@ SAFE_CHARACTERS = "letters, digits and _ . + - (not first), at most 128"
 def check_name(kind: str, name: str) -> str:
     """``name`` itself when it is one safe path component, else an :class:`InputError`."""
     if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or ".." in name:
-        raise InputError(f"{kind} name {name!r} is not allowed: use {SAFE_CHARACTERS}")
+        raise InputError(f"{kind} name '{name}' is not allowed: use {SAFE_CHARACTERS}")
     return name
 
 
@@ -27,5 +27,5 @@ def check_relative(kind: str, path: str) -> str:
     """A relative path of safe components (``raw/amazon-2014``): never absolute, never ``..``."""
     parts = str(path).split("/")
     if not path or not all(SAFE_NAME.fullmatch(part) and ".." not in part for part in parts):
-        raise InputError(f"{kind} {path!r} is not allowed: use folder names of {SAFE_CHARACTERS}, separated by /")
+        raise InputError(f"{kind} '{path}' is not allowed: use folder names of {SAFE_CHARACTERS}, separated by /")
     return str(path)

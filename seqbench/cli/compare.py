@@ -67,6 +67,7 @@ def compare(
         choice("format", format_, FORMATS)
         choice("executor", executor, EXECUTORS)
         names = grid_names(datasets, models, losses, seeds, data_dir)
+        known_losses(proposed, baselines)
         configs = grid_configs(names, epochs, device, set_ or [])
         if not no_train:
             train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run), retry_failed, quiet)
@@ -78,6 +79,15 @@ def compare(
 def choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise InputError(f"unknown {what} '{value}': choose one of {', '.join(allowed)}")
+
+
+def known_losses(proposed: str, baselines: str | None) -> None:
+    """--proposed and --baselines name registered losses (a variant ``sampled-ce[...]`` counts as its loss)."""
+    from seqbench.losses.registry import LOSS_NAMES
+
+    for option, name in [("--proposed", proposed), *(("--baselines", b) for b in (parse_list(baselines, "baseline") if baselines else []))]:
+        if name.split("[")[0] not in LOSS_NAMES:
+            raise InputError(f"unknown loss '{name}' in {option}: choose from {', '.join(LOSS_NAMES)}")
 
 
 def known_datasets(data_dir: Path) -> list[str]:

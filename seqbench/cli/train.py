@@ -157,8 +157,10 @@ def runs(
     def work() -> None:
         from tabulate import tabulate
 
-        from seqbench.storage.store import RunStore, filter_runs
+        from seqbench.storage.store import STATUSES, RunStore, filter_runs
 
+        if status is not None and status not in STATUSES:
+            raise InputError(f"unknown status '{status}': choose one of {', '.join(STATUSES)}")
         table = filter_runs(RunStore(results).table(), dataset=dataset, model=model, loss=loss, status=status)
         if json_:
             emit_json(table.to_dict(orient="records"))

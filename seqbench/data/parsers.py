@@ -297,7 +297,10 @@ def parse_amazon_meta(path: Path) -> pd.DataFrame:
             raise _malformed(path, number, f"not a Python literal ({type(error).__name__})") from None
         if not isinstance(record, dict) or "asin" not in record:
             raise _malformed(path, number, "expected a dict with an 'asin'")
-        values = [str(c) for path_ in record.get("categories") or [] for c in path_]
+        paths = record.get("categories") or []
+        if not isinstance(paths, list) or not all(isinstance(path_, list) for path_ in paths):
+            raise _malformed(path, number, "'categories' must be a list of category paths (lists of names)")
+        values = [str(c) for path_ in paths for c in path_]
         if record.get("brand"):
             values.append(f"brand:{record['brand']}")
         items.append(str(record["asin"]))

@@ -261,6 +261,8 @@ def ensure_prepared(name: str, data_dir: Path, mirror: Path | None = None) -> No
     other missing data set is an input error that says which ``prepare`` command to run."""
     if is_prepared(name, data_dir):
         return
+    if Path(data_dir).exists() and not Path(data_dir).is_dir():
+        raise InputError(f"--data-dir {data_dir} is not a directory: give the folder that holds prepared data sets")
     entry = load_registry().get(name)
     if entry.synthetic is None:
         raise InputError(

@@ -36,6 +36,10 @@ UNREADABLE = (OSError, ValueError, KeyError, IndexError, pa.ArrowException)
 class DamagedRun(InputError):
     """A stored run file that cannot be read; the message names it and how to remove it."""
 
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
 
 @dataclass
 class StoredRun:
@@ -62,11 +66,11 @@ class RunStore:
     def damaged(self, path: Path, error: BaseException) -> DamagedRun:
         """The one-line report of an unreadable run file (the rest of the store keeps working)."""
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return DamagedRun(f"damaged run file {path} ({reason[:160]}): remove the run with `rm -r {path.parent}` and train it again")
+        return DamagedRun(f"damaged run file {path} ({reason[:160]}): remove the run with `rm -r {path.parent}` and train it again", path)
 
-    def warn(self, problem: DamagedRun, path: Path) -> None:
-        if path not in self._warned:  # once per file, however often a report reads it
-            self._warned.add(path)
+    def warn(self, problem: DamagedRun) -> None:
+        if problem.path not in self._warned:  # once per file, however often a report reads it
+            self._warned.add(problem.path)
             sys.stderr.write(f"warning: skipped {problem.message}\n")
             sys.stderr.flush()
 
@@ -105,7 +109,7 @@ class RunStore:
             try:
                 tables.append(self._read_row_table(path))
             except DamagedRun as problem:
-                self.warn(problem, path)
+                self.warn(problem)
         if not tables:
             return pd.DataFrame()
         return pa.concat_tables(tables, promote_options="permissive").to_pandas()
@@ -132,7 +136,7 @@ class RunStore:
         except FileNotFoundError:
             raise
         except UNREADABLE as error:
-            self.warn(self.damaged(path, error), path)
+            self.warn(self.damaged(path, error))
             return pd.DataFrame()
 
     def epochs(self, run_id: str) -> pd.DataFrame:
