@@ -477,3 +477,48 @@ def report(case: Case, code: int, traceback: bool, lines: list[str], leftovers: 
     record = {"id": case.id, "code": code, "expected": case.code, "traceback": traceback, "lines": len(lines), "clean": clean, "leftovers": bool(leftovers)}
     with open(target, "a") as handle:
         handle.write(json.dumps(record) + "\n")
+
+
+# --- cases that need more than one command ------------------------------------------------------
+def test_compare_refuses_negatives_beyond_the_catalogue_before_training(workspace: Workspace) -> None:
+    ws = workspace
+    before = sorted(p.name for p in (ws.results / "runs").iterdir())
+    args = ["compare", "--data-dir", str(ws.data), "--results", str(ws.results), "-q", *GRID, "--losses", "bce,gbce", "--set", "gbce.num_negatives=1000"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "num_negatives=1000" in result.stderr and "40 items" in result.stderr
+    assert sorted(p.name for p in (ws.results / "runs").iterdir()) == before  # nothing trained, no failed run stored
+
+
+def test_a_bad_cached_raw_file_does_not_stick(workspace: Workspace) -> None:
+    ws = workspace
+    env = registry({"tiny": entry(source())}, {"tiny/ratings.csv": EXTRA_FIELD})(ws)
+    args = ["prepare", "--data-dir", str(ws.data), "--mirror", str(ws.mirror), "-q", "tiny"]
+    first = runner.invoke(app, args, env=env)
+    assert first.exit_code == 2 and "ratings.csv:2" in first.stderr
+    assert not (ws.data / ".raw" / "tiny" / "ratings.csv").exists()  # the unparseable copy is not kept
+    (ws.mirror / "tiny" / "ratings.csv").write_text(RATINGS)  # the user fixes the mirror
+    assert runner.invoke(app, args, env=env).exit_code == 0
+    (ws.mirror / "tiny" / "ratings.csv").write_text(RATINGS + "9,1,4.0,5000\n")  # a new version of the source
+    forced = runner.invoke(app, [*args, "--force", "--json"], env=env)
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.stdout)[0]["users"] == 6  # --force fetched the file again, not the cached one
+
+
+def test_a_cpu_allocation_failure_is_one_line_exit_1(monkeypatch: pytest.MonkeyPatch, workspace: Workspace) -> None:
+    import seqbench.training.trainer as trainer
+
+    def no_memory(self: object, progress: object = None) -> None:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 4600000000 bytes. Error code 12")
+
+    monkeypatch.setattr(trainer.Trainer, "fit", no_memory)
+    result = runner.invoke(app, ["train", "--data-dir", str(workspace.data), "--results", str(workspace.results), "-q", *FAST, "--seed", "7"])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith("error: out of memory") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bracketed_hints_are_printed_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    from seqbench.cli.common import print_error
+
+    print_error("--executor ray needs Ray, which is not installed: pip install 'seqbench[ray]'", False, 2)
+    assert capsys.readouterr().err.strip() == "error: --executor ray needs Ray, which is not installed: pip install 'seqbench[ray]'"

@@ -148,6 +148,7 @@ def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results:
 
     for dataset in datasets:  # fail early, before any training, if a data set is missing
         ensure_prepared(dataset, data_dir, mirror)
+    check_catalogues(configs, data_dir)
     with GridProgress([run_label(config) for config in configs], quiet=quiet) as progress:
         outcomes = run_grid(configs, data_dir, results, executor, mirror, retry_failed, progress)
     failed = [outcome for outcome in outcomes if outcome.status == "failed"]
@@ -159,6 +160,18 @@ def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results:
             + " (see `seqbench runs --status failed`; retry with --retry-failed)",
             highlight=False,
         )
+
+
+def check_catalogues(configs: list[Any], data_dir: Path) -> None:
+    """Values bounded by a data set's catalogue (num_negatives <= N) fail before any run trains."""
+    from seqbench.data.sequences import read_meta
+    from seqbench.training.trainer import check_catalogue
+
+    sizes: dict[str, int] = {}
+    for config in configs:
+        if config.dataset not in sizes:
+            sizes[config.dataset] = int(read_meta(config.dataset, data_dir)["num_items"])
+        check_catalogue(config, sizes[config.dataset])
 
 
 def report(
