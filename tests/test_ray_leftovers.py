@@ -57,7 +57,7 @@ def test_no_ray_process_outlives_a_killed_driver(tmp_path: Path) -> None:
     try:
         training = wait_for(lambda: any(cmd.startswith("ray::seqbench:") for _, cmd in ours(marker)), 240)
         assert training, f"no Ray task started: {driver.poll()} {driver.stderr.read().decode()[-2000:] if driver.poll() is not None else ''}"
-        assert any(cmd.startswith("ray::DashboardAgent") or cmd.startswith("ray::RuntimeEnvAgent") for _, cmd in ours(marker))
+        assert len(ours(marker)) >= 4  # driver, watcher, Ray's servers and the task's worker
         driver.send_signal(signal.SIGKILL)
         assert driver.wait(timeout=60) == -signal.SIGKILL
         left = wait_for(lambda: not ours(marker), 60)
