@@ -489,6 +489,14 @@ def test_compare_refuses_negatives_beyond_the_catalogue_before_training(workspac
     assert sorted(p.name for p in (ws.results / "runs").iterdir()) == before  # nothing trained, no failed run stored
 
 
+def test_hidden_and_temporary_folders_in_the_data_dir_are_not_data_sets(workspace: Workspace) -> None:
+    for name in (".raw", ".toy.tmp-123-abc", "with space"):
+        (workspace.data / name).mkdir()
+    args = ["compare", "--data-dir", str(workspace.data), "--results", str(workspace.results), "-q", *GRID, "--no-train", "--proposed", "bce"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+
 def test_a_bad_cached_raw_file_does_not_stick(workspace: Workspace) -> None:
     ws = workspace
     env = registry({"tiny": entry(source())}, {"tiny/ratings.csv": EXTRA_FIELD})(ws)

@@ -95,7 +95,10 @@ def known_datasets(data_dir: Path) -> list[str]:
     from seqbench.data.registry import load_registry
     from seqbench.data.sequences import is_prepared
 
-    prepared = [p.name for p in Path(data_dir).glob("*") if p.is_dir() and is_prepared(p.name, data_dir)]
+    from seqbench.names import SAFE_NAME
+
+    # Hidden folders (.raw, temporary ones) and names no data set may have are not candidates.
+    prepared = [p.name for p in Path(data_dir).glob("*") if p.is_dir() and SAFE_NAME.fullmatch(p.name) and is_prepared(p.name, data_dir)]
     return sorted(set(load_registry().names()) | set(prepared))
 
 
