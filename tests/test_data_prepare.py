@@ -314,7 +314,7 @@ def test_synthetic_with_size_parameters(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["synthetic", "--set", "colour=red"], "unknown synthetic parameter 'colour'"),
-        (["synthetic", "--set", "users=many"], "must be an integer"),
+        (["synthetic", "--set", "users=many"], "users='many' is not a valid int"),
         (["synthetic", "--set", "users"], "--set expects key=value"),
         (["synthetic", "--set", "items=3"], "synthetic needs users >= 1, items >= 8"),
         (["lastfm", "--set", "users=5"], "takes no --set parameters"),

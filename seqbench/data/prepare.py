@@ -22,6 +22,7 @@ from rich.console import Console
 
 import seqbench
 from seqbench.atomic import atomic_directory
+from seqbench.coerce import coerce_fields
 from seqbench.data import parsers, splits, synthetic
 from seqbench.data.download import RAW_DIR, FetchedFile, fetch
 from seqbench.data.filtering import FilterReport, Sequences, build_sequences, filter_interactions, remap_attributes
@@ -56,14 +57,10 @@ def synthetic_params(entry: DatasetEntry, overrides: dict[str, str] | None) -> S
             raise InputError(f"data set '{entry.name}' takes no --set parameters: only generated data sets (synthetic) do")
         return None
     fields = {f.name for f in dataclasses.fields(SyntheticParams)}
-    values: dict[str, int] = {}
-    for key, value in (overrides or {}).items():
+    for key in overrides or {}:
         if key not in fields:
             raise InputError(f"unknown synthetic parameter '{key}': choose from {', '.join(sorted(fields))}")
-        try:
-            values[key] = int(value)
-        except ValueError:
-            raise InputError(f"synthetic parameter {key}={value!r} must be an integer") from None
+    values = coerce_fields(SyntheticParams, dict(overrides or {}), "synthetic parameter ")  # ranges: synthetic.generate
     return dataclasses.replace(entry.synthetic, **values)
 
 
