@@ -164,10 +164,6 @@ def _check(entry: DatasetEntry, where: str) -> None:
     for key in ("user_k", "item_k"):
         if getattr(entry.recipe, key) < 0:
             raise InputError(f"bad registry entry {where}: {key} must be >= 0, got {getattr(entry.recipe, key)}")
-    if entry.synthetic is not None:
-        for key in ("users", "items", "length"):
-            if getattr(entry.synthetic, key) < 1:
-                raise InputError(f"bad registry entry {where}: synthetic {key} must be >= 1, got {getattr(entry.synthetic, key)}")
     for source in entry.files:
         if source.role not in ROLES:
             raise InputError(f"bad registry entry {where}: file role '{source.role}' is not one of {', '.join(ROLES)}")
