@@ -17,17 +17,21 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
+from seqbench.losses.spec import parse_loss_spec
+from seqbench.training.threads import run_threads
 from seqbench.training.trainer import Trainer, load_dataset, make_config, resolve_device
 
+# Losses in the loss-spec syntax (seqbench/losses/spec.py): cce[chunked] = cce with ce_impl=chunked.
+# Plain ce keeps the trainer's default (ce_impl=auto), so its options are spelled out.
 CELLS = [
-    ("sasrec", "bce", {}),
-    ("sasrec", "ce", {}),
-    ("sasrec", "cce", {"ce_impl": "dense"}),
-    ("sasrec", "cce", {"ce_impl": "chunked"}),
-    ("gru4rec", "bce", {}),
-    ("gru4rec", "ce", {}),
-    ("gru4rec", "cce", {"ce_impl": "dense"}),
-    ("gru4rec", "cce", {"ce_impl": "chunked"}),
+    ("sasrec", "bce"),
+    ("sasrec", "ce[auto]"),
+    ("sasrec", "cce[dense]"),
+    ("sasrec", "cce[chunked]"),
+    ("gru4rec", "bce"),
+    ("gru4rec", "ce[auto]"),
+    ("gru4rec", "cce[dense]"),
+    ("gru4rec", "cce[chunked]"),
 ]
 
 
@@ -60,15 +64,16 @@ def main() -> None:
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset, args.data_dir)
     rows = []
-    for model, loss, params in CELLS:
-        config = make_config(None, {"dataset": args.dataset, "model": model, "loss": loss, "loss_params": params, "threads": args.threads})
-        train_rate, eval_rate = measure(Trainer(config, dataset, device), args.steps)
-        impl = params.get("ce_impl", "")
-        rows.append({"model": model, "loss": loss + (f"[{impl}]" if impl else ""), "train seq/s": round(train_rate), "eval users/s": round(eval_rate)})
+    with run_threads(args.threads) as threads:  # as a run pins them: the trainer does not
+        for model, loss in CELLS:
+            spec = parse_loss_spec(loss)
+            config = make_config(None, {"dataset": args.dataset, "model": model, "loss": spec.name, "loss_params": spec.params})
+            train_rate, eval_rate = measure(Trainer(config, dataset, device), args.steps)
+            rows.append({"model": model, "loss": spec.label, "train seq/s": round(train_rate), "eval users/s": round(eval_rate)})
     if args.json:
-        print(json.dumps({"dataset": args.dataset, "device": device.type, "threads": torch.get_num_threads(), "rows": rows}, indent=2))
+        print(json.dumps({"dataset": args.dataset, "device": device.type, "threads": threads, "rows": rows}, indent=2))
     else:
-        print(f"{args.dataset} on {device.type} ({torch.get_num_threads()} threads), {args.steps} batches of 256")
+        print(f"{args.dataset} on {device.type} ({threads} threads), {args.steps} batches of 256")
         print(tabulate(rows, headers="keys", tablefmt="github"))
 
 

@@ -10,6 +10,7 @@ float (not ``inf``/``nan``), ``true``/``false``/``yes``/``no``/``1``/``0`` for a
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import types
 import typing
@@ -46,6 +47,11 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
     if value is None:
         raise InputError(f"{name} needs a value of type {type_name(hint)}, got none")
     target = next(option for option in options if option is not type(None))
+    if isinstance(target, type) and issubclass(target, enum.Enum):
+        try:
+            return target(value)
+        except ValueError:
+            raise InputError(f"unknown {name} {value!r}; valid: {', '.join(str(member.value) for member in target)}") from None
     try:
         return _convert(value, target)
     except (TypeError, ValueError, OverflowError):

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import torch
 
@@ -28,7 +27,7 @@ from seqbench.errors import InputError
 from seqbench.names import check_name
 
 RUNS_DIR = "runs"
-STATUSES = ("completed", "failed", "interrupted")
+STATUSES = ("completed", "failed", "interrupted", "pruned")  # pruned: stopped by a tuner (StopRun)
 # What pyarrow raises for a file that is not (or no longer) Parquet: truncated, empty, garbage.
 UNREADABLE = (OSError, ValueError, KeyError, IndexError, pa.ArrowException)
 
