@@ -43,7 +43,7 @@ def test_bare_and_scoped_hyper_parameters_are_routed() -> None:
         (["epochs=-1"], "epochs must be >= 0"),
         (["max_len=1"], "max_len must be >= 2"),
         (["bogus=1"], "unknown config key 'bogus'"),
-        (["epochs=lots"], "epochs' expects int"),
+        (["epochs=lots"], "epochs='lots' is not a valid int"),
         (["loss=nope"], "unknown loss 'nope'"),
         (["model=nope"], "unknown model 'nope'"),
         (["device=tpu"], "device must be one of"),

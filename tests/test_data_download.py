@@ -16,6 +16,12 @@ CONTENT = b"1 2 3\n2 3 4\n"
 DIGEST = hashlib.sha256(CONTENT).hexdigest()
 
 
+@pytest.fixture(autouse=True)
+def file_urls_stand_in_for_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The download tests serve files as file:// URLs, which real registries may not use.
+    monkeypatch.setattr("seqbench.data.download.ALLOWED_SCHEMES", ("https", "http", "file"))
+
+
 def source(url: str = "https://example.org/data/Tiny.txt", sha256: str | None = DIGEST, member: str | None = None) -> SourceFile:
     return SourceFile(role="interactions", format="s3rec-sequences", url=url, sha256=sha256, mirror_folder="tiny", member=member)
 
@@ -140,3 +146,41 @@ def test_path_traversal_member_names_are_refused(tmp_path: Path, name: str) -> N
 def test_manual_download_sources_say_how_to_get_them(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot be downloaded automatically: get it from .* --mirror DIR"):
         fetch(source(), tmp_path / "raw", manual_download=True)
+
+
+@pytest.mark.parametrize(
+    ("url", "sha256", "message"),
+    [
+        ("file:///etc/passwd", DIGEST, "scheme 'file'"),
+        ("ftp://example.org/Tiny.txt", DIGEST, "scheme 'ftp'"),
+        ("http://example.org/Tiny.txt", None, "plain http and the entry has no sha256"),
+    ],
+)
+def test_only_https_or_checksummed_http_is_fetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, sha256: str | None, message: str) -> None:
+    monkeypatch.setattr("seqbench.data.download.ALLOWED_SCHEMES", ("https", "http"))
+    with pytest.raises(InputError, match=message):
+        fetch(source(url, sha256), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
+
+
+def test_a_download_over_its_size_cap_keeps_nothing(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from seqbench.errors import RuntimeFailure
+
+    served = tmp_path / "server" / "Tiny.txt"
+    served.parent.mkdir()
+    served.write_bytes(CONTENT)
+    capped = replace(source(served.as_uri()), max_bytes=len(CONTENT) - 1)
+    with pytest.raises(RuntimeFailure, match="more than 11 bytes"):
+        fetch(capped, tmp_path / "raw")
+    assert list((tmp_path / "raw").rglob("*Tiny*")) == []
+
+
+def test_force_refetches_a_cached_file(tmp_path: Path) -> None:
+    mirror = make_mirror(tmp_path / "mirror")
+    fetch(source(sha256=None), tmp_path / "raw", mirror)
+    (mirror / "tiny" / "Tiny.txt").write_bytes(b"9 8 7\n")
+    assert fetch(source(sha256=None), tmp_path / "raw", mirror).path.read_bytes() == CONTENT  # the cache wins
+    again = fetch(source(sha256=None), tmp_path / "raw", mirror, refresh=True)
+    assert again.origin == "mirror" and again.path.read_bytes() == b"9 8 7\n"

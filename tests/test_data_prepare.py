@@ -213,7 +213,8 @@ def test_checksum_mismatch_names_file_hashes_and_keeps_no_copy(world: dict[str, 
     assert not (world["data"] / ".raw" / "tiny" / "ratings.csv").exists()
 
 
-def test_truncated_archive(world: dict[str, Path]) -> None:
+def test_truncated_archive(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("seqbench.data.download.ALLOWED_SCHEMES", ("https", "http", "file"))  # file:// stands in for a server
     archive = world["root"] / "server" / "tiny.zip"
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
@@ -225,7 +226,8 @@ def test_truncated_archive(world: dict[str, Path]) -> None:
     assert not (world["data"] / ".raw" / "tiny" / "tiny.zip").exists()
 
 
-def test_archive_download_end_to_end(world: dict[str, Path]) -> None:
+def test_archive_download_end_to_end(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("seqbench.data.download.ALLOWED_SCHEMES", ("https", "http", "file"))  # file:// stands in for a server
     archive = world["root"] / "server" / "tiny.zip"
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
@@ -312,7 +314,7 @@ def test_synthetic_with_size_parameters(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["synthetic", "--set", "colour=red"], "unknown synthetic parameter 'colour'"),
-        (["synthetic", "--set", "users=many"], "must be an integer"),
+        (["synthetic", "--set", "users=many"], "users='many' is not a valid int"),
         (["synthetic", "--set", "users"], "--set expects key=value"),
         (["synthetic", "--set", "items=3"], "synthetic needs users >= 1, items >= 8"),
         (["lastfm", "--set", "users=5"], "takes no --set parameters"),

@@ -73,6 +73,6 @@ def test_table_breakdown_and_plot(tmp_path: Path) -> None:
 def test_bad_input_exits_2_with_one_line(args: list[str], fragment: str) -> None:
     result = invoke(["memprof", "--json", *args])
     assert result.exit_code == 2
-    assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0]
+    assert json.loads(result.stdout) == {"error": lines[0].removeprefix("error: "), "exit_code": 2}  # --json: the error as one object

@@ -1,8 +1,47 @@
 """The Typer application object; each command module registers itself on it."""
 
-from typing import Annotated
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+
+# Typer ships its own copy of click; its exceptions are what the parser raises.
+try:
+    from typer._click import exceptions as click
+except ImportError:  # an older Typer on top of the click package
+    from click import exceptions as click  # type: ignore[no-redef]
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (a bad option value, an unknown option) as the one ``error:`` line every other
+    bad input gets, exit 2, instead of a multi-line usage box; ``--json`` adds the JSON object."""
+
+    def main(self, args: Sequence[str] | None = None, *posargs: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, *posargs, standalone_mode=False, **kwargs)
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(argv, *posargs, standalone_mode=False, **kwargs)
+        except click.NoArgsIsHelpError:
+            return super().main(argv, *posargs, standalone_mode=True, **kwargs)  # prints the help
+        except click.UsageError as error:
+            from seqbench.cli.common import print_error
+
+            command = error.ctx.command_path if error.ctx is not None else "seqbench"
+            print_error(f"{error.format_message()} (see `{command} --help`)", "--json" in argv, 2)
+            sys.exit(2)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            sys.stderr.write("Aborted!\n")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="seqbench",
@@ -10,6 +49,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 
 

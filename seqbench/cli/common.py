@@ -61,30 +61,45 @@ DEFAULT_DATA_DIR = Path("data")
 DEFAULT_RESULTS = Path("results")
 
 
-def guarded(work: Callable[[], T], debug: bool = False) -> T:
-    """Run a command body; turn known failures into a one-line error and the contract's exit code."""
+# How allocators word an out-of-memory RuntimeError (CUDA's says "out of memory", the CPU's not).
+OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+
+
+def guarded(work: Callable[[], T], debug: bool = False, as_json: bool = False) -> T:
+    """Run a command body; turn known failures into a one-line error and the contract's exit code
+    (with ``--json``, also one JSON object ``{"error": ..., "exit_code": ...}`` on stdout)."""
     try:
         return work()
     except SeqbenchError as error:
-        _fail(error.message, error.exit_code, debug)
+        fail(error.message, error.exit_code, debug, as_json)
     except KeyboardInterrupt:
-        _fail("interrupted", 130, debug)
+        fail("interrupted", 130, debug, as_json)
     except MemoryError:
-        _fail("out of memory: lower --batch-size or --max-len, or use --set ce_impl=chunked", 1, debug)
+        fail("out of memory: lower --batch-size or --max-len, or use --set ce_impl=chunked", 1, debug, as_json)
     except RuntimeError as error:
-        if "out of memory" in str(error).lower():
-            _fail(f"out of memory ({str(error).splitlines()[0]}): lower --batch-size or use --set ce_impl=chunked", 1, debug)
+        if any(phrase in str(error).lower() for phrase in OOM_PHRASES):
+            fail(f"out of memory ({str(error).splitlines()[0]}): lower --batch-size or use --set ce_impl=chunked", 1, debug, as_json)
         raise
     raise AssertionError("unreachable")
 
 
-def _fail(message: str, code: int, debug: bool) -> None:
+def fail(message: str, code: int, debug: bool = False, as_json: bool = False) -> None:
     if debug:
         import traceback
 
         traceback.print_exc()
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    print_error(message, as_json, code)
     raise typer.Exit(code)
+
+
+def print_error(message: str, as_json: bool, code: int) -> None:
+    """``error: <message>`` on stderr, one line; the message is plain text, never rich markup."""
+    from rich.text import Text
+
+    line = " ".join(message.split())  # a message is one line, whatever a library put into it
+    err_console.print(Text.assemble(("error:", "bold red"), " ", line), highlight=False, soft_wrap=True)
+    if as_json:
+        emit_json({"error": line, "exit_code": code})
 
 
 def emit_json(document: Any) -> None:
@@ -125,6 +140,7 @@ __all__ = [
     "QuietOption",
     "DebugOption",
     "guarded",
+    "fail",
     "emit_json",
     "parse_list",
     "err_console",

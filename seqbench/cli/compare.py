@@ -84,16 +84,17 @@ def compare(
         if not 0 < alpha < 1:
             raise InputError(f"--alpha must be between 0 and 1, got {alpha}")
         names = grid_names(datasets, models, losses, seeds, data_dir)
+        known_losses(proposed, baselines)
         configs = grid_configs(names, epochs, device, [*([f"paper_preset={preset}"] if preset else []), *(set_ or [])])
         if dry_run:
             return show_plan(configs, results, retry_failed, json_)
         if not no_train:
-            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run), retry_failed, quiet or json_, log_to)
+            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run), retry_failed, quiet, log_to)
         request = StudyRequest(configs, names, table, runs_, proposed, parse_list(baselines, "baseline") if baselines else None,
                                source, test, adjust, alpha)
         report(request, results, data_dir, format_, plots, report_dir, json_, mirror)
 
-    guarded(work, debug)
+    guarded(work, debug, json_)
 
 
 def choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -101,12 +102,24 @@ def choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
         raise InputError(f"unknown {what} '{value}': choose one of {', '.join(allowed)}")
 
 
+def known_losses(proposed: str, baselines: str | None) -> None:
+    """--proposed and --baselines name registered losses (a variant ``sampled-ce[...]`` counts as its loss)."""
+    from seqbench.losses.registry import LOSS_NAMES
+
+    for option, name in [("--proposed", proposed), *(("--baselines", b) for b in (parse_list(baselines, "baseline") if baselines else []))]:
+        if name.split("[")[0] not in LOSS_NAMES:
+            raise InputError(f"unknown loss '{name}' in {option}: choose from {', '.join(LOSS_NAMES)}")
+
+
 def known_datasets(data_dir: Path) -> list[str]:
     """Registered data sets plus any prepared directory (a user's own data set counts too)."""
     from seqbench.data.registry import load_registry
     from seqbench.data.sequences import is_prepared
 
-    prepared = [p.name for p in Path(data_dir).glob("*") if p.is_dir() and is_prepared(p.name, data_dir)]
+    from seqbench.names import SAFE_NAME
+
+    # Hidden folders (.raw, temporary ones) and names no data set may have are not candidates.
+    prepared = [p.name for p in Path(data_dir).glob("*") if p.is_dir() and SAFE_NAME.fullmatch(p.name) and is_prepared(p.name, data_dir)]
     return sorted(set(load_registry().names()) | set(prepared))
 
 
@@ -159,9 +172,11 @@ def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results:
     from seqbench.cli.grid_progress import GridProgress
     from seqbench.data.prepare import ensure_prepared
     from seqbench.training.grid import run_grid, run_label
+    from seqbench.training.trainer import check_catalogues
 
     for dataset in datasets:  # fail early, before any training, if a data set is missing
         ensure_prepared(dataset, data_dir, mirror)
+    check_catalogues(configs, data_dir, mirror)
     with GridProgress([run_label(config) for config in configs], quiet=quiet) as progress:
         outcomes = run_grid(configs, data_dir, results, executor, mirror, retry_failed, tracked(progress, configs, executor, results, log_to))
     failed = [outcome for outcome in outcomes if outcome.status == "failed"]

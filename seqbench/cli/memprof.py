@@ -125,4 +125,4 @@ def memprof(
                 out_console.print("\n" + stage_table(record), highlight=False, soft_wrap=True, markup=False)
             out_console.print("\n" + stage_legend(), highlight=False, soft_wrap=True, markup=False)
 
-    guarded(work, debug)
+    guarded(work, debug, json_output)

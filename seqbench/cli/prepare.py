@@ -101,4 +101,4 @@ def prepare_command(
         rows = [prepare(name, data_dir, mirror, force, progress=not quiet, params=params or None) for name in names]
         emit_json(document("prepared", datasets=rows)) if json_ else _stdout().print(_statistics_table(rows))
 
-    guarded(work, debug)
+    guarded(work, debug, json_)

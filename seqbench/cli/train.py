@@ -63,7 +63,7 @@ def train(
 
     def work() -> None:
         from seqbench.training.config import load_yaml, parse_assignments
-        from seqbench.training.trainer import make_config
+        from seqbench.training.trainer import check_catalogues, make_config
 
         base = load_yaml(config_file) if config_file else {}
         overrides = cli_overrides(
@@ -71,12 +71,13 @@ def train(
             batch_size=batch_size, max_len=max_len, device=device, time_budget=time_budget, paper_preset=preset,
         ) | parse_assignments(set_ or [])
         config = make_config(base, overrides)
+        check_catalogues([config], data_dir, mirror)
         label = f"{config.dataset}/{config.model}/{config.loss}"
-        with TrainingProgress(label, quiet=quiet or json_) as progress:
+        with TrainingProgress(label, quiet=quiet) as progress:  # stderr: --json keeps stdout clean
             stored = train_tracked(config, data_dir, results, mirror, progress, log_to)
         report_run(stored.row, json_)
 
-    guarded(work, debug)
+    guarded(work, debug, json_)
 
 
 def train_tracked(config: Any, data_dir: Path, results: Path, mirror: Path | None, progress: Any, log_to: str | None) -> Any:
@@ -146,4 +147,4 @@ def eval_(
         for point in result.get("per_timestamp", []):
             out_console.print(f"  position {point['position']:>3}  NDCG@10 {point['NDCG@10']:.4f}", highlight=False)
 
-    guarded(work, debug)
+    guarded(work, debug, json_)

@@ -75,7 +75,7 @@ def tune(
         )
         print_report(report, json_)
 
-    guarded(work, debug)
+    guarded(work, debug, json_)
 
 
 def seed_list(text: str | None) -> list[int] | None:

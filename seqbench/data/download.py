@@ -10,7 +10,9 @@ written, so path traversal (``../x``, absolute names) is impossible and is rejec
 from __future__ import annotations
 
 import hashlib
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -25,9 +27,17 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from seqbench.atomic import atomic_file
 from seqbench.data.registry import SourceFile
 from seqbench.errors import InputError, RuntimeFailure
+from seqbench.names import check_name, check_relative
 
 CHUNK = 1 << 20
 RAW_DIR = ".raw"
+# Limits of one download: an overall deadline (the per-read timeout alone lets a slow server
+# trickle forever) and a size cap, from the registry's ``max_bytes``, else the announced
+# Content-Length plus a margin, else DEFAULT_MAX_BYTES; archive members are capped the same way.
+DOWNLOAD_SECONDS = 4 * 3600
+READ_TIMEOUT = 60
+DEFAULT_MAX_BYTES = 32 << 30
+SIZE_MARGIN = 1 << 20
 progress_console = Console(stderr=True)
 
 
@@ -52,17 +62,39 @@ def _chunks(reader: BinaryIO) -> Iterator[bytes]:
     return iter(lambda: reader.read(CHUNK), b"")
 
 
-def _copy_hashing(reader: BinaryIO, target: Path, total: int | None, label: str, show: bool) -> str:
-    """Stream ``reader`` into ``target`` (a temporary path), with a progress bar; return the sha256."""
+def _copy_hashing(
+    reader: BinaryIO, target: Path, total: int | None, label: str, show: bool,
+    max_bytes: int | None = None, deadline: float | None = None,
+) -> str:
+    """Stream ``reader`` into ``target`` (a temporary path), with a progress bar; return the sha256.
+
+    More than ``max_bytes`` bytes, or still copying at ``deadline`` (``time.monotonic()``), is a
+    :class:`RuntimeFailure`; the caller's atomic write then keeps nothing.
+    """
     digest = hashlib.sha256()
+    written = 0
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with open(target, "wb") as out, Progress(*columns, console=progress_console, disable=not (show and progress_console.is_terminal), transient=True) as bar:
         task = bar.add_task(label, total=total)
         for block in _chunks(reader):
+            written += len(block)
+            if max_bytes is not None and written > max_bytes:
+                raise RuntimeFailure(f"{label}: more than {max_bytes} bytes, the limit for this file: nothing was kept (raise max_bytes in the registry if it is right)")
+            if deadline is not None and time.monotonic() > deadline:
+                raise RuntimeFailure(f"{label}: not done after {DOWNLOAD_SECONDS} s: nothing was kept; run again, or use --mirror DIR with an offline copy")
             digest.update(block)
             out.write(block)
             bar.advance(task, len(block))
     return digest.hexdigest()
+
+
+def size_cap(source: SourceFile, announced: int | None) -> int:
+    """The most bytes accepted for ``source``: the registry's cap, else the announced size + margin."""
+    if source.max_bytes is not None:
+        return source.max_bytes
+    if announced is not None:
+        return announced + SIZE_MARGIN
+    return DEFAULT_MAX_BYTES
 
 
 def _check_hash(source: SourceFile, actual: str, shown_as: str) -> None:
@@ -81,7 +113,21 @@ def check_member_name(member: str) -> None:
 
 
 def cache_path(source: SourceFile, cache_root: Path) -> Path:
+    check_relative("mirror_folder", source.mirror_folder)
+    check_name("raw file", source.file_name)
     return cache_root / source.mirror_folder / source.file_name
+
+
+ALLOWED_SCHEMES = ("https", "http")
+
+
+def check_url(source: SourceFile) -> None:
+    """https, or http for a source that has nothing else and whose checksum is in the registry."""
+    scheme = urllib.parse.urlsplit(source.url).scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise InputError(f"URL {source.url!r} has scheme '{scheme}': only https (or http with a sha256) is fetched; fix the registry entry")
+    if scheme == "http" and source.sha256 is None:
+        raise InputError(f"URL {source.url} is plain http and the entry has no sha256: use https, or add the file's sha256 to the registry entry")
 
 
 def fetch(
@@ -90,11 +136,20 @@ def fetch(
     mirror: Path | None = None,
     show_progress: bool = False,
     manual_download: bool = False,
+    refresh: bool = False,
 ) -> FetchedFile:
-    """The verified local copy of ``source``: cached, copied from ``mirror``, or downloaded."""
+    """The verified local copy of ``source``: cached, copied from ``mirror``, or downloaded.
+
+    ``refresh`` (``prepare --force``) ignores and replaces the cached copy (and its archive).
+    """
     if source.member is not None:
         check_member_name(source.member)
+    check_url(source)
     target = cache_path(source, cache_root)
+    if refresh:
+        target.unlink(missing_ok=True)
+        if source.archive_name is not None:
+            (target.parent / source.archive_name).unlink(missing_ok=True)
     if target.is_file():
         actual = sha256_of(target)
         if source.sha256 is None or actual == source.sha256.lower():
@@ -118,7 +173,7 @@ def fetch(
 
 
 def _from_mirror(source: SourceFile, mirror: Path, target: Path, show: bool) -> str:
-    found = mirror / source.mirror_folder / source.file_name
+    found = mirror / check_relative("mirror_folder", source.mirror_folder) / check_name("raw file", source.file_name)
     if not found.is_file():
         raise InputError(
             f"missing mirror file {found} (source {source.url}): add it to the mirror, or run without --mirror to download"
@@ -131,7 +186,7 @@ def _from_mirror(source: SourceFile, mirror: Path, target: Path, show: bool) -> 
 
 def _open_url(url: str) -> tuple[BinaryIO, int | None]:
     try:
-        response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - registry URLs only
+        response = urllib.request.urlopen(url, timeout=READ_TIMEOUT)  # noqa: S310 - scheme checked by check_url
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         raise RuntimeFailure(
@@ -141,12 +196,14 @@ def _open_url(url: str) -> tuple[BinaryIO, int | None]:
     return response, int(length) if length and length.isdigit() else None
 
 
-def _download(url: str, target: Path, label: str, show: bool) -> str:
-    """Download ``url`` to ``target`` atomically; return its sha256."""
+def _download(source: SourceFile, target: Path, label: str, show: bool) -> str:
+    """Download ``source.url`` to ``target`` atomically; return its sha256."""
+    url = source.url
     response, total = _open_url(url)
+    deadline = time.monotonic() + DOWNLOAD_SECONDS
     with response, atomic_file(target) as tmp:
         try:
-            actual = _copy_hashing(response, tmp, total, label, show)
+            actual = _copy_hashing(response, tmp, total, label, show, size_cap(source, total), deadline)
         except OSError as error:
             raise RuntimeFailure(f"download of {url} was interrupted ({error}): run the command again") from None
         if total is not None and tmp.stat().st_size != total:
@@ -156,8 +213,9 @@ def _download(url: str, target: Path, label: str, show: bool) -> str:
 
 def _download_verified(source: SourceFile, target: Path, show: bool) -> str:
     response, total = _open_url(source.url)
+    deadline = time.monotonic() + DOWNLOAD_SECONDS
     with response, atomic_file(target) as tmp:
-        actual = _copy_hashing(response, tmp, total, f"download {source.file_name}", show)
+        actual = _copy_hashing(response, tmp, total, f"download {source.file_name}", show, size_cap(source, total), deadline)
         _check_hash(source, actual, f"{source.file_name} downloaded from {source.url}")
     return actual
 
@@ -167,9 +225,9 @@ def _from_archive(source: SourceFile, target: Path, show: bool) -> str:
     assert source.member is not None and source.archive_name is not None
     archive = target.parent / source.archive_name
     if not archive.is_file():
-        _download(source.url, archive, f"download {source.archive_name}", show)
+        _download(source, archive, f"download {source.archive_name}", show)
     try:
-        actual = extract_member(archive, source.member, target)
+        actual = extract_member(archive, source.member, target, source.max_bytes)
         _check_hash(source, actual, f"{source.member} in {archive}")
     except InputError:
         archive.unlink(missing_ok=True)  # the archive is the bad file: do not keep it
@@ -177,15 +235,21 @@ def _from_archive(source: SourceFile, target: Path, show: bool) -> str:
     return actual
 
 
-def extract_member(archive: Path, member: str, target: Path) -> str:
-    """Extract one member of a zip archive to ``target`` (atomically); return its sha256."""
+def extract_member(archive: Path, member: str, target: Path, max_bytes: int | None = None) -> str:
+    """Extract one member of a zip archive to ``target`` (atomically); return its sha256.
+
+    The decompressed size is capped (``max_bytes``, else the size the archive declares plus a
+    margin, never more than DEFAULT_MAX_BYTES): a small archive cannot fill the disk.
+    """
     check_member_name(member)
     try:
         with zipfile.ZipFile(archive) as bundle:
             if member not in bundle.namelist():
                 raise InputError(f"archive {archive} has no member '{member}': check the registry entry's member path")
+            declared = bundle.getinfo(member).file_size
+            cap = max_bytes if max_bytes is not None else min(declared + SIZE_MARGIN, DEFAULT_MAX_BYTES)
             with bundle.open(member) as reader, atomic_file(target) as tmp:
-                return _copy_hashing(reader, tmp, bundle.getinfo(member).file_size, f"extract {member}", False)
+                return _copy_hashing(reader, tmp, declared, f"extract {member}", False, cap)
     except (zipfile.BadZipFile, EOFError, zlib.error, zipfile.LargeZipFile) as error:
         raise InputError(
             f"corrupt or truncated archive {archive} ({error}): it was deleted; run again to fetch it afresh"

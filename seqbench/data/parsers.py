@@ -53,12 +53,19 @@ def _malformed(path: Path, line: int, what: str) -> InputError:
 # --- delimited text -------------------------------------------------------------------------
 
 
-def _read_delimited(path: Path, sep: str, names: list[str], header: bool, text: str | None = None) -> pd.DataFrame:
-    """All fields as strings, one row per line (blank lines kept for numbering, then dropped)."""
+def _read_delimited(
+    path: Path, sep: str, names: list[str], header: bool, text: str | None = None, expected_header: tuple[str, ...] | None = None
+) -> pd.DataFrame:
+    """All fields as strings, one row per line (blank lines kept for numbering, then dropped).
+
+    Every line must have exactly ``len(names)`` fields: pandas would otherwise take an extra
+    leading column as the index and silently shift the others. A header line must name the
+    ``expected_header`` columns (case-insensitive).
+    """
     source: Any = io.StringIO(text) if text is not None else path
     try:
         frame = pd.read_csv(
-            source, sep=sep, header=None, names=names, skiprows=1 if header else 0, dtype=str,
+            source, sep=sep, header=None, dtype=str, index_col=False,
             keep_default_na=False, na_values=[], skip_blank_lines=False, engine="c",
             quoting=csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE,
         )
@@ -68,10 +75,18 @@ def _read_delimited(path: Path, sep: str, names: list[str], header: bool, text: 
             raise _malformed(path, int(found.group(2)), f"expected {found.group(1)} fields, saw {found.group(3)}") from None
         raise InputError(f"cannot parse {path}: {str(error).strip().splitlines()[-1]}") from None
     except pd.errors.EmptyDataError:
-        frame = pd.DataFrame({name: pd.Series([], dtype=str) for name in names})
-    frame.index = np.arange(len(frame)) + (2 if header else 1)  # the index is now the line number
-    blank = (frame == "").all(axis=1)
-    return frame[~blank.to_numpy()]
+        return pd.DataFrame({name: pd.Series([], dtype=str) for name in names})
+    frame.index = np.arange(len(frame)) + 1  # the index is now the line number
+    frame = frame[~(frame == "").all(axis=1).to_numpy()]
+    if frame.shape[1] != len(names) and len(frame):
+        raise _malformed(path, int(frame.index[0]), f"expected {len(names)} fields, saw {frame.shape[1]}")
+    frame.columns = names
+    if header and len(frame):
+        first = tuple(str(value).strip().lower() for value in frame.iloc[0])
+        if expected_header is not None and first != expected_header:
+            raise _malformed(path, int(frame.index[0]), f"header is {sep.join(frame.iloc[0])!r}, expected {sep.join(expected_header)!r}")
+        frame = frame.iloc[1:]
+    return frame
 
 
 def _first_bad(frame: pd.DataFrame, bad: np.ndarray) -> int:
@@ -131,7 +146,7 @@ def _interactions(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray | No
 
 def parse_movielens_csv(path: Path) -> pd.DataFrame:
     """MovieLens ``ratings.csv``: ``userId,movieId,rating,timestamp`` with a header."""
-    frame = _read_delimited(path, ",", ["user", "item", "rating", "timestamp"], header=True)
+    frame = _read_delimited(path, ",", ["user", "item", "rating", "timestamp"], header=True, expected_header=("userid", "movieid", "rating", "timestamp"))
     return _interactions(_integers(frame, "user", path), _integers(frame, "item", path),
                          _integers(frame, "timestamp", path), _floats(frame, "rating", path))
 
@@ -246,7 +261,7 @@ def parse_s3rec_item2attributes(path: Path) -> pd.DataFrame:
 
 def parse_movielens_movies_csv(path: Path) -> pd.DataFrame:
     """MovieLens ``movies.csv``: ``movieId,title,genres`` (genres separated by '|')."""
-    frame = _read_delimited(path, ",", ["item", "title", "genres"], header=True)
+    frame = _read_delimited(path, ",", ["item", "title", "genres"], header=True, expected_header=("movieid", "title", "genres"))
     return _genres(_integers(frame, "item", path), frame["genres"])
 
 
@@ -282,7 +297,10 @@ def parse_amazon_meta(path: Path) -> pd.DataFrame:
             raise _malformed(path, number, f"not a Python literal ({type(error).__name__})") from None
         if not isinstance(record, dict) or "asin" not in record:
             raise _malformed(path, number, "expected a dict with an 'asin'")
-        values = [str(c) for path_ in record.get("categories") or [] for c in path_]
+        paths = record.get("categories") or []
+        if not isinstance(paths, list) or not all(isinstance(path_, list) for path_ in paths):
+            raise _malformed(path, number, "'categories' must be a list of category paths (lists of names)")
+        values = [str(c) for path_ in paths for c in path_]
         if record.get("brand"):
             values.append(f"brand:{record['brand']}")
         items.append(str(record["asin"]))

@@ -8,7 +8,6 @@ unless ``force`` is set (or, for ``synthetic``, different size parameters are as
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -23,11 +22,12 @@ from rich.console import Console
 
 import seqbench
 from seqbench.atomic import atomic_directory
+from seqbench.coerce import coerce_fields
 from seqbench.data import parsers, splits, synthetic
 from seqbench.data.download import RAW_DIR, FetchedFile, fetch
 from seqbench.data.filtering import FilterReport, Sequences, build_sequences, filter_interactions, remap_attributes
 from seqbench.data.registry import DatasetEntry, Registry, SyntheticParams, load_registry
-from seqbench.data.sequences import META_FILE, PreparedDataset, Ragged, is_prepared, save_prepared
+from seqbench.data.sequences import PreparedDataset, Ragged, damaged, dataset_dir, is_prepared, read_meta, save_prepared
 from seqbench.errors import InputError, RuntimeFailure
 
 DEFAULT_DATASET = "synthetic"
@@ -36,7 +36,7 @@ _console = Console(stderr=True, soft_wrap=True)  # a log line is never wrapped a
 
 def _say(show: bool, message: str) -> None:
     if show:
-        _console.print(message, highlight=False)
+        _console.print(message, highlight=False, markup=False)
 
 
 def check_writable(data_dir: Path) -> None:
@@ -57,26 +57,27 @@ def synthetic_params(entry: DatasetEntry, overrides: dict[str, str] | None) -> S
             raise InputError(f"data set '{entry.name}' takes no --set parameters: only generated data sets (synthetic) do")
         return None
     fields = {f.name for f in dataclasses.fields(SyntheticParams)}
-    values: dict[str, int] = {}
-    for key, value in (overrides or {}).items():
+    for key in overrides or {}:
         if key not in fields:
             raise InputError(f"unknown synthetic parameter '{key}': choose from {', '.join(sorted(fields))}")
-        try:
-            values[key] = int(value)
-        except ValueError:
-            raise InputError(f"synthetic parameter {key}={value!r} must be an integer") from None
+    values = coerce_fields(SyntheticParams, dict(overrides or {}), "synthetic parameter ")  # ranges: synthetic.generate
     return dataclasses.replace(entry.synthetic, **values)
 
 
 # --- loading raw data -------------------------------------------------------------------------
 
 
-def _load_sources(entry: DatasetEntry, data_dir: Path, mirror: Path | None, show: bool) -> tuple[pd.DataFrame, pd.DataFrame | None, list[FetchedFile]]:
-    fetched = [fetch(source, Path(data_dir) / RAW_DIR, mirror, show, entry.manual_download) for source in entry.files]
+def _load_sources(entry: DatasetEntry, data_dir: Path, mirror: Path | None, show: bool, refresh: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None, list[FetchedFile]]:
+    fetched = [fetch(source, Path(data_dir) / RAW_DIR, mirror, show, entry.manual_download, refresh) for source in entry.files]
     frames: dict[str, list[pd.DataFrame]] = {"interactions": [], "attributes": []}
     for item in fetched:
         _say(show, f"  parsing {item.path.name} ({item.source.format})")
-        frames[item.source.role].append(parsers.parse(item.source.format, item.path, item.source.role))
+        try:
+            frames[item.source.role].append(parsers.parse(item.source.format, item.path, item.source.role))
+        except InputError:
+            # Kept, an unparseable raw file would be read again after the source is fixed.
+            item.path.unlink(missing_ok=True)
+            raise
     interactions = pd.concat(frames["interactions"], ignore_index=True)
     attributes = pd.concat(frames["attributes"], ignore_index=True) if frames["attributes"] else None
     return interactions, attributes, fetched
@@ -119,13 +120,13 @@ def _split(entry: DatasetEntry, sequences: Sequences) -> splits.SplitResult:
     return splits.leave_one_out(users, sequences.items)
 
 
-def _build(entry: DatasetEntry, data_dir: Path, mirror: Path | None, params: SyntheticParams | None, show: bool) -> tuple[PreparedDataset, Sequences]:
+def _build(entry: DatasetEntry, data_dir: Path, mirror: Path | None, params: SyntheticParams | None, show: bool, refresh: bool = False) -> tuple[PreparedDataset, Sequences]:
     if params is not None:
         _say(show, f"  generating {params}")
         interactions, attribute_pairs = synthetic.generate(params)
         fetched: list[FetchedFile] = []
     else:
-        interactions, attribute_pairs, fetched = _load_sources(entry, data_dir, mirror, show)
+        interactions, attribute_pairs, fetched = _load_sources(entry, data_dir, mirror, show, refresh)
     frame, report = filter_interactions(interactions, entry.recipe, entry.name)
     sequences = build_sequences(frame)
     split = _split(entry, sequences)
@@ -205,10 +206,10 @@ def prepare(
     entry = (registry or load_registry()).get(name)
     wanted = synthetic_params(entry, params)
     data_dir = Path(data_dir)
-    target = data_dir / name
+    target = dataset_dir(name, data_dir)
     if is_prepared(name, data_dir) and not force:
-        meta = json.loads((target / META_FILE).read_text())
-        if wanted is None or meta.get("synthetic") == dataclasses.asdict(wanted):
+        meta = _usable_meta(name, data_dir)
+        if meta is not None and (wanted is None or meta.get("synthetic") == dataclasses.asdict(wanted)):
             _say(progress, f"{name}: already prepared in {target} (use --force to rebuild)")
             return _row(name, meta["statistics"], target, "already prepared", users_dropped=meta.get("users_dropped", 0))
     if mirror is not None and entry.files and not Path(mirror).is_dir():
@@ -216,12 +217,24 @@ def prepare(
     check_writable(data_dir)
     start = time.perf_counter()
     _say(progress, f"{name}: preparing ({entry.description})")
-    dataset, sequences = _build(entry, data_dir, Path(mirror) if mirror else None, wanted, progress)
+    dataset, sequences = _build(entry, data_dir, Path(mirror) if mirror else None, wanted, progress, refresh=force)
     _write(dataset, sequences, target, overwrite=force or is_prepared(name, data_dir))
     seconds = round(time.perf_counter() - start, 3)
     _say(progress, f"{name}: written to {target} in {seconds:.1f} s")
     return _row(name, dataset.meta["statistics"], target, "prepared", seconds=seconds,
                 users_dropped=dataset.meta["users_dropped"])
+
+
+def _usable_meta(name: str, data_dir: Path) -> dict[str, Any] | None:
+    """meta.json of a prepared data set, or None (with a warning) when it is damaged: rebuilt."""
+    try:
+        meta = read_meta(name, data_dir)
+        if not isinstance(meta.get("statistics"), dict):
+            raise damaged(dataset_dir(name, data_dir), "meta.json has no statistics")
+        return meta
+    except InputError as error:
+        _console.print(f"warning: {error.message}; rebuilding it", highlight=False, markup=False, soft_wrap=True)
+        return None
 
 
 def list_datasets(data_dir: Path, registry: Registry | None = None) -> list[dict[str, Any]]:
@@ -245,6 +258,8 @@ def ensure_prepared(name: str, data_dir: Path, mirror: Path | None = None) -> No
     other missing data set is an input error that says which ``prepare`` command to run."""
     if is_prepared(name, data_dir):
         return
+    if Path(data_dir).exists() and not Path(data_dir).is_dir():
+        raise InputError(f"--data-dir {data_dir} is not a directory: give the folder that holds prepared data sets")
     entry = load_registry().get(name)
     if entry.synthetic is None:
         raise InputError(

@@ -8,19 +8,23 @@ overrides built-in ones, so users can register their own data without editing th
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
+from seqbench.coerce import coerce_fields
 from seqbench.errors import InputError, unknown_name
+from seqbench.names import check_name, check_relative
 
 BUILTIN_REGISTRY = Path(__file__).with_name("datasets.yaml")
 REGISTRY_ENV = "SEQBENCH_DATASETS"
 DEDUP_MODES = ("none", "exact", "first")
 SPLIT_KINDS = ("leave-one-out", "temporal")
 ROLES = ("interactions", "attributes")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class SourceFile:
     sha256: str | None  # of the file itself, or of ``member`` for archives; None = unverified
     mirror_folder: str
     member: str | None = None  # path inside a zip archive at ``url``
+    max_bytes: int | None = None  # size cap of the download (None: Content-Length + a margin)
 
     @property
     def file_name(self) -> str:
@@ -108,17 +113,28 @@ class Registry:
 
 
 def _build(cls: type, data: dict[str, Any] | None, where: str) -> Any:
-    """Instantiate a dataclass from YAML, naming the entry when a key is unknown or missing."""
+    """Instantiate a dataclass from YAML, naming the entry when a key is unknown or missing, or
+    a value does not have the field's type (``user_k: abc``, ``sha256: 12345``)."""
+    if data is not None and not isinstance(data, dict):
+        raise InputError(f"bad registry entry {where}: expected a mapping of {cls.__name__} fields, got {data!r}")
     try:
-        return cls(**(data or {}))
+        values = coerce_fields(cls, data or {})
+        if "sha256" in values and values["sha256"] is not None and not _SHA256.fullmatch(values["sha256"]):
+            raise InputError(f"sha256={values['sha256']!r} is not 64 hex digits (or null)")
+        return cls(**values)
     except TypeError as error:
         raise InputError(f"bad registry entry {where}: {error}; see seqbench/data/datasets.yaml for the layout") from None
+    except InputError as error:
+        raise InputError(f"bad registry entry {where}: {error.message}") from None
 
 
 def _entry(name: str, data: dict[str, Any], origin: Path) -> DatasetEntry:
     where = f"'{name}' in {origin}"
+    check_name("data set", name)  # it becomes the folder of the prepared data
     if not isinstance(data, dict):
         raise InputError(f"bad registry entry {where}: expected a mapping")
+    if not isinstance(data.get("files") or [], list):
+        raise InputError(f"bad registry entry {where}: 'files' must be a list of file entries")
     files = tuple(_build(SourceFile, source, where) for source in data.get("files") or [])
     synthetic = data.get("synthetic")
     entry = DatasetEntry(
@@ -145,20 +161,37 @@ def _check(entry: DatasetEntry, where: str) -> None:
         raise InputError(f"bad registry entry {where}: split quantile must be in (0, 1), got {entry.split.quantile}")
     if entry.synthetic is None and not entry.files_with_role("interactions"):
         raise InputError(f"bad registry entry {where}: it needs a file with role 'interactions'")
+    for key in ("user_k", "item_k"):
+        if getattr(entry.recipe, key) < 0:
+            raise InputError(f"bad registry entry {where}: {key} must be >= 0, got {getattr(entry.recipe, key)}")
     for source in entry.files:
         if source.role not in ROLES:
             raise InputError(f"bad registry entry {where}: file role '{source.role}' is not one of {', '.join(ROLES)}")
+        try:
+            check_relative("mirror_folder", source.mirror_folder)
+            check_name("raw file", source.file_name)
+            check_url(source)
+        except InputError as error:
+            raise InputError(f"bad registry entry {where}: {error.message}") from None
 
 
 def read_registry_file(path: Path) -> dict[str, DatasetEntry]:
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"cannot read data set registry {path}: it is not UTF-8 text") from None
     except (OSError, yaml.YAMLError) as error:
         raise InputError(f"cannot read data set registry {path}: {str(error).splitlines()[0]}") from None
     datasets = (document or {}).get("datasets") if isinstance(document, dict) else None
     if not isinstance(datasets, dict):
         raise InputError(f"data set registry {path} has no 'datasets:' mapping")
     return {str(name): _entry(str(name), data, Path(path)) for name, data in datasets.items()}
+
+
+def check_url(source: SourceFile) -> None:
+    from seqbench.data.download import check_url as check
+
+    check(source)
 
 
 def load_registry(extra: Path | None = None) -> Registry:

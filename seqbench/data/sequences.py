@@ -23,7 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from seqbench.atomic import recover
 from seqbench.errors import InputError
+from seqbench.names import check_name
 
 META_FILE = "meta.json"
 
@@ -179,19 +181,58 @@ def save_prepared(dataset: PreparedDataset, directory: Path) -> None:
     (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
 
 
+def dataset_dir(name: str, data_dir: Path) -> Path:
+    """``data_dir/name``, once ``name`` is known to be a safe folder name."""
+    return Path(data_dir) / check_name("data set", name)
+
+
 def is_prepared(name: str, data_dir: Path) -> bool:
-    return (Path(data_dir) / name / META_FILE).is_file()
+    directory = dataset_dir(name, data_dir)
+    recover(directory)  # a replacement killed between its two renames
+    return (directory / META_FILE).is_file()
+
+
+def damaged(directory: Path, what: str) -> InputError:
+    return InputError(
+        f"prepared data set {directory} is damaged ({what}): rebuild it with "
+        f"`seqbench prepare {directory.name} --force --data-dir {directory.parent}`"
+    )
+
+
+def read_meta(name: str, data_dir: Path) -> dict[str, Any]:
+    """The prepared data set's meta.json; an unreadable or incomplete one is an input error."""
+    path = dataset_dir(name, data_dir) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise damaged(path.parent, f"{META_FILE}: {type(error).__name__}") from None
+    if not isinstance(meta, dict):
+        raise damaged(path.parent, f"{META_FILE} is not a JSON object")
+    try:
+        if int(meta["num_items"]) < 1:
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise damaged(path.parent, f"{META_FILE} has no valid num_items") from None
+    return meta
 
 
 def load_prepared(name: str, data_dir: Path) -> PreparedDataset:
     """Read a prepared data set; a clear error says which ``prepare`` to run if it is missing."""
-    directory = Path(data_dir) / name
+    directory = dataset_dir(name, data_dir)
     if not is_prepared(name, data_dir):
         raise InputError(
             f"data set '{name}' is not prepared in {Path(data_dir)}: run `seqbench prepare {name}` "
             f"(with --data-dir {data_dir} if it is not the default)"
         )
-    meta = json.loads((directory / META_FILE).read_text())
+    meta = read_meta(name, data_dir)
+    try:
+        return _read_tables(name, directory, meta)
+    except (OSError, ValueError, KeyError, IndexError, pa.ArrowException) as error:
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise damaged(directory, reason) from None
+
+
+def _read_tables(name: str, directory: Path, meta: dict[str, Any]) -> PreparedDataset:
     train = pq.read_table(directory / "train.parquet")
     attributes = None
     attr_path = directory / "item_attributes.parquet"

@@ -9,12 +9,11 @@ symbol) is accepted as an alias of ``num_negatives``.
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
-from typing import Any, Union
 
 import numpy as np
 
+from seqbench.coerce import coerce
 from seqbench.errors import InputError, did_you_mean, unknown_name
 from seqbench.losses.base import Loss
 from seqbench.losses.bce import BCE
@@ -45,8 +44,8 @@ _REGISTRY: dict[str, type[Loss]] = {
 LOSS_NAMES: list[str] = list(_REGISTRY)
 ALIASES = {"K": "num_negatives"}
 POSITIONS = ("all", "last")
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+# Stands in for N while the catalogue is not known yet: every catalogue bound holds for it.
+UNKNOWN_CATALOGUE = 2**62
 
 
 def loss_class(name: str) -> type[Loss]:
@@ -61,35 +60,12 @@ def default_params(name: str) -> dict[str, object]:
     return dataclasses.asdict(loss_class(name).Params())
 
 
-def _convert(key: str, value: object, hint: Any) -> object:
-    """Convert a CLI/config value to the field's declared type (bool, int, float, str, X | None)."""
-    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
-    if value is None or (isinstance(value, str) and value.lower() in {"none", "null"}):
-        if type(None) in options:
-            return None
-        raise InputError(f"{key} cannot be empty")
-    target = next(option for option in options if option is not type(None))
-    try:
-        if target is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).lower()
-            if text in _TRUE | _FALSE:
-                return text in _TRUE
-            raise ValueError
-        if target is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)  # type: ignore[arg-type]
-        if target is float:
-            return float(value)  # type: ignore[arg-type]
-        return str(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{key}={value!r} is not a valid {target.__name__}") from None
+def make_params(name: str, params: dict[str, object] | None, num_items: int | None) -> object:
+    """Build and validate the Params dataclass of loss ``name`` from a dict of overrides.
 
-
-def make_params(name: str, params: dict[str, object] | None, num_items: int) -> object:
-    """Build and validate the Params dataclass of loss ``name`` from a dict of overrides."""
+    ``num_items=None`` checks everything that does not depend on the catalogue (when a run
+    config is built, before any data set is loaded); the trainer checks again with the real N.
+    """
     cls = loss_class(name).Params
     hints = typing.get_type_hints(cls)
     fields = [field.name for field in dataclasses.fields(cls)]
@@ -100,9 +76,9 @@ def make_params(name: str, params: dict[str, object] | None, num_items: int) -> 
             raise InputError(f"parameter {key} of loss {name} was given twice (K is an alias of num_negatives)")
         if key not in fields:
             raise InputError(f"unknown parameter {key!r} for loss {name}{did_you_mean(key, fields)} (valid: {', '.join(fields)})")
-        values[key] = _convert(key, value, hints[key])
+        values[key] = coerce(key, value, hints[key])
     built = cls(**values)
-    built.validate(num_items)
+    built.validate(UNKNOWN_CATALOGUE if num_items is None else num_items)
     return built
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -279,12 +280,9 @@ def load_or_pretrain(
     key = pretrain_key(dataset, config, epochs, seed, max_len)
     path = None if cache_dir is None else cache_path(cache_dir, dataset.name, key)
     if path is not None and path.is_file():
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-        if stored.get("key") == key:
-            return PretrainResult(
-                stored["state_dict"], stored["epoch_losses"], stored["objectives"], stored["note"],
-                stored["seconds"], from_cache=True, key=key,
-            )
+        cached = _read_cache(path, key)
+        if cached is not None:
+            return cached
     result = pretrain_s3rec(dataset, config, epochs, seed, device, progress, max_len)
     result.key = key
     if path is not None:
@@ -295,6 +293,22 @@ def load_or_pretrain(
         with atomic_file(path) as tmp:
             torch.save(payload, tmp)
     return result
+
+
+def _read_cache(path: Path, key: str) -> PretrainResult | None:
+    """The cached pre-training for ``key``; a damaged cache file is reported, then recomputed
+    (and replaced), instead of failing every later S3-Rec run."""
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        if stored.get("key") != key:
+            return None
+        return PretrainResult(
+            stored["state_dict"], stored["epoch_losses"], stored["objectives"], stored["note"],
+            stored["seconds"], from_cache=True, key=key,
+        )
+    except Exception as error:  # torch raises many types for a file that is not a checkpoint
+        sys.stderr.write(f"warning: damaged S3-Rec pre-training cache {path} ({type(error).__name__}): pre-training again and replacing it\n")
+        return None
 
 
 class RunSettings(Protocol):

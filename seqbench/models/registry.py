@@ -6,6 +6,7 @@ import inspect
 from dataclasses import asdict, fields
 from typing import Any
 
+from seqbench.coerce import coerce_fields
 from seqbench.errors import InputError, did_you_mean, unknown_name
 from seqbench.models.base import SequentialRecommender
 from seqbench.models.bert4rec import BERT4Rec
@@ -37,12 +38,33 @@ def default_params(name: str) -> dict[str, Any]:
 
 
 def make_config(name: str, params: dict[str, Any] | None = None) -> Any:
+    """The model's typed config from ``--set model.KEY=VALUE`` values: unknown keys, values of the
+    wrong type and values out of range are input errors, found before anything is built."""
     cls = model_class(name)
     valid = [f.name for f in fields(cls.Config)]
     unknown = sorted(set(params or {}) - set(valid))
     if unknown:
         raise InputError(f"unknown parameter(s) {', '.join(unknown)} for model '{name}'{did_you_mean(unknown[0], valid)}: valid are {', '.join(valid)}")
-    return cls.Config(**(params or {}))
+    values = coerce_fields(cls.Config, dict(params or {}), "model.")
+    for key, value in values.items():
+        _check_range(key, value)
+    return cls.Config(**values)
+
+
+def _check_range(key: str, value: Any) -> None:
+    """Ranges by naming convention of the model configs: sizes and counts, rates, weights."""
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if "dropout" in key or key == "mask_prob":
+        ok, wanted = 0.0 <= value < 1.0, "in [0, 1)"
+    elif isinstance(value, int):
+        ok, wanted = value >= 1, ">= 1"
+    elif key.endswith("_weight"):
+        ok, wanted = value >= 0, ">= 0"
+    else:  # learning rates, eps, init_std
+        ok, wanted = value > 0, "> 0"
+    if not ok:
+        raise InputError(f"model.{key} must be {wanted}, got {value}")
 
 
 def build_model(

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import torch
 
-from seqbench.atomic import atomic_directory
+from seqbench.atomic import atomic_directory, recover_siblings
 from seqbench.errors import InputError
+from seqbench.names import check_name
 
 RUNS_DIR = "runs"
 STATUSES = ("completed", "failed", "interrupted", "pruned")  # pruned: stopped by a tuner (StopRun)
@@ -35,6 +36,16 @@ LOG_FILE = "run.log"
 # A temporary directory of an atomic write lives for the seconds the write takes; one older than
 # this was left by a crashed process (a concurrent write is never that old).
 STRAY_MIN_AGE_SECONDS = 3600
+# What pyarrow raises for a file that is not (or no longer) Parquet: truncated, empty, garbage.
+UNREADABLE = (OSError, ValueError, KeyError, IndexError, pa.ArrowException)
+
+
+class DamagedRun(InputError):
+    """A stored run file that cannot be read; the message names it and how to remove it."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 @dataclass
@@ -53,9 +64,29 @@ class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.runs_dir = self.root / RUNS_DIR
+        self._warned: set[Path] = set()
+        if self.runs_dir.is_dir():
+            recover_siblings(self.runs_dir)  # a run replaced when the process was killed
 
     def run_dir(self, run_id: str) -> Path:
-        return self.runs_dir / run_id
+        return self.runs_dir / check_name("run id", run_id)
+
+    def damaged(self, path: Path, error: BaseException) -> DamagedRun:
+        """The one-line report of an unreadable run file (the rest of the store keeps working)."""
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return DamagedRun(f"damaged run file {path} ({reason[:160]}): remove the run with `rm -r {path.parent}` and train it again", path)
+
+    def warn(self, problem: DamagedRun) -> None:
+        if problem.path not in self._warned:  # once per file, however often a report reads it
+            self._warned.add(problem.path)
+            sys.stderr.write(f"warning: skipped {problem.message}\n")
+            sys.stderr.flush()
+
+    def check_writable(self) -> None:
+        """Fail in one line, before any training, when runs could not be written under ``root``."""
+        for path in (self.root, self.runs_dir):
+            if path.exists() and not path.is_dir():
+                raise InputError(f"--results {self.root}: {path} is not a directory: choose a directory for the run store")
 
     def has(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / "run.parquet").is_file()
@@ -72,8 +103,8 @@ class RunStore:
                     torch.save(run.checkpoint, tmp / "checkpoint.pt")
                 if run.log:
                     (tmp / LOG_FILE).write_text(run.log)
-        except PermissionError as error:
-            raise InputError(f"cannot write runs into {self.root} ({error.strerror}): choose a writable --results") from None
+        except (PermissionError, NotADirectoryError, FileExistsError) as error:
+            raise InputError(f"cannot write runs into {self.root} ({error.strerror or error}): choose a writable --results directory") from None
         return target
 
     def run_files(self) -> list[Path]:
@@ -82,36 +113,72 @@ class RunStore:
         return sorted(path for path in self.runs_dir.glob("*/run.parquet") if not path.parent.name.startswith("."))
 
     def table(self) -> pd.DataFrame:
-        """All stored runs as one table (a pyarrow dataset over the run rows)."""
-        files = self.run_files()
-        if not files:
+        """All readable stored runs as one table; a damaged run file is skipped with a warning."""
+        tables = []
+        for path in self.run_files():
+            try:
+                tables.append(self._read_row_table(path))
+            except DamagedRun as problem:
+                self.warn(problem)
+        if not tables:
             return pd.DataFrame()
-        schema = pa.unify_schemas([pq.read_schema(path) for path in files], promote_options="permissive")
-        return pads.dataset([str(path) for path in files], schema=schema, format="parquet").to_table().to_pandas()
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+    def _read_row_table(self, path: Path) -> pa.Table:
+        try:
+            table = pq.read_table(path, partitioning=None)
+        except UNREADABLE as error:
+            raise self.damaged(path, error) from None
+        if table.num_rows != 1 or "run_id" not in table.column_names:
+            raise self.damaged(path, ValueError(f"{table.num_rows} rows, expected one run row"))
+        return table
 
     def row(self, run_id: str) -> dict[str, Any]:
         if not self.has(run_id):
             raise InputError(f"no stored run '{run_id}' in {self.root}: list runs with `seqbench runs`")
-        return pq.read_table(self.run_dir(run_id) / "run.parquet").to_pylist()[0]
+        return self._read_row_table(self.run_dir(run_id) / "run.parquet").to_pylist()[0]
+
+    def _frame(self, run_id: str, name: str) -> pd.DataFrame:
+        """A run's per-epoch or per-user table; a damaged one reads as empty, with a warning."""
+        path = self.run_dir(run_id) / name
+        try:
+            return pq.read_table(path, partitioning=None).to_pandas()
+        except FileNotFoundError:
+            raise
+        except UNREADABLE as error:
+            self.warn(self.damaged(path, error))
+            return pd.DataFrame()
 
     def epochs(self, run_id: str) -> pd.DataFrame:
-        return pq.read_table(self.run_dir(run_id) / "epochs.parquet").to_pandas()
+        return self._frame(run_id, "epochs.parquet")
 
     def ranks(self, run_id: str, split: str | None = None) -> pd.DataFrame:
-        frame = pq.read_table(self.run_dir(run_id) / "ranks.parquet").to_pandas()
-        return frame if split is None or frame.empty else frame[frame["split"] == split].reset_index(drop=True)
+        frame = self._frame(run_id, "ranks.parquet")
+        if split is None or frame.empty or "split" not in frame.columns:
+            return frame
+        return frame[frame["split"] == split].reset_index(drop=True)
 
     def checkpoint(self, run_id: str) -> dict[str, torch.Tensor]:
         path = self.run_dir(run_id) / "checkpoint.pt"
         if not path.is_file():
             raise InputError(f"run '{run_id}' has no checkpoint (status {self.row(run_id).get('status')}): re-run it")
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # torch raises several types for a file that is not a checkpoint
             raise InputError(f"{path} is not a readable checkpoint ({type(error).__name__}): re-run the training") from None
+        if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+            raise InputError(f"{path} holds a {type(state).__name__}, not a model state dict: remove the run with `rm -r {path.parent}` and re-run the training")
+        return state
 
     def config(self, run_id: str) -> dict[str, Any]:
-        return json.loads(self.row(run_id)["config_json"])
+        path = self.run_dir(run_id) / "run.parquet"
+        try:
+            config = json.loads(self.row(run_id)["config_json"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise self.damaged(path, ValueError(f"config_json unreadable: {error}")) from None
+        if not isinstance(config, dict):
+            raise self.damaged(path, ValueError("config_json is not a mapping"))
+        return config
 
     def run_ids(self) -> list[str]:
         return [path.parent.name for path in self.run_files()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from seqbench.coerce import coerce
 from seqbench.errors import InputError, did_you_mean, unknown_name
+from seqbench.names import check_name
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -77,6 +80,8 @@ class RunConfig:
 
 LATER_FIELDS: dict[str, Any] = {"selection_metric": "NDCG@10", "paper_preset": ""}
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+FIELD_HINTS = typing.get_type_hints(RunConfig)
+MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy generators take seeds up to here
 NESTED = ("loss_params", "model_params")
 
 
@@ -106,39 +111,20 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
 
 
 def _coerce(name: str, value: Any) -> Any:
-    kind = str(FIELD_TYPES[name])
-    try:
-        if kind == "int":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if kind == "float":
-            return float(value)
-        if kind == "bool":
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if kind.startswith("tuple"):
-            items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-            return tuple(int(v) for v in items)
-        if kind.startswith("int |"):
-            return None if value is None else int(value)
-        if kind.startswith("float |"):
-            return None if value is None else float(value)
-        if kind.startswith("dict"):
-            if not isinstance(value, dict):
-                raise ValueError
-            return dict(value)
-        return None if value is None and "None" in kind else str(value)
-    except (TypeError, ValueError):
-        raise InputError(f"config key '{name}' expects {kind}, got {value!r}") from None
+    return coerce(name, value, FIELD_HINTS[name])
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
     try:
-        content = yaml.safe_load(Path(path).read_text()) or {}
+        content = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise InputError(f"config file {path} does not exist: check the --config path") from None
+    except IsADirectoryError:
+        raise InputError(f"config file {path} is a directory: give the path of a YAML file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"config file {path} is not UTF-8 text: save it as UTF-8 YAML") from None
+    except OSError as error:
+        raise InputError(f"cannot read config file {path} ({error.strerror or error})") from None
     except yaml.YAMLError as error:
         raise InputError(f"config file {path} is not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(content, dict):
@@ -203,7 +189,12 @@ def _route(
         elif scope == "model" or scope == config.model:
             nested["model_params"][name] = value
         elif scope in loss_keys or scope in model_keys:
-            return  # a setting for another loss/model of a grid: not this run's
+            # A setting for another loss/model of a grid: not this run's, but a typo in its key
+            # must fail here, as it would for a run of that loss, not silently do nothing.
+            valid = loss_keys.get(scope) or model_keys.get(scope) or []
+            if name not in valid and not (scope in loss_keys and name == "K" and "num_negatives" in valid):
+                raise InputError(f"unknown parameter '{name}' in '{key}' for {scope}: valid are {', '.join(valid)}")
+            return
         else:
             raise InputError(f"unknown config scope '{scope}' in '{key}': use loss.KEY, model.KEY or LOSSNAME.KEY")
         return
@@ -228,6 +219,9 @@ def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, m
         (config.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {config.eval_batch_size}"),
         (config.max_len >= 2, f"max_len must be >= 2, got {config.max_len}"),
         (config.lr > 0, f"lr must be > 0, got {config.lr}"),
+        (config.weight_decay >= 0, f"weight_decay must be >= 0, got {config.weight_decay}"),
+        (0 <= config.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {config.seed}"),
+        (config.augment_stride is None or config.augment_stride >= 1, f"augment_stride must be >= 1, got {config.augment_stride}"),
         (config.eval_every >= 1, f"eval_every must be >= 1, got {config.eval_every}"),
         (config.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got '{config.device}'"),
         (config.positions in (None, "all", "last"), f"positions must be 'all' or 'last', got '{config.positions}'"),
@@ -239,6 +233,7 @@ def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, m
     for ok, message in checks:
         if not ok:
             raise InputError(message)
+    check_name("data set", config.dataset)  # it becomes a folder name and part of the run id
     selectable = selectable_metrics(config.ks)
     if config.selection_metric not in selectable:
         raise InputError(unknown_name(f"selection_metric (with ks={list(config.ks)})", config.selection_metric, selectable))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from seqbench.errors import InputError, SeqbenchError
-from seqbench.storage.store import RunStore
+from seqbench.storage.store import DamagedRun, RunStore
 from seqbench.training.config import FIELD_TYPES, RunConfig, parse_value
 
 Update = Callable[[str, dict[str, Any]], None]
@@ -147,7 +147,11 @@ def pending(configs: Iterable[RunConfig], store: RunStore, retry_failed: bool, e
     done: list[RunOutcome] = []
     for config in configs:
         run_id = config.run_id(executor.device_type(config))
-        status = store.row(run_id).get("status") if store.has(run_id) else None
+        try:
+            status = store.row(run_id).get("status") if store.has(run_id) else None
+        except DamagedRun as problem:  # trained again: the new run replaces the damaged files
+            store.warn(problem)
+            status = None
         if status == "completed" or (status == "failed" and not retry_failed):
             done.append(RunOutcome(run_id, run_label(config), "skipped", f"already stored ({status})"))
         else:

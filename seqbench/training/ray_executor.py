@@ -269,6 +269,8 @@ class RayExecutor:
             # Ship the driver's own seqbench to the cluster, so that every worker runs the same
             # code whether or not (and whichever version) seqbench is installed on its node.
             options["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parents[1])], "excludes": ["__pycache__"]}
+        if self.address is None:
+            _own_local_ray()
         try:
             ray.init(address=self.address, **options)
         except (ConnectionError, ValueError, RuntimeError) as error:
@@ -278,6 +280,8 @@ class RayExecutor:
             hint = "" if "pip install" in first else "; is a Ray head running there? (`ray start --head`)"
             raise InputError(f"cannot start or join Ray at {where}: {first}{hint}") from None
         self.started_ray = self.address is None
+        if self.started_ray:
+            _stop_on_signals()
 
     def close(self) -> None:
         """Stop the local Ray this executor started (a joined cluster keeps running)."""
@@ -437,6 +441,49 @@ def _ray_failure(ray: Any, error: BaseException) -> str:
     if isinstance(error, died):
         return f"Ray worker died ({kind}, also on its retry): {detail}"[:500]
     return f"{kind}: {detail}"[:500]
+
+
+# --- a local Ray never outlives seqbench ---------------------------------------------------------
+def _own_local_ray() -> None:
+    """Mark the processes of the local Ray about to start, and watch for this process's end.
+
+    Ray's own atexit hook shuts it down on a normal exit; the signal handlers below cover
+    SIGTERM/SIGHUP; the watcher (:mod:`seqbench.training.ray_reaper`) covers SIGKILL.
+    """
+    import secrets
+    import subprocess
+    import sys
+
+    from seqbench.training.ray_reaper import OWNER_VARIABLE
+
+    value = f"{os.getpid()}-{secrets.token_hex(6)}"
+    os.environ[OWNER_VARIABLE] = value  # inherited by every process ray.init starts
+    if not Path("/proc").is_dir():
+        return
+    environment = {key: val for key, val in os.environ.items() if key != OWNER_VARIABLE}
+    subprocess.Popen(
+        [sys.executable, "-m", "seqbench.training.ray_reaper", str(os.getpid()), value],
+        env=environment | {"PYTHONPATH": os.pathsep.join(sys.path)}, start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+    )
+
+
+def _stop_on_signals() -> None:
+    """SIGHUP (a closed terminal) ends the driver as Ctrl-C does: tasks cancelled, written runs
+    kept, Ray shut down by its exit hook; the default action would skip every exit hook. Ray's
+    ``init`` installs its own SIGTERM handler, which exits through the same hooks; it is kept."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(number: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {number}")
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(number) in (signal.SIG_DFL, None):
+            signal.signal(number, interrupt)
 
 
 def make_ray_executor(address: str | None, cpus_per_run: float | None, gpus_per_run: float | None) -> RayExecutor:

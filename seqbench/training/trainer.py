@@ -51,6 +51,10 @@ class StopRun(Exception):
 
 
 def resolve_device(name: str) -> torch.device:
+    from seqbench.training.config import DEVICES
+
+    if name not in DEVICES:
+        raise InputError(f"unknown device '{name}': choose one of {', '.join(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was asked for but CUDA is not available: use --device cpu or auto")
     if name == "auto":
@@ -76,8 +80,50 @@ def registry_keys() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
 
 
 def make_config(base: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """A validated run config: its fields, and its loss and model parameters against the
+    registries (types and ranges), so that a bad value fails here, before any data is loaded or
+    any run of a grid is trained. The parameters are kept as given: they are part of run ids."""
+    from seqbench.losses.registry import make_params
+    from seqbench.models.registry import make_config as model_config
+
     loss_keys, model_keys = registry_keys()
-    return build_config(base, overrides, loss_keys, model_keys)
+    config = build_config(base, overrides, loss_keys, model_keys)
+    make_params(config.loss, config.loss_params, None)
+    model_config(config.model, config.model_params)
+    return config
+
+
+def check_catalogues(configs: list[RunConfig], data_dir: Path, mirror: Path | None = None) -> None:
+    """:func:`check_catalogue` for every config, from each data set's meta.json, before any run
+    trains (``train`` and ``compare``; a tuner's sampled values are bounded by its own space)."""
+    from seqbench.data.prepare import ensure_prepared
+    from seqbench.data.sequences import read_meta
+
+    sizes: dict[str, int] = {}
+    for config in configs:
+        if config.dataset not in sizes:
+            ensure_prepared(config.dataset, data_dir, mirror)
+            sizes[config.dataset] = int(read_meta(config.dataset, data_dir)["num_items"])
+        check_catalogue(config, sizes[config.dataset])
+
+
+def check_catalogue(config: RunConfig, num_items: int) -> None:
+    """The checks that need the data set's catalogue size N, before anything is allocated.
+
+    An explicit ``num_negatives`` above N is refused (K = 100000 on 100 items would allocate
+    gigabytes for negatives that repeat); the spec's defaults (K = 256) stay valid on small
+    test catalogues, where they sample with replacement.
+    """
+    from seqbench.losses.registry import make_params
+
+    params = make_params(config.loss, config.loss_params, num_items)
+    given = {"num_negatives", "K"} & set(config.loss_params)
+    negatives = getattr(params, "num_negatives", None)
+    if given and negatives is not None and negatives > num_items:
+        raise InputError(
+            f"loss.num_negatives={negatives} is more than the {num_items} items of data set '{config.dataset}': "
+            f"choose at most {num_items}"
+        )
 
 
 def load_dataset(name: str, data_dir: Path, mirror: Path | None = None) -> PreparedDataset:
@@ -423,9 +469,11 @@ def train_run(
 ) -> StoredRun:
     """Train, evaluate and store one run; a failure is stored as a ``failed`` run and re-raised."""
     device = resolve_device(config.device)
+    store = RunStore(results)
+    store.check_writable()  # a --results that names a file fails now, not after training
     dataset = load_dataset(config.dataset, data_dir, mirror)
     stored, error = run_training(config, dataset, device, Path(results) / "pretrain", progress)
-    RunStore(results).write(stored)
+    store.write(stored)
     raise_for_outcome(stored, error)
     return stored
 
@@ -446,6 +494,9 @@ def evaluate_stored(
 
     if split not in ("valid", "test"):
         raise InputError(f"split must be 'valid' or 'test', got '{split}'")
+    if ks is not None and (not ks or min(ks) < 1):
+        raise InputError(f"--k cut-offs must be integers >= 1, got {','.join(map(str, ks))}")
+    resolve_device(device_name)  # an unknown device fails before the data set is loaded
     store = RunStore(results)
     run_id = store.resolve(run_id)
     config = make_config(store.config(run_id))
