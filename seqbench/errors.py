@@ -46,4 +46,4 @@ def unknown_name(what: str, name: str, choices: Iterable[str]) -> str:
     valid = [str(choice) for choice in choices]
     hint = did_you_mean(name, valid)
     listing = ", ".join(valid)
-    return f"unknown {what} {name!r}{hint} (choose from {listing})" if hint else f"unknown {what} {name!r}: choose from {listing}"
+    return f"unknown {what} '{name}'{hint} (choose from {listing})" if hint else f"unknown {what} '{name}': choose from {listing}"

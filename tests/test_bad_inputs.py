@@ -509,7 +509,7 @@ def test_a_bad_cached_raw_file_does_not_stick(workspace: Workspace) -> None:
     (ws.mirror / "tiny" / "ratings.csv").write_text(RATINGS + "9,1,4.0,5000\n")  # a new version of the source
     forced = runner.invoke(app, [*args, "--force", "--json"], env=env)
     assert forced.exit_code == 0, forced.output
-    assert json.loads(forced.stdout)[0]["users"] == 6  # --force fetched the file again, not the cached one
+    assert json.loads(forced.stdout)["datasets"][0]["users"] == 6  # --force fetched the file again, not the cached one
 
 
 def test_a_cpu_allocation_failure_is_one_line_exit_1(monkeypatch: pytest.MonkeyPatch, workspace: Workspace) -> None:

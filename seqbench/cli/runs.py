@@ -181,7 +181,7 @@ def runs(
             shown = [c for c in shown if not c.startswith("test_")] + asked
         out_console.print(render_listing(table[shown], format_), highlight=False, markup=False, end="")
 
-    guarded(work, debug)
+    guarded(work, debug, json_)
 
 
 # --- runs show ----------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def show(
             return
         out_console.print(show_text(record, epochs, files, store.run_dir(full)), highlight=False, markup=False, end="")
 
-    guarded(work, debug)
+    guarded(work, debug, json_)
 
 
 # --- runs rm / gc -------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def rm(
                 store.delete(run_id)
         _report_removal([(run_id, str(statuses[run_id])) for run_id in chosen], dry_run, json_, store.root)
 
-    guarded(work, debug)
+    guarded(work, debug, json_)
 
 
 @runs_app.command("gc")
@@ -332,4 +332,4 @@ def gc(
         doomed += [(path.name, "not a readable run: leftover of a crashed write") for path in strays]
         _report_removal(doomed, dry_run, json_, store.root)
 
-    guarded(work, debug)
+    guarded(work, debug, json_)
