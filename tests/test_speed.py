@@ -6,6 +6,7 @@ tolerance), every training sample seen once per epoch, stored run ids unchanged 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -32,3 +33,44 @@ def test_length_batched_evaluation_ranks_equal_full_width_batches(toy_data: Path
     plain = evaluate_split(trainer.model, split, 30, trainer.device, batch_size=16, by_length=False)
     np.testing.assert_array_equal(fast.ranks, plain.ranks)
     assert fast.metrics == pytest.approx(plain.metrics, rel=1e-12)
+
+
+def test_the_length_sampler_sees_every_sample_once_in_batches_of_similar_length(toy_data: Path) -> None:
+    from seqbench.data.batches import TrainBatches
+
+    train = load_dataset("toy", toy_data).train
+    plain = TrainBatches(train, 30, 8, seed=0)
+    grouped = TrainBatches(train, 30, 8, seed=0, sampler="length")
+    for epoch in (1, 2):
+        batches = list(grouped.epoch(epoch))
+        assert len(batches) == len(grouped)
+        assert sorted(np.concatenate([b.rows.numpy() for b in batches]).tolist()) == sorted(grouped.rows.tolist())
+    widest = lambda batches: sum(int((b.windows > 0).sum(1).max()) for b in batches)  # noqa: E731
+    assert widest(grouped.epoch(1)) < 0.8 * widest(plain.epoch(1))
+    assert [b.rows.tolist() for b in grouped.epoch(1)] != [b.rows.tolist() for b in grouped.epoch(2)]
+
+
+@pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
+def test_a_trimmed_step_equals_the_full_width_step(toy_data: Path, model: str) -> None:
+    """Without dropout (whose masks depend on the width) the step is the same; BERT4Rec is left
+    out for the same reason: it draws its [MASK] positions over the window's width."""
+    no_dropout = {"sasrec": {"dropout": 0.0, "attn_dropout": 0.0}, "gru4rec": {"dropout": 0.0}}[model]
+    full, trimmed = (trained(toy_data, model, epochs=1, sampler=sampler, model_params=no_dropout) for sampler in ("random", "length"))
+    trimmed.model.load_state_dict(full.model.state_dict())
+    trimmed.optimizer.load_state_dict(copy.deepcopy(full.optimizer.state_dict()))  # Adam would share moment tensors
+    batch = next(iter(full.batches.epoch(3)))
+    assert (batch.windows == 0).all(dim=0).any()  # the batch has columns to cut
+    losses = [one._step(batch.windows, batch.rows) for one in (full, trimmed)]
+    assert float(losses[1]) == pytest.approx(float(losses[0]), rel=1e-5)
+    for (name, a), b in zip(full.model.named_parameters(), trimmed.model.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_the_sampler_is_in_the_run_id_only_when_set() -> None:
+    from seqbench.errors import InputError
+    from seqbench.training.config import RunConfig
+
+    assert "sampler" not in RunConfig().hash_payload()  # every stored run keeps its id
+    assert RunConfig(sampler="length").run_id("cpu") != RunConfig().run_id("cpu")
+    with pytest.raises(InputError, match="sampler must be one of random, length, got 'sorted'"):
+        make_config(None, {"sampler": "sorted"})

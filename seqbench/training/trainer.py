@@ -117,8 +117,12 @@ class Trainer:
             config.loss, dataset.num_items, config.loss_params, positions, item_counts=dataset.item_counts()
         ).to(device)
         self.batches = TrainBatches(
-            dataset.train, config.max_len, config.batch_size, config.seed, config.augment, config.augment_stride
+            dataset.train, config.max_len, config.batch_size, config.seed, config.augment, config.augment_stride, config.sampler
         )
+        # Batches of similar lengths are cut to their longest window (exact: the models ignore
+        # left padding); only with the length sampler, whose run id differs anyway, because a
+        # narrower batch draws different dropout masks.
+        self.trim = config.sampler == "length" and self.model.left_padding_free
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
         self.forward = torch.compile(self.model) if config.compile else self.model
@@ -141,6 +145,8 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _step(self, windows: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if self.trim:
+            windows = trim_padding(windows)
         inputs, targets = self.model.training_batch(windows.to(self.device), self.generator)
         with self._autocast():
             hidden = self.forward(inputs)
@@ -245,6 +251,12 @@ class Trainer:
         return {"valid": self.evaluate("valid"), "test": self.evaluate("test")}
 
 
+def trim_padding(windows: torch.Tensor) -> torch.Tensor:
+    """Left-padded windows without the columns that are padding in every row (2 columns at least)."""
+    width = max(int((windows > 0).sum(dim=1).max()), 2)
+    return windows[:, windows.shape[1] - width :]
+
+
 def _optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return sum(
         value.numel() * value.element_size()
@@ -293,6 +305,7 @@ def run_row(
     }
     row["selection_metric"] = config.selection_metric
     row["preset"] = config.preset
+    row["sampler"] = config.sampler
     for name in ("epochs", "patience", "batch_size", "max_len", "lr", "weight_decay", "eval_every", "pretrain_epochs"):
         row[name] = getattr(config, name)
     row["time_budget"] = float(config.time_budget) if config.time_budget is not None else float("nan")
