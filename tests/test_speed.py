@@ -74,3 +74,40 @@ def test_the_sampler_is_in_the_run_id_only_when_set() -> None:
     assert RunConfig(sampler="length").run_id("cpu") != RunConfig().run_id("cpu")
     with pytest.raises(InputError, match="sampler must be one of random, length, got 'sorted'"):
         make_config(None, {"sampler": "sorted"})
+
+
+def test_cuda_tiles_take_a_share_of_free_memory_and_cpu_tiles_stay_cache_sized() -> None:
+    from seqbench.losses.chunked_ce import DEFAULT_CHUNK, ROW_BLOCK, cuda_tile_shape, tile_shape
+
+    assert tile_shape(12_800, 1_000_000, DEFAULT_CHUNK, torch.device("cpu")) == (ROW_BLOCK, DEFAULT_CHUNK)
+    rows, items = cuda_tile_shape(12_800, 1_000_000, DEFAULT_CHUNK, free_bytes=100 * 2**30)
+    assert rows == 12_800 and items > 100 * DEFAULT_CHUNK  # fewer, bigger tiles
+    assert rows * items * 4 <= 25 * 2**30  # a quarter of the free memory
+    assert cuda_tile_shape(100, 3_000, DEFAULT_CHUNK, free_bytes=100 * 2**30) == (100, 3_000)  # one tile
+    rows, items = cuda_tile_shape(12_800, 1_000_000, DEFAULT_CHUNK, free_bytes=2**26)  # 64 MiB free
+    assert items == DEFAULT_CHUNK and rows * items * 4 <= 2**24
+
+
+def test_a_one_tile_chunked_loss_equals_the_dense_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqbench.losses import chunked_ce
+
+    monkeypatch.setattr(chunked_ce, "tile_shape", lambda n, items, chunk, device, size=4: (n, items))  # the CUDA case
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(37, 8, generator=generator, requires_grad=True)
+    table = torch.randn(101, 8, generator=generator, requires_grad=True)
+    targets = torch.randint(1, 101, (37,), generator=generator)
+    got = torch.autograd.grad(chunked_ce.chunked_cross_entropy(x, table, None, targets).sum(), [x, table])
+    want = torch.autograd.grad(chunked_ce.dense_cross_entropy(x, table, None, targets).sum(), [x, table])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_takes_the_chunked_loss_on_cpu_from_a_few_million_logits() -> None:
+    from seqbench.losses.cross_entropy import CPU_CHUNKED_MIN_LOGITS
+    from seqbench.losses.registry import build_loss
+
+    loss = build_loss("cce", 12_101, {"ce_impl": "auto"})
+    rows = CPU_CHUNKED_MIN_LOGITS // 12_101 + 1
+    assert loss.implementation(rows, "cpu") == "chunked"
+    assert loss.implementation(rows, "cuda") == "dense"  # within the memory budget
+    assert loss.implementation(rows // 4, "cpu") == "dense"  # small: one pass is cheaper than tiles

@@ -20,6 +20,7 @@ from seqbench.losses.base import Loss, LossBatch, LossOutput, Positions, gather_
 from seqbench.losses.chunked_ce import DEFAULT_CHUNK, chunked_cross_entropy, dense_cross_entropy
 
 CE_IMPLS = ("dense", "chunked", "auto", "cut")
+CPU_CHUNKED_MIN_LOGITS = 2**22  # n x N from which auto takes the chunked loss on CPU
 
 
 def cut_available() -> bool:
@@ -64,20 +65,27 @@ class CrossEntropy(Loss):
     needs_negatives = False
     Params = CrossEntropyParams
 
-    def implementation(self, rows: int) -> str:
-        """The implementation used for ``rows`` loss positions (resolves ``auto``)."""
+    def implementation(self, rows: int, device_type: str = "cpu") -> str:
+        """The implementation used for ``rows`` loss positions (resolves ``auto``).
+
+        ``auto``: chunked when the logits would exceed the memory budget, and on CPU also from
+        ``CPU_CHUNKED_MIN_LOGITS`` on, where its cache-sized tiles beat the dense passes over
+        memory (1 thread: 1.4-1.7x at 2,000 x 12,101 and 5,900 x 3,646; see docs/performance.md).
+        """
         impl = self.params.ce_impl
         if impl != "auto":
             return impl
-        logits_bytes = rows * self.num_items * 4
-        return "chunked" if logits_bytes > self.params.memory_budget_mib * 2**20 else "dense"
+        logits = rows * self.num_items
+        if logits * 4 > self.params.memory_budget_mib * 2**20:
+            return "chunked"
+        return "chunked" if device_type == "cpu" and logits >= CPU_CHUNKED_MIN_LOGITS else "dense"
 
     def compute(self, batch: LossBatch, mask: Tensor) -> LossOutput:
         selected = gather_selected(batch, mask)
         if selected.count == 0:
             return LossOutput(zero_loss(batch), {"positions": 0.0})
         x, table, bias, targets = selected.hidden, batch.item_embeddings, batch.item_bias, selected.targets
-        impl = self.implementation(selected.count)
+        impl = self.implementation(selected.count, x.device.type)
         if impl == "chunked":
             per_row = chunked_cross_entropy(x, table, bias, targets, self.params.chunk_size)
         elif impl == "cut":
