@@ -14,7 +14,7 @@ batches of an epoch (a shuffled, so unbiased, sample of its batches):
   CPU time keeps other jobs' load out of the figure; at one thread it is the step's own time);
 - floor: FLOPs per epoch / the matmul rate measured at startup with a GEMM of the step's size
   ((batch_size x max_len) x hidden by hidden x items, best of 5, CPU time), and cpu s : floor;
-- with ``--eval``: seconds of one full-ranking pass over the validation users.
+- with ``--eval``: seconds of a full-ranking pass over the validation users (``--eval-repeats``).
 
 Runs against any seqbench checkout (PYTHONPATH=...): only ``--set`` uses newer config fields.
 """
@@ -120,7 +120,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="config key=value for every cell")
-    parser.add_argument("--eval", action="store_true", help="also time one validation pass per repeat")
+    parser.add_argument("--eval", action="store_true", help="also time full validation passes")
+    parser.add_argument("--eval-repeats", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.threads > 0:
@@ -152,7 +153,7 @@ def main() -> None:
                 "cpu/floor": round(cpu / floor, 2),
             }
             if args.eval:
-                evals = eval_seconds(trainer, args.repeats)
+                evals = eval_seconds(trainer, args.eval_repeats)
                 row |= {"eval s min": round(min(evals), 2), "eval s median": round(statistics.median(evals), 2)}
             rows.append(row)
     settings = f"{device.type}, {torch.get_num_threads()} thread(s), {args.steps} batches x {args.repeats} repeats" + (f", --set {' '.join(args.sets)}" if args.sets else "")
