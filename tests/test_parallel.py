@@ -131,7 +131,8 @@ def test_ctrl_c_stores_the_running_runs_as_interrupted_and_reaps_every_worker(to
     assert multiprocessing.active_children() == []
 
 
-def test_workers_exit_when_the_driver_is_killed(tmp_path: Path) -> None:
+def start_driver(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
+    """A driver process running two sleeping workers, and the workers' pids once both started."""
     script = textwrap.dedent(
         f"""
         import sys
@@ -141,21 +142,38 @@ def test_workers_exit_when_the_driver_is_killed(tmp_path: Path) -> None:
         configs = [fake_config(loss) for loss in ("bce", "ce")]
         for config in configs:
             config.model_params = {{"markers": {str(tmp_path)!r}}}
-        ProcessExecutor(2, sleeping_worker, cores=2).run(configs, {str(tmp_path)!r}, {str(tmp_path / "r")!r}, None, None)
+        outcomes = ProcessExecutor(2, sleeping_worker, cores=2).run(configs, {str(tmp_path)!r}, {str(tmp_path / "r")!r}, None, None)
         """
     )
-    driver = subprocess.Popen([sys.executable, "-c", script], env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])})
+    driver = subprocess.Popen([sys.executable, "-c", script], env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])}, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + BARRIER_SECONDS
     while len(list(tmp_path.glob("pid-*"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     pids = [int(path.read_text()) for path in tmp_path.glob("pid-*")]
     assert len(pids) == 2
-    driver.kill()
-    driver.wait()
-    deadline = time.monotonic() + 10
+    return driver, pids
+
+
+def wait_gone(pids: list[int], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in pids)
+    return not any(_alive(pid) for pid in pids)
+
+
+def test_workers_exit_when_the_driver_is_killed(tmp_path: Path) -> None:
+    driver, pids = start_driver(tmp_path)
+    driver.kill()
+    driver.wait()
+    assert wait_gone(pids)
+
+
+def test_ctrl_c_to_the_driver_stops_its_workers_and_exits(tmp_path: Path) -> None:
+    driver, pids = start_driver(tmp_path)
+    driver.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C delivers (workers ignore their own)
+    _, stderr = driver.communicate(timeout=60)
+    assert driver.returncode != 0 and "KeyboardInterrupt" in stderr
+    assert wait_gone(pids, seconds=1)  # reaped before the driver exited
 
 
 def _alive(pid: int) -> bool:
@@ -183,3 +201,14 @@ def test_bad_jobs_exit_2(toy_data: Path, tmp_path: Path, args: list[str], messag
     assert outcome.exit_code == 2
     assert message in outcome.output
     assert not (tmp_path / "r" / "runs").exists()
+
+
+def test_the_live_table_counts_every_running_run() -> None:
+    from seqbench.cli.grid_progress import GridProgress
+
+    progress = GridProgress(["a", "b", "c"], quiet=True)
+    for label in ("a", "b"):
+        progress("run-start", {"label": label})
+    table = progress._table()
+    assert table.title == "seqbench compare (2 running)"
+    assert [cell.plain if hasattr(cell, "plain") else cell for cell in table.columns[1]._cells].count("[cyan]running[/]") == 2
