@@ -1,7 +1,7 @@
 """Forward+backward time and tracked peak memory of one loss step, for every loss and catalogue size.
 
     python benchmarks/losses.py                              # B=256, L=50, d=64; catalogues 1e4, 1e5, 1e6
-    python benchmarks/losses.py --catalogs 1e5 --losses cce:dense,cce:chunked,sce --repeats 5 --json
+    python benchmarks/losses.py --catalogs 1e5 --losses "cce[dense],cce[chunked],sce" --repeats 5 --json
 
 Shapes are SASRec-like: every one of the B x L positions carries a target (n = B L for
 all-timestamp losses, n = B for last-timestamp ones). Memory is the peak of live tensor bytes
@@ -28,9 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from seqbench.losses.base import LossBatch  # noqa: E402
 from seqbench.losses.registry import LOSS_NAMES, build_loss  # noqa: E402
+from seqbench.losses.spec import parse_loss_spec, split_loss_list  # noqa: E402
 from seqbench.memprof.tracker import AllocationTracker  # noqa: E402
 
-CE_VARIANTS = ["ce:dense", "ce:chunked", "cce:dense", "cce:chunked"]
+# Loss-spec syntax (seqbench/losses/spec.py), as memprof: cce[chunked] = cce with ce_impl=chunked.
+CE_VARIANTS = ["ce[dense]", "ce[chunked]", "cce[dense]", "cce[chunked]"]
+DENSE_BASELINE = "cce[dense]"
 DEFAULT_LOSSES = CE_VARIANTS + [name for name in LOSS_NAMES if name not in ("ce", "cce")]
 
 
@@ -46,9 +49,9 @@ class Result:
 
 
 def parse_loss(spec: str) -> tuple[str, dict[str, object]]:
-    """'cce:chunked' -> ('cce', {'ce_impl': 'chunked'}); 'sce' -> ('sce', {})."""
-    name, _, impl = spec.partition(":")
-    return name, ({"ce_impl": impl} if impl else {})
+    """'cce[chunked]' -> ('cce', {'ce_impl': 'chunked'}); 'sce' -> ('sce', {}); a bare cce is dense."""
+    parsed = parse_loss_spec(spec)
+    return parsed.name, dict(parsed.params)
 
 
 def available_bytes() -> int:
@@ -110,7 +113,7 @@ def parse_set(text: str) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalogs", default="1e4,1e5,1e6", help="comma-separated catalogue sizes N")
-    parser.add_argument("--losses", default=",".join(DEFAULT_LOSSES), help="names, ce/cce as NAME:IMPL")
+    parser.add_argument("--losses", default=",".join(DEFAULT_LOSSES), help="loss specs: NAME, cce[chunked], NAME[key=value;...]")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--max-len", type=int, default=50)
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     catalogs = [int(float(value)) for value in args.catalogs.split(",")]
     results = []
     for catalog in catalogs:
-        for spec in args.losses.split(","):
+        for spec in split_loss_list(args.losses):
             name = parse_loss(spec)[0]
             args_for_loss = argparse.Namespace(**vars(args))
             known = set(build_loss(name, catalog).params.__dataclass_fields__)
@@ -152,7 +155,7 @@ def catalog_label(catalog: int) -> str:
 
 def render(results: list[Result]) -> str:
     """The table, with each loss's peak memory also as a share of dense ``cce`` at the same N."""
-    dense = {r.catalog: r.peak_mib for r in results if r.loss == "cce:dense" and r.peak_mib}
+    dense = {r.catalog: r.peak_mib for r in results if r.loss == DENSE_BASELINE and r.peak_mib}
     rows = []
     for r in results:
         share = f"{r.peak_mib / dense[r.catalog]:.3f}" if r.peak_mib and r.catalog in dense else ""
@@ -168,6 +171,9 @@ def render(results: list[Result]) -> str:
 def render_files(paths: list[str]) -> str:
     """Render the table of one or more saved ``--json`` outputs."""
     results = [Result(**row) for path in paths for row in json.loads(Path(path).read_text())["results"]]
+    for result in results:  # outputs saved before the loss-spec syntax wrote cce:dense
+        name, colon, impl = result.loss.partition(":")
+        result.loss = f"{name}[{impl}]" if colon else result.loss
     return render(results)
 
 

@@ -73,6 +73,14 @@ def matmul_rate(rows: int, inner: int, cols: int, device: torch.device) -> float
     return 2 * rows * inner * cols / best
 
 
+def parse_cell(cell: str) -> tuple[str, str, dict[str, Any]]:
+    """``sasrec:cce[chunked]`` -> ("sasrec", "cce", {"ce_impl": "chunked"}) (the loss-spec syntax,
+    parsed here so that the script also runs against checkouts older than seqbench.losses.spec)."""
+    model, _, loss = cell.partition(":")
+    name, _, option = loss.partition("[")
+    return model, name, ({"ce_impl": option.rstrip("]")} if option else {})
+
+
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
     from seqbench.training.config import parse_assignments
 
@@ -114,7 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="lastfm,beauty")
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--cells", default=DEFAULT_CELLS, help="comma-separated model:loss[:ce_impl]")
+    parser.add_argument("--cells", default=DEFAULT_CELLS, help="comma-separated model:loss, loss as cce or cce[chunked]")
     parser.add_argument("--steps", type=int, default=10, help="batches timed per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
@@ -132,8 +140,7 @@ def main() -> None:
     for name in args.datasets.split(","):
         dataset = load_dataset(name, args.data_dir)
         for cell in args.cells.split(","):
-            model, loss, *impl = cell.split(":")
-            params = {"ce_impl": impl[0]} if impl else {}
+            model, loss, params = parse_cell(cell)
             config = make_config(None, {"dataset": name, "model": model, "loss": loss, "loss_params": params, "threads": args.threads, **overrides})
             trainer = Trainer(config, dataset, device)
             rate = matmul_rate(config.batch_size * config.max_len, HIDDEN, dataset.num_items, device)
@@ -143,7 +150,7 @@ def main() -> None:
             row = {
                 "dataset": name,
                 "model": model,
-                "loss": loss + (f"[{impl[0]}]" if impl else ""),
+                "loss": cell.split(":", 1)[1],
                 "wall s/epoch min": round(min(result["wall"]), 2),
                 "wall s/epoch median": round(statistics.median(result["wall"]), 2),
                 "cpu s/epoch median": round(cpu, 2),

@@ -12,7 +12,7 @@ from seqbench.cli import app
 from seqbench.storage.store import RunStore
 
 runner = CliRunner()
-GRID = ["--datasets", "toy", "--models", "gru4rec,sasrec", "--losses", "bce,ce,cce", "--epochs", "2", "--set", "max_len=10", "--set", "batch_size=64"]
+GRID = ["--datasets", "toy", "--models", "gru4rec,sasrec", "--losses", "bce,ce,cce", "--seeds", "0", "--epochs", "2", "--set", "max_len=10", "--set", "batch_size=64"]
 
 
 def invoke(args: list[str], data: Path, results: Path):
@@ -65,7 +65,7 @@ def test_an_interrupted_grid_resumes_without_duplicates(toy_data: Path, tmp_path
 
 def test_every_format_renders_and_figures_are_png(toy_data: Path, tmp_path: Path) -> None:
     results = tmp_path / "r"
-    small = ["--datasets", "toy", "--models", "gru4rec", "--losses", "bce,cce", "--epochs", "2", "--set", "max_len=10"]
+    small = ["--datasets", "toy", "--models", "gru4rec", "--losses", "bce,cce", "--seeds", "0", "--epochs", "2", "--set", "max_len=10"]
     assert invoke([*small, "--quiet"], toy_data, results).exit_code == 0
     outputs = {fmt: invoke([*small, "--no-train", "--table", "all", "--format", fmt], toy_data, results) for fmt in ("text", "markdown", "latex", "csv")}
     assert all(result.exit_code == 0 for result in outputs.values()), {k: v.output for k, v in outputs.items()}
@@ -90,6 +90,12 @@ def test_every_format_renders_and_figures_are_png(toy_data: Path, tmp_path: Path
         (["--losses", ","], "loss list is empty"),
         (["--format", "pdf"], "unknown format 'pdf'"),
         (["--no-train"], "no completed runs"),
+        (["--test", "ttest"], "unknown test 'ttest'"),
+        (["--adjust", "bonferroni"], "unknown adjustment 'bonferroni'"),
+        (["--runs", "all"], "unknown run selection 'all'"),
+        (["--alpha", "1.5"], "--alpha must be between 0 and 1"),
+        (["--preset", "li2099"], "unknown preset 'li2099'"),
+        (["--set", "selection_metric=NDCG@30"], "selection_metric 'NDCG@30' is not computed"),
     ],
 )
 def test_bad_compare_input_exits_2(toy_data: Path, tmp_path: Path, args: list[str], message: str) -> None:

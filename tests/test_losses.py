@@ -237,3 +237,33 @@ def test_sampled_losses_draw_from_the_generator_when_no_negatives_are_given() ->
         c = library_loss(name, {}, inputs, None, seed=4)
         assert float(a.detach()) == float(b.detach()), name
         assert torch.isfinite(a) and (name in ("bce", "bpr") or float(a.detach()) != float(c.detach())), name
+
+
+class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the operator behind float()/item()/bool() of a tensor: a host-device sync on CUDA."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", ["ce", "cce", "sce", "sampled-ce", "bce"])
+def test_diagnostics_read_nothing_back_unless_asked(name: str) -> None:
+    inputs = make_inputs(5, with_bias=True)
+    params = {"ce_impl": "dense"} if name in ("ce", "cce") else {}
+    loss = build_loss(name, N, params)
+    # Explicit negatives: the sampler's own check (a history covering the catalogue) reads too.
+    negatives = inputs["negatives"] if name in SAMPLED else None
+    batch = LossBatch(inputs["hidden"], inputs["positives"], inputs["table"], inputs["bias"],
+                      generator=torch.Generator().manual_seed(3), negatives=negatives)
+    with _HostReads() as step:
+        out = loss(batch)
+    assert step.count == 0  # the training step never waits for the device
+    with _HostReads() as asked:
+        diagnostics = out.diagnostics
+    assert asked.count > 0 and diagnostics["positions"] > 0

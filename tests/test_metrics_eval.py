@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from seqbench.data.sequences import EvalSplit, Ragged
 from seqbench.errors import RuntimeFailure
 from seqbench.models.base import SequentialRecommender
-from seqbench.training.evaluate import evaluate_split, rank_of_targets
+from seqbench.training.evaluate import evaluate_split, per_timestamp_ndcg, rank_of_targets
 from seqbench.training.metrics import metrics_from_ranks
 
 
@@ -101,3 +101,41 @@ def test_evaluation_of_a_score_matrix_equals_brute_force(exclude_seen: bool) -> 
     expected = [brute_force_rank(table[u], targets[u], histories[u], exclude_seen) for u in range(users)]
     assert result.ranks.tolist() == expected
     assert result.metrics == pytest.approx(metrics_from_ranks(np.array(expected)))
+
+
+class ItemIdScores(SequentialRecommender):
+    """A causal model that scores every item by its id at every position (higher id ranks first)."""
+
+    name = "item-id"
+    Config = dict
+
+    def __init__(self, num_items: int, max_len: int) -> None:
+        super().__init__({}, num_items=num_items, max_len=max_len)
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        return torch.ones(*input_ids.shape, 1)
+
+    def item_embeddings(self) -> Tensor:
+        return torch.arange(self.num_items + 1, dtype=torch.float32)[:, None]
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_per_timestamp_ndcg_follows_the_runs_exclude_seen(exclude_seen: bool) -> None:
+    # Descending sequences: every earlier (seen) item outscores the next target, so masking them
+    # or not changes every rank; the brute force applies the run's exclude_seen at each position.
+    items, max_len = 12, 4
+    sequences = [[12, 10, 8, 6, 4], [11, 9, 7, 5, 3, 1], [9, 8, 7, 6, 5]]
+    split = EvalSplit(np.arange(3), Ragged.from_lists([s[:-1] for s in sequences]), np.array([s[-1] for s in sequences]))
+    model = ItemIdScores(items, max_len)
+    result = per_timestamp_ndcg(model, split, max_len, torch.device("cpu"), k=10, exclude_seen=exclude_seen)
+    scores = np.arange(1, items + 1, dtype=np.float32)
+    for t in range(max_len):
+        ranks = []
+        for sequence in sequences:
+            window = sequence[-(max_len + 1):]
+            ranks.append(brute_force_rank(scores, window[t + 1], window[: t + 1], exclude_seen))
+        expected = float(np.mean([1 / math.log2(r + 2) if r < 10 else 0.0 for r in ranks]))
+        assert result[t]["NDCG@10"] == pytest.approx(expected)
+    masked = per_timestamp_ndcg(model, split, max_len, torch.device("cpu"), k=10, exclude_seen=True)
+    assert exclude_seen or all(a["NDCG@10"] < b["NDCG@10"] for a, b in zip(result, masked))

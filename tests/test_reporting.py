@@ -108,7 +108,7 @@ def test_ties_are_all_bold_and_explicit_baselines_limit_the_columns(tmp_path):
     assert other.improvements["best_baseline"].iloc[0] == "cce"
 
 
-def test_welch_across_seeds_matches_scipy_and_marks_p_below_0001(tmp_path):
+def test_welch_option_matches_scipy_and_marks_after_holm(tmp_path):
     store = new_store(tmp_path)
     rng = np.random.default_rng(3)
     samples = {"cce": 0.30 + 0.002 * rng.standard_normal(5), "ce": 0.20 + 0.004 * rng.standard_normal(5),
@@ -116,14 +116,17 @@ def test_welch_across_seeds_matches_scipy_and_marks_p_below_0001(tmp_path):
     for loss, seeds in samples.items():
         for seed, value in enumerate(seeds):
             write(store, run_row(f"{loss}-{seed}", "yelp", "sasrec", loss, seed, {m: value for m in METRICS}))
-    grid = improvement_grid(store.table(), store)
+    grid = improvement_grid(store.table(), store, test="welch")
     row = grid.improvements.set_index("metric").loc["NDCG@10"]
     expected = stats.ttest_ind(samples["cce"], samples["ce"], equal_var=False)
     assert row["test"] == "welch" and row["best_baseline"] == "ce"
     assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
-    assert row["statistic"] == pytest.approx(expected.statistic, rel=1e-9)
-    assert expected.pvalue < 1e-3 and row["significant"]
-    assert "%*" in render(grid, "text")
+    # Six comparisons with equal p-values: Holm multiplies each by six.
+    assert row["p_adjusted"] == pytest.approx(min(1.0, 6 * expected.pvalue), rel=1e-9)
+    assert row["direction"] == 1
+    interval = expected.confidence_interval(0.95)
+    assert row["improve_low"] == pytest.approx(interval.low / samples["ce"].mean(), rel=1e-9)
+    assert "%]▲" in render(grid, "text")
 
 
 def test_welch_not_significant_without_marker(tmp_path):
@@ -132,14 +135,17 @@ def test_welch_not_significant_without_marker(tmp_path):
     for loss, seeds in samples.items():
         for seed, value in enumerate(seeds):
             write(store, run_row(f"{loss}-{seed}", "yelp", "sasrec", loss, seed, {m: value for m in METRICS}))
-    grid = improvement_grid(store.table(), store)
+    grid = improvement_grid(store.table(), store)  # no ranks stored: Welch over the seeds' metrics
     expected = stats.ttest_ind(samples["cce"], samples["ce"], equal_var=False).pvalue
     assert grid.improvements["p_value"].to_numpy() == pytest.approx(np.full(len(METRICS), expected))
-    assert not grid.improvements["significant"].any()
-    assert "%*" not in render(grid, "markdown")
+    assert (grid.improvements["direction"] == 0).all()
+    markdown = render(grid, "markdown")
+    assert "]▲" not in markdown and "]▼" not in markdown
+    assert "Welch" in markdown  # the legend names the test actually used (no ranks: Welch)
+    assert "3 seeds per cell" in markdown
 
 
-def test_paired_over_users_with_one_seed_matches_scipy(tmp_path):
+def test_one_seed_tests_cover_users_only_and_say_so(tmp_path):
     store = new_store(tmp_path)
     rng = np.random.default_rng(0)
     ranks = {"cce": rng.geometric(0.15, 400) - 1, "ce": rng.geometric(0.08, 400) - 1, "bce": rng.geometric(0.02, 400) - 1}
@@ -150,25 +156,29 @@ def test_paired_over_users_with_one_seed_matches_scipy(tmp_path):
     order = rng.permutation(400)
     shuffled = pd.DataFrame({"split": "test", "user": order.astype(np.int64), "rank": ranks["ce"][order].astype(np.int64)})
     store.write(StoredRun("ce", row, store.epochs("ce"), shuffled))
-    grid = improvement_grid(store.table(), store)
-    table = grid.improvements.set_index("metric")
     expected = stats.ttest_rel(ndcg(ranks["cce"], 10), ndcg(ranks["ce"], 10))
-    assert table.loc["NDCG@10", "test"] == "paired"
-    assert table.loc["NDCG@10", "p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
-    assert table.loc["NDCG@10", "significant"] == (expected.pvalue < 1e-3)
+    for test in ("hierarchical", "paired"):  # with one seed the default reduces to the paired test
+        grid = improvement_grid(store.table(), store, test=test)
+        table = grid.improvements.set_index("metric")
+        assert table.loc["NDCG@10", "covers"] == "users"
+        assert table.loc["NDCG@10", "p_value"] == pytest.approx(expected.pvalue, rel=1e-6)
     hr = stats.ttest_rel(hit_rate(ranks["cce"], 5), hit_rate(ranks["ce"], 5))
     assert table.loc["HR@5", "p_value"] == pytest.approx(hr.pvalue, rel=1e-9)
-    # Stored metrics came from the same ranks: the grid's cell is the mean per-user NDCG@10.
-    cell = grid.cells.set_index(["loss", "metric"]).loc[("cce", "NDCG@10"), "mean"]
-    assert cell == pytest.approx(ndcg(ranks["cce"], 10).mean())
+    # Stored metrics came from the same ranks: the grid's cell is the mean per-user NDCG@10, and
+    # its interval is a bootstrap over users (marked).
+    cell = grid.cells.set_index(["loss", "metric"]).loc[("cce", "NDCG@10")]
+    assert cell["mean"] == pytest.approx(ndcg(ranks["cce"], 10).mean())
+    assert cell["interval"] == "users" and cell["low"] < cell["mean"] < cell["high"]
+    text = render(grid, "text")
+    assert "†" in text and "user sampling only" in text
 
 
-def test_paired_test_absent_without_ranks(tmp_path):
+def test_no_test_without_ranks_and_one_seed(tmp_path):
     store = new_store(tmp_path)
     for loss, value in {"ce": 0.2, "cce": 0.3}.items():
         write(store, run_row(loss, "beauty", "sasrec", loss, 0, {m: value for m in METRICS}))
     grid = improvement_grid(store.table(), store)
-    assert (grid.improvements["test"] == "none").all() and grid.improvements["p_value"].isna().all()
+    assert grid.improvements["p_value"].isna().all() and (grid.improvements["direction"] == 0).all()
 
 
 def test_failed_runs_duplicates_and_variants(tmp_path):

@@ -7,6 +7,7 @@ from seqbench.cli import prepare as _prepare  # noqa: F401,E402
 from seqbench.cli import train as _train  # noqa: F401,E402
 from seqbench.cli import compare as _compare  # noqa: F401,E402
 from seqbench.cli import memprof as _memprof  # noqa: F401,E402
+from seqbench.cli import tune as _tune  # noqa: F401,E402
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ def train(
     max_len: Annotated[Optional[int], typer.Option("--max-len")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="A paper's protocol in one word: li2023 or xu2024.")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="YAML file of config fields.")] = None,
     set_: SetOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
@@ -63,7 +64,7 @@ def train(
         base = load_yaml(config_file) if config_file else {}
         overrides = cli_overrides(
             dataset=dataset, model=model, loss=loss, epochs=epochs, patience=patience, seed=seed,
-            batch_size=batch_size, max_len=max_len, device=device, time_budget=time_budget,
+            batch_size=batch_size, max_len=max_len, device=device, time_budget=time_budget, paper_preset=preset,
         ) | parse_assignments(set_ or [])
         config = make_config(base, overrides)
         label = f"{config.dataset}/{config.model}/{config.loss}"
@@ -93,12 +94,14 @@ def report_run(row: dict[str, Any], as_json: bool) -> None:
 
 
 def split_metrics(row: dict[str, Any], split: str) -> dict[str, float]:
-    """The ``<split>_HR@k`` / ``NDCG@k`` / ``MRR`` columns of a run row, without the prefix."""
+    """The ``<split>_METRIC`` columns of a run row (any registered metric), without the prefix."""
+    from seqbench.training.metrics import is_metric
+
     prefix = f"{split}_"
     return {
         key[len(prefix):]: value
         for key, value in row.items()
-        if key.startswith(prefix) and (key[len(prefix):] == "MRR" or "@" in key)
+        if key.startswith(prefix) and is_metric(key[len(prefix):])
     }
 
 
@@ -138,7 +141,15 @@ def eval_(
     guarded(work, debug)
 
 
-RUN_COLUMNS = ["run_id", "status", "dataset", "model", "loss", "seed", "best_epoch", "epochs_run", "train_seconds", "peak_memory_bytes", "test_HR@10", "test_NDCG@10"]
+RUN_COLUMNS = ["run_id", "status", "dataset", "model", "loss", "seed", "best_epoch", "epochs_run", "train_seconds", "peak_memory_bytes"]
+RUN_METRICS = "HR@10,NDCG@10"
+
+
+def metric_columns(text: str) -> list[str]:
+    """``--metrics HR@10,MRR@10`` -> the ``test_`` columns to show; unknown names are InputErrors."""
+    from seqbench.training.metrics import parse_metric
+
+    return [f"test_{parse_metric(part).name}" for part in text.split(",") if part.strip()]
 
 
 @app.command()
@@ -147,6 +158,7 @@ def runs(
     model: Annotated[Optional[str], typer.Option(help="Only this model.")] = None,
     loss: Annotated[Optional[str], typer.Option(help="Only this loss.")] = None,
     status: Annotated[Optional[str], typer.Option(help="completed, failed or interrupted.")] = None,
+    metrics: Annotated[str, typer.Option(help="Test metrics shown as columns: HR@k, NDCG@k, MRR@k or MRR.")] = RUN_METRICS,
     results: ResultsOption = DEFAULT_RESULTS,
     json_: JsonOption = False,
     quiet: QuietOption = False,
@@ -159,6 +171,7 @@ def runs(
 
         from seqbench.storage.store import RunStore, filter_runs
 
+        shown_metrics = metric_columns(metrics)
         table = filter_runs(RunStore(results).table(), dataset=dataset, model=model, loss=loss, status=status)
         if json_:
             emit_json(table.to_dict(orient="records"))
@@ -166,7 +179,12 @@ def runs(
         if table.empty:
             err_console.print(f"no stored runs in {results} match: train one with `seqbench train`")
             return
-        shown = table[[c for c in RUN_COLUMNS if c in table.columns]]
-        out_console.print(tabulate(shown, headers="keys", tablefmt="github", showindex=False, floatfmt=".4f"), highlight=False)
+        # A metric that older runs did not store (MRR@k) shows as an empty cell, not an error.
+        shown = table.reindex(columns=[c for c in RUN_COLUMNS if c in table.columns] + shown_metrics)
+        shown = shown.astype(object).where(shown.notna(), None)
+        out_console.print(
+            tabulate(shown, headers="keys", tablefmt="github", showindex=False, floatfmt=".4f", missingval="-"),
+            highlight=False,
+        )
 
     guarded(work, debug)

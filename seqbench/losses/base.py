@@ -4,7 +4,7 @@ A loss sees the encoder's hidden states at every position, the positive item of 
 (0 = no target there: padding, or a position the model does not train on), and the model's item
 scoring (the tied embedding table, optionally a bias). It picks its positions (``all`` or
 ``last``), computes a per-position value on the selected positions and returns their mean plus a
-few diagnostics.
+few diagnostics, computed only when read.
 
 Adding a loss = one file with a ``Loss`` subclass + one line in ``seqbench/losses/registry.py``.
 """
@@ -12,13 +12,16 @@ Adding a loss = one file with a ``Loss`` subclass + one line in ``seqbench/losse
 from __future__ import annotations
 
 import abc
-
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from functools import cached_property
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from seqbench.space import Space
 
 Positions = Literal["all", "last"]
 
@@ -35,11 +38,45 @@ class LossBatch:
     # for tests and for trainers that share negatives between losses.
     negatives: Tensor | None = None
 
+    @classmethod
+    def for_model(
+        cls, model: Any, hidden: Tensor, positives: Tensor, history: Tensor | None, generator: torch.Generator | None
+    ) -> LossBatch:
+        """The batch a training step hands its loss: ``model``'s item scoring with these states.
+
+        One builder for the trainer and memprof, so the profiled step is the trained one.
+        """
+        return cls(
+            hidden=hidden,
+            positives=positives,
+            item_embeddings=model.item_embeddings(),
+            item_bias=model.item_bias(),
+            history=history,
+            generator=generator,
+        )
+
+
+Diagnostics = dict[str, float]
+
+
+def _no_diagnostics() -> Diagnostics:
+    return {}
+
 
 @dataclass
 class LossOutput:
+    """The loss value, and diagnostics computed only when :attr:`diagnostics` is read.
+
+    Why lazy: each diagnostic is a ``float()`` of a device tensor, which on CUDA waits for the
+    device; computing them every training step would stall the step for figures nobody reads.
+    """
+
     value: Tensor  # scalar
-    diagnostics: dict[str, float] = field(default_factory=dict)
+    diagnose: Callable[[], Diagnostics] = field(default=_no_diagnostics, repr=False)
+
+    @cached_property
+    def diagnostics(self) -> Diagnostics:
+        return self.diagnose()
 
 
 def select_positions(positives: Tensor, positions: Positions) -> Tensor:
@@ -92,6 +129,9 @@ class Loss(nn.Module, abc.ABC):
     model_positions: ClassVar[dict[str, Positions]] = {}
     needs_negatives: ClassVar[bool] = False
     Params: ClassVar[type]  # a dataclass of hyper-parameters with the spec's defaults
+    # What ``seqbench tune`` searches beyond the shared spaces (seqbench/space.py), declared
+    # next to ``Params``; keys are ``loss.<Params field>``. Empty: nothing of its own to tune.
+    space: ClassVar[tuple[Space, ...]] = ()
 
     help: ClassVar[str] = ""  # one line for the CLI, naming the paper
 
@@ -109,6 +149,10 @@ class Loss(nn.Module, abc.ABC):
         # Training-set interaction count per item (for popularity samplers); index = item id when it
         # has N + 1 entries, items 1..N when it has N.
         self.item_counts = item_counts
+
+    def implementation_used(self) -> str:
+        """The implementation(s) the loss ran with so far, for the run record ("" = only one exists)."""
+        return ""
 
     def forward(self, batch: LossBatch) -> LossOutput:
         mask = select_positions(batch.positives, self.positions)

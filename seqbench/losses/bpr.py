@@ -13,6 +13,7 @@ from torch import Tensor
 
 from seqbench.losses.sampled import SampledLoss
 from seqbench.losses.samplers import Negatives, SamplerParams
+from seqbench.space import integer
 
 
 @dataclass
@@ -28,6 +29,7 @@ class BPR(SampledLoss):
     default_positions = "all"
     model_positions = {"gru4rec": "last"}  # losses.md: last for GRU4Rec, all for the others
     Params = BPRParams
+    space = (integer("loss.num_negatives", 1, 64, log=True),)
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:
         return F.softplus(neg - pos[:, None]).mean(-1)

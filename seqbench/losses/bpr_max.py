@@ -17,6 +17,7 @@ from torch import Tensor
 from seqbench.errors import InputError
 from seqbench.losses.sampled import SampledLoss
 from seqbench.losses.samplers import Negatives, SamplerParams
+from seqbench.space import integer, real
 
 
 @dataclass
@@ -36,6 +37,7 @@ class BPRMax(SampledLoss):
     help = "BPR-max: softmax-weighted BPR over sampled negatives (GRU4Rec+, Hidasi & Karatzoglou)"
     default_positions = "last"
     Params = BPRMaxParams
+    space = (integer("loss.num_negatives", 32, 512, log=True), real("loss.bpreg", 0.0, 2.0))
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:
         log_weights = torch.log_softmax(neg, dim=-1)

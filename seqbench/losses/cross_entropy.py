@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import ClassVar
+from enum import Enum
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -19,7 +20,24 @@ from seqbench.errors import InputError
 from seqbench.losses.base import Loss, LossBatch, LossOutput, Positions, gather_selected, zero_loss
 from seqbench.losses.chunked_ce import DEFAULT_CHUNK, chunked_cross_entropy, dense_cross_entropy
 
-CE_IMPLS = ("dense", "chunked", "auto", "cut")
+
+
+class CeImpl(str, Enum):
+    """How ``ce``/``cce`` compute the softmax: the values of ``ce_impl`` (``--set ce_impl=chunked``).
+
+    A str enum, so stored values, ``--set`` text and memprof's ``cce[chunked]`` compare equal to it.
+    """
+
+    DENSE = "dense"  # the n x N logits matrix
+    CHUNKED = "chunked"  # exact, tiled, no logits matrix
+    AUTO = "auto"  # chunked above memory_budget_mib (and on CPU from 2^22 logits), else dense
+    CUT = "cut"  # Apple's cut-cross-entropy kernels (CUDA, optional package)
+
+    def __str__(self) -> str:  # the plain value in messages, JSON and run records
+        return self.value
+
+
+CE_IMPLS: tuple[str, ...] = tuple(CeImpl)
 CPU_CHUNKED_MIN_LOGITS = 2**22  # n x N from which auto takes the chunked loss on CPU
 
 
@@ -29,14 +47,15 @@ def cut_available() -> bool:
 
 @dataclass
 class CrossEntropyParams:
-    ce_impl: str = "auto"  # dense | chunked | auto | cut
+    ce_impl: CeImpl = CeImpl.AUTO
     chunk_size: int = DEFAULT_CHUNK  # items per chunk of the chunked implementation
     memory_budget_mib: float = 256.0  # auto: chunked when the n x N float32 logits exceed this
 
     def validate(self, num_items: int) -> None:
         if self.ce_impl not in CE_IMPLS:
             raise InputError(f"unknown ce_impl {self.ce_impl!r}; valid: {', '.join(CE_IMPLS)}")
-        if self.ce_impl == "cut" and not cut_available():
+        self.ce_impl = CeImpl(self.ce_impl)
+        if self.ce_impl == CeImpl.CUT and not cut_available():
             raise InputError(
                 "ce_impl=cut needs the cut-cross-entropy package and CUDA; valid here: dense, chunked, auto"
             )
@@ -65,7 +84,11 @@ class CrossEntropy(Loss):
     needs_negatives = False
     Params = CrossEntropyParams
 
-    def implementation(self, rows: int, device_type: str = "cpu") -> str:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.used: set[CeImpl] = set()  # what ``auto`` resolved to, batch by batch
+
+    def implementation(self, rows: int, device_type: str = "cpu") -> CeImpl:
         """The implementation used for ``rows`` loss positions (resolves ``auto``).
 
         ``auto``: chunked when the logits would exceed the memory budget, and on CPU also from
@@ -73,35 +96,47 @@ class CrossEntropy(Loss):
         memory (1 thread: 1.4-1.7x at 2,000 x 12,101 and 5,900 x 3,646; see docs/performance.md).
         """
         impl = self.params.ce_impl
-        if impl != "auto":
+        if impl != CeImpl.AUTO:
             return impl
         logits = rows * self.num_items
         if logits * 4 > self.params.memory_budget_mib * 2**20:
-            return "chunked"
-        return "chunked" if device_type == "cpu" and logits >= CPU_CHUNKED_MIN_LOGITS else "dense"
+            return CeImpl.CHUNKED
+        return CeImpl.CHUNKED if device_type == "cpu" and logits >= CPU_CHUNKED_MIN_LOGITS else CeImpl.DENSE
+
+    def implementation_used(self) -> str:
+        """``dense``, ``chunked``, ``cut``, or ``dense+chunked`` when ``auto`` chose per batch.
+
+        Before any batch (``epochs=0``) nothing ran: the configured value, possibly ``auto``.
+        """
+        return "+".join(impl.value for impl in CeImpl if impl in self.used) or str(self.params.ce_impl)
 
     def compute(self, batch: LossBatch, mask: Tensor) -> LossOutput:
         selected = gather_selected(batch, mask)
         if selected.count == 0:
-            return LossOutput(zero_loss(batch), {"positions": 0.0})
+            return LossOutput(zero_loss(batch), lambda: {"positions": 0.0})
         x, table, bias, targets = selected.hidden, batch.item_embeddings, batch.item_bias, selected.targets
         impl = self.implementation(selected.count, x.device.type)
-        if impl == "chunked":
+        self.used.add(impl)
+        if impl == CeImpl.CHUNKED:
             per_row = chunked_cross_entropy(x, table, bias, targets, self.params.chunk_size)
-        elif impl == "cut":
+        elif impl == CeImpl.CUT:
             per_row = _cut_cross_entropy(x, table, bias, targets)
         else:
             per_row = dense_cross_entropy(x, table, bias, targets)
-        with torch.no_grad():
+        x, table, count = x.detach(), table.detach(), selected.count
+        bias = None if bias is None else bias.detach()
+
+        def diagnose() -> dict[str, float]:
             positive = (x * table[targets]).sum(-1)
             if bias is not None:
                 positive = positive + bias[targets]
-        diagnostics = {
-            "positions": float(selected.count),
-            "mean_positive_logit": float(positive.mean()),
-            "chunked": float(impl == "chunked"),
-        }
-        return LossOutput(per_row.mean(), diagnostics)
+            return {
+                "positions": float(count),
+                "mean_positive_logit": float(positive.mean()),
+                "chunked": float(impl == CeImpl.CHUNKED),
+            }
+
+        return LossOutput(per_row.mean(), diagnose)
 
 
 class CumulativeCrossEntropy(CrossEntropy):

@@ -16,6 +16,7 @@ from torch import Tensor
 from seqbench.errors import InputError
 from seqbench.losses.sampled import SampledLoss
 from seqbench.losses.samplers import Negatives, SamplerParams
+from seqbench.space import integer, real
 
 
 @dataclass
@@ -37,6 +38,8 @@ class GBCE(SampledLoss):
     help = "generalised BCE with calibration t=0.75, K=256 (gSASRec, Petrov & Macdonald)"
     default_positions = "all"
     Params = GBCEParams
+    # gSASRec's two knobs: negatives K and the calibration t (t = 0 is bce).
+    space = (integer("loss.num_negatives", 16, 512, log=True), real("loss.t", 0.0, 1.0))
 
     @property
     def beta(self) -> float:

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from seqbench.losses.sampled import SampledLoss
 from seqbench.losses.samplers import Negatives, SamplerParams
+from seqbench.space import integer, real
 
 
 @dataclass
@@ -39,6 +40,7 @@ class NEG(SampledLoss):
     help = "negative sampling: logistic loss on positive and K=100 negatives (word2vec, Mikolov et al.)"
     default_positions = "all"
     Params = NEGParams
+    space = (integer("loss.num_negatives", 16, 512, log=True),)
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:
         return binary_logistic(pos, neg)
@@ -50,6 +52,7 @@ class NCE(SampledLoss):
     help = "noise-contrastive estimation with fixed normaliser c=10, K=100 (Xu et al.)"
     default_positions = "all"
     Params = NCEParams
+    space = (integer("loss.num_negatives", 16, 512, log=True), real("loss.c", 1.0, 20.0))
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:
         shift = math.log(self.num_items / self.params.num_negatives) - self.params.c

@@ -51,7 +51,7 @@ class SampledLoss(Loss):
     def compute(self, batch: LossBatch, mask: Tensor) -> LossOutput:
         selected = gather_selected(batch, mask)
         if selected.count == 0:
-            return LossOutput(zero_loss(batch), {"positions": 0.0})
+            return LossOutput(zero_loss(batch), lambda: {"positions": 0.0})
         probs = self._popularity(selected.targets.device)
         negatives = draw_negatives(self.params, selected, batch, self.num_items, probs, self.wants_log_q)
         x, table, bias = selected.hidden, batch.item_embeddings, batch.item_bias
@@ -61,9 +61,9 @@ class SampledLoss(Loss):
         scores = sampled_scores(x, table, bias, items)
         pos, neg = scores[:, 0], scores[:, 1:]
         value = self.per_position(pos, neg, negatives).mean()
-        diagnostics = {
-            "positions": float(selected.count),
-            "mean_positive_logit": float(pos.detach().mean()),
-            "mean_negative_logit": float(neg.detach().mean()),
-        }
-        return LossOutput(value, diagnostics)
+        pos, neg, count = pos.detach(), neg.detach(), selected.count
+        return LossOutput(value, lambda: {
+            "positions": float(count),
+            "mean_positive_logit": float(pos.mean()),
+            "mean_negative_logit": float(neg.mean()),
+        })

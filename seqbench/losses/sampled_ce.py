@@ -21,6 +21,7 @@ from torch import Tensor
 from seqbench.errors import InputError
 from seqbench.losses.sampled import SampledLoss
 from seqbench.losses.samplers import Negatives, SamplerParams
+from seqbench.space import choice, integer, real
 
 
 @dataclass
@@ -53,6 +54,7 @@ class SampledCE(SampledLoss):
     help = "sampled softmax: positive + K=256 negatives excluding history (CE^-, Xu et al.)"
     default_positions = "all"
     Params = SampledCEParams
+    space = (integer("loss.num_negatives", 16, 1024, log=True), choice("loss.logq", False, True))
 
     @property
     def wants_log_q(self) -> bool:  # type: ignore[override]
@@ -73,6 +75,7 @@ class ScaledCE(SampledCE):
     paper = "Xu et al., scaled cross-entropy"
     help = "scaled cross-entropy: negatives' mass scaled by alpha=100, K=100 (Xu et al.)"
     Params = ScaledCEParams
+    space = (integer("loss.num_negatives", 16, 512, log=True), real("loss.alpha", 1.0, 1000.0, log=True))
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:
         neg = self.shifted_negatives(neg, negatives) + math.log(self.params.alpha)

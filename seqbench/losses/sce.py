@@ -23,6 +23,7 @@ from torch import Tensor
 
 from seqbench.errors import InputError
 from seqbench.losses.base import Loss, LossBatch, LossOutput, gather_selected, zero_loss
+from seqbench.space import choice, integer
 
 DEFAULT_B_Y = 256
 
@@ -113,12 +114,14 @@ class SCE(Loss):
     default_positions = "all"
     needs_negatives = False  # negatives come from the buckets, not from a sampler
     Params = SCEParams
+    # Buckets and the centres' kind; b_y is left at its default because it may not exceed N.
+    space = (integer("loss.n_b", 8, 128, log=True), choice("loss.mix", False, True))
 
     def compute(self, batch: LossBatch, mask: Tensor) -> LossOutput:
         selected = gather_selected(batch, mask)
         n = selected.count
         if n == 0:
-            return LossOutput(zero_loss(batch), {"positions": 0.0, "selected_share": 0.0})
+            return LossOutput(zero_loss(batch), lambda: {"positions": 0.0, "selected_share": 0.0})
         x, targets, table, bias = selected.hidden, selected.targets, batch.item_embeddings, batch.item_bias
         n_b, b_x, b_y = self.params.sizes(n, self.num_items)
         with torch.no_grad():  # steps 2 and 3
@@ -141,10 +144,10 @@ class SCE(Loss):
         row_loss = (torch.logsumexp(full, dim=2) - pos_rows).reshape(-1)
         chosen, kept = one_per_position(row_loss, ix.reshape(-1), n)  # step 5
         value = row_loss[chosen].mean()
-        diagnostics = {
+        positive = pos.detach()
+        return LossOutput(value, lambda: {
             "positions": float(n),
             "selected_share": float(kept.shape[0]) / n,
-            "mean_positive_logit": float(pos.detach().mean()),
+            "mean_positive_logit": float(positive.mean()),
             "buckets": float(n_b),
-        }
-        return LossOutput(value, diagnostics)
+        })

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from seqbench.losses.sampled import SampledLoss
 from seqbench.losses.samplers import Negatives, SamplerParams
+from seqbench.space import integer
 
 
 @dataclass
@@ -26,6 +27,7 @@ class TOP1(SampledLoss):
     help = "TOP1 ranking loss with sampled negatives (GRU4Rec, Hidasi et al.)"
     default_positions = "last"
     Params = TOP1Params
+    space = (integer("loss.num_negatives", 8, 256, log=True),)
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:
         return (torch.sigmoid(neg - pos[:, None]) + torch.sigmoid(neg.square())).mean(-1)

@@ -16,37 +16,44 @@ that this step needs, split into stages:
 peak statistics, reset per stage). *Predicted* runs the very same code on fake tensors
 (:mod:`seqbench.memprof.predict`), which allocates nothing, so any catalog answers in seconds.
 *Auto* predicts first and measures when the prediction fits in the memory available.
+
+This module holds the modes; the loss-spec language is :mod:`seqbench.losses.spec`, the meters
+:mod:`seqbench.memprof.meters`, the step itself :mod:`seqbench.memprof.step`.
 """
 
 from __future__ import annotations
 
 import gc
-import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from seqbench.errors import InputError
-from seqbench.losses.base import LossBatch
-from seqbench.memprof.analytic import overflows_int64
+from seqbench.losses.spec import LossSpec, parse_loss_spec, split_loss_list
+from seqbench.memprof.meters import CudaMeter, Meter, StageRecord, TrackerMeter
 from seqbench.memprof.predict import OpBudgetExceeded, PredictionError, predicting
+from seqbench.memprof.step import Registries, StepShape, StepState, default_registries, tracked_step
+from seqbench.memprof.step import train_step as _train_step
 from seqbench.memprof.tracker import AllocationTracker
+
+# What the profiler's callers import from here (the CLI, benchmarks, tests).
+__all__ = [
+    "MODES", "LossSpec", "ProfileRecord", "Registries", "StageRecord", "StepShape",
+    "default_registries", "parse_loss_spec", "profile_step", "split_loss_list",
+]
 
 Mode = Literal["measure", "predict", "auto"]
 MODES: tuple[str, ...] = ("measure", "predict", "auto")
-CE_LOSSES = ("ce", "cce")
 # A predicted step that dispatches more operators than this loops over the catalog (a tiled
 # chunked CE: ~3,400 tiles at 10^6 items); it is then extrapolated from FOLD_CATALOGS.
 # A plain step is ~3,000 operators.
 FOLD_OP_BUDGET = 12_000
 FOLD_CATALOGS = (2**13, 2**14, 2**15)
-CE_IMPLS = ("dense", "chunked", "auto")
 # Auto mode measures on CPU only when the prediction needs at most this share of free RAM:
 # the OS, the shadow copies and allocator slack need the rest.
 CPU_MEMORY_FRACTION = 0.5
@@ -57,96 +64,9 @@ FLOP_BUDGET = {"cpu": 1e11, "cuda": 1e14}
 # On CPU a step is also memory-bound (Adam and the dense item-table gradient sweep every byte):
 # past this size a measured step takes tens of seconds, so auto predicts it instead.
 CPU_MEASURE_LIMIT_BYTES = 2**30
-# Names a model config may use for its width; the first one present is set to --hidden.
-HIDDEN_FIELDS = ("hidden_size", "embedding_size")
-
-
-# -- what to profile -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LossSpec:
-    """A table row: ``cce[chunked]`` is loss ``cce`` with ``ce_impl=chunked``."""
-
-    label: str
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-def split_loss_list(text: str) -> list[str]:
-    """Split on commas outside brackets, so ``sce[b_y=128],cce`` is two entries."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            parts.append(current.strip())
-            current = ""
-        else:
-            current += char
-    parts.append(current.strip())
-    return [part for part in parts if part]
-
-
-def _parse_value(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_loss_spec(text: str) -> LossSpec:
-    """``name``, ``name[impl]`` (ce/cce) or ``name[key=value;key=value]``."""
-    match = re.fullmatch(r"\s*([A-Za-z0-9_-]+)\s*(?:\[(.*)\])?\s*", text)
-    if match is None:
-        raise InputError(f"bad loss {text!r}: write NAME, cce[chunked] or NAME[key=value;key=value]")
-    name, inside = match.group(1), match.group(2)
-    params: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in (inside or "").split(";"))):
-        if "=" in item:
-            key, value = (piece.strip() for piece in item.split("=", 1))
-            params[key] = _parse_value(value)
-        elif name in CE_LOSSES and item in CE_IMPLS:
-            params["ce_impl"] = item
-        else:
-            raise InputError(f"bad loss option {item!r} in {text!r}: write key=value, or dense/chunked/auto for ce/cce")
-    if name in CE_LOSSES:
-        # A bare ce/cce is the dense baseline the table's ratios are taken against.
-        params.setdefault("ce_impl", "dense")
-    return LossSpec(label=text.strip(), name=name, params=params)
-
-
-@dataclass(frozen=True)
-class StepShape:
-    catalog: int
-    batch_size: int
-    max_len: int
-    hidden: int
-
-    def validate(self) -> None:
-        if self.catalog < 2:
-            raise InputError(f"catalog must be at least 2 items (got {self.catalog})")
-        for name in ("batch_size", "max_len", "hidden"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        if overflows_int64(self.batch_size, self.max_len, self.catalog):
-            raise InputError(
-                f"batch size x max len x catalog = {self.batch_size * self.max_len * self.catalog} "
-                "elements overflow int64 byte counts: lower one of them"
-            )
 
 
 # -- what comes back -------------------------------------------------------------------------------
-@dataclass
-class StageRecord:
-    name: str
-    held_bytes: int  # live at the end of the stage minus live at its start
-    transient_bytes: int  # the stage's peak minus live at its start
-    peak_bytes: int  # the highest live total during the stage
-
-
 @dataclass
 class ProfileRecord:
     loss: str
@@ -173,207 +93,6 @@ class ProfileRecord:
             del document["stages"]
         return document
 
-
-# -- registries (injectable so the profiler can be tested without the real ones) ----------------
-@dataclass
-class Registries:
-    build_model: Callable[..., Any]
-    build_loss: Callable[..., Any]
-    model_params: Callable[[str, int], dict[str, Any]]
-    loss_names: tuple[str, ...]
-
-
-def _real_model_params(model_name: str, hidden: int) -> dict[str, Any]:
-    from seqbench.models.registry import model_class
-
-    names = {f.name for f in fields(model_class(model_name).Config)}
-    return {name: hidden for name in HIDDEN_FIELDS if name in names}
-
-
-def default_registries() -> Registries:
-    from seqbench.losses.registry import LOSS_NAMES, build_loss
-    from seqbench.models.registry import build_model
-
-    return Registries(build_model, build_loss, _real_model_params, tuple(LOSS_NAMES))
-
-
-# -- memory meters ---------------------------------------------------------------------------------
-class Meter(Protocol):
-    def live(self) -> int: ...
-    def peak(self) -> int: ...
-    def reset_peak(self) -> None: ...
-
-
-class TrackerMeter:
-    """CPU and fake tensors: the dispatch-mode tracker of live storage bytes."""
-
-    def __init__(self, tracker: AllocationTracker) -> None:
-        self.tracker = tracker
-
-    def live(self) -> int:
-        return self.tracker.live_bytes
-
-    def peak(self) -> int:
-        return self.tracker.peak_bytes
-
-    def reset_peak(self) -> None:
-        self.tracker.reset_peak()
-
-
-class CudaMeter:
-    """CUDA: the caching allocator's own counters, relative to what was allocated before the step."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.baseline = torch.cuda.memory_allocated(device)
-
-    def live(self) -> int:
-        return torch.cuda.memory_allocated(self.device) - self.baseline
-
-    def peak(self) -> int:
-        return torch.cuda.max_memory_allocated(self.device) - self.baseline
-
-    def reset_peak(self) -> None:
-        torch.cuda.reset_peak_memory_stats(self.device)
-
-
-class StageLog:
-    """Contiguous stages: each begins where the previous ends, so their peaks cover the whole step."""
-
-    def __init__(self, meter: Meter) -> None:
-        self.meter = meter
-        self.records: list[StageRecord] = []
-        self._open: tuple[str, int] | None = None
-
-    def begin(self, name: str) -> None:
-        self.end()
-        self._open = (name, self.meter.live())
-        self.meter.reset_peak()
-
-    def end(self) -> None:
-        if self._open is None:
-            return
-        name, start = self._open
-        peak, live = self.meter.peak(), self.meter.live()
-        self.records.append(StageRecord(name, live - start, peak - start, peak))
-        self._open = None
-
-    def component(self, name: str, nbytes: int) -> None:
-        """A size held at this moment (gradients), recorded without opening a stage."""
-        self.records.append(StageRecord(name, nbytes, 0, self.meter.live()))
-
-    def whole_step(self) -> StageRecord:
-        self.end()
-        peak = max(record.peak_bytes for record in self.records)
-        whole = StageRecord("whole step", self.meter.live(), peak, peak)
-        self.records.append(whole)
-        return whole
-
-
-# -- the step ----------------------------------------------------------------------------------------
-@dataclass
-class StepState:
-    model: torch.nn.Module
-    loss: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    inputs: torch.Tensor
-    targets: torch.Tensor
-    history: torch.Tensor
-    generator: torch.Generator
-
-
-def _storage_bytes(tensors: list[torch.Tensor]) -> int:
-    storages = {id(t.untyped_storage()): t.untyped_storage().nbytes() for t in tensors}
-    return sum(storages.values())
-
-
-def _prime_optimizer(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> None:
-    """Allocate Adam's moments the way the first step does; zero gradients leave parameters unchanged."""
-    for param in params:
-        param.grad = torch.zeros_like(param)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-
-
-def _build_state(
-    spec: LossSpec, model_name: str, shape: StepShape, registries: Registries, stages: StageLog, seed: int
-) -> StepState:
-    torch.manual_seed(seed)
-    # Factory calls follow the default device (set by the caller); the generator must match it.
-    generator = torch.Generator(device=torch.get_default_device()).manual_seed(seed)
-    stages.begin("parameters")
-    model_params = registries.model_params(model_name, shape.hidden)
-    model = registries.build_model(model_name, shape.catalog, shape.max_len, model_params)
-    loss = registries.build_loss(spec.name, shape.catalog, dict(spec.params) or None)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad] + list(loss.parameters())
-    stages.begin("optimizer state")
-    optimizer = torch.optim.Adam(params, lr=1e-3)
-    _prime_optimizer(optimizer, params)
-    stages.begin("inputs")
-    # Full windows (no padding): every position carries a target, the worst case for memory.
-    windows = torch.randint(1, shape.catalog + 1, (shape.batch_size, shape.max_len + 1), generator=generator)
-    inputs, targets = model.training_batch(windows, generator)
-    return StepState(model, loss, optimizer, inputs, targets, windows, generator)
-
-
-def _train_step(state: StepState, stages: StageLog | None) -> None:
-    begin = stages.begin if stages is not None else (lambda name: None)
-    begin("encoder activations")
-    hidden = state.model(state.inputs)
-    begin("loss forward")
-    batch = LossBatch(
-        hidden=hidden,
-        positives=state.targets,
-        item_embeddings=state.model.item_embeddings(),
-        item_bias=state.model.item_bias(),
-        history=state.history,
-        generator=state.generator,
-    )
-    value = state.loss(batch).value
-    del batch
-    begin("loss backward")
-    if stages is not None and hidden.requires_grad:
-        # The gradient reaching the encoder output marks the end of the loss's own backward.
-        hidden.register_hook(lambda grad: begin("encoder backward"))
-    value.backward()
-    del value, hidden
-    if stages is not None:
-        stages.end()
-        grads = [p.grad for group in state.optimizer.param_groups for p in group["params"] if p.grad is not None]
-        stages.component("gradients", _storage_bytes(grads))
-    begin("optimizer step")
-    state.optimizer.step()
-    state.optimizer.zero_grad(set_to_none=True)
-
-
-# torch's flop counter knows mm/addmm/bmm/baddbmm but not their in-place forms, which chunked
-# losses use to accumulate gradients (grad_x.addmm_(...)); count them with the same formulas.
-def _addmm_flops(bias: Any, left: Any, right: Any, out_shape: Any = None, **_: Any) -> int:
-    rows, inner = left
-    return 2 * rows * inner * right[1]
-
-
-def _baddbmm_flops(bias: Any, left: Any, right: Any, out_shape: Any = None, **_: Any) -> int:
-    batch, rows, inner = left
-    return 2 * batch * rows * inner * right[2]
-
-
-_IN_PLACE_FLOPS = {torch.ops.aten.addmm_: _addmm_flops, torch.ops.aten.baddbmm_: _baddbmm_flops}
-
-
-def _tracked_step(
-    spec: LossSpec, model_name: str, shape: StepShape, registries: Registries, meter: Meter, seed: int
-) -> tuple[StepState, StageLog, int]:
-    stages = StageLog(meter)
-    with FlopCounterMode(display=False, custom_mapping=_IN_PLACE_FLOPS) as counter:
-        state = _build_state(spec, model_name, shape, registries, stages, seed)
-        stages.end()
-        # Count the step's FLOPs, not the optimiser priming above.
-        counter.flop_counts.clear()
-        _train_step(state, stages)
-    stages.whole_step()
-    return state, stages, counter.get_total_flops()
 
 
 # -- modes -------------------------------------------------------------------------------------------
@@ -482,8 +201,8 @@ def _predict_direct(request: Request, registries: Registries, op_budget: int | N
         with _fresh_rng(), predicting(op_budget=op_budget) as shadow:
             tracker = AllocationTracker()
             with tracker:
-                _, stages, flops = _tracked_step(
-                    request.spec, request.model, request.shape, registries, TrackerMeter(tracker), request.seed
+                _, stages, flops = tracked_step(
+                    request.spec, request.model, request.shape, registries, TrackerMeter(tracker), request.seed, _train_step
                 )
     except PredictionError as error:
         return _record(request, "predicted", peak_bytes=None, status="error", note=str(error))
@@ -515,8 +234,9 @@ def measure(request: Request, registries: Registries) -> ProfileRecord:
             meter = _meter_for(device, tracker)
             # On CUDA the allocator counts; the tracker (CPU only) would only add overhead.
             with tracker if device.type == "cpu" else _nothing():
-                state, stages, flops = _tracked_step(
-                    request.spec, request.model, request.shape, registries, meter, request.seed
+                # _train_step is looked up here, at call time, so a test can replace it.
+                state, stages, flops = tracked_step(
+                    request.spec, request.model, request.shape, registries, meter, request.seed, _train_step
                 )
             seconds = _timed_step(state, device)
     except Exception as error:  # noqa: BLE001 - only out-of-memory becomes a cell, the rest re-raises

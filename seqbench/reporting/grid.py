@@ -1,24 +1,26 @@
 """The improvement grid: Table 2 of the cumulative cross-entropy paper, from stored runs.
 
-Rows are dataset x metric, column groups are models, one column per loss plus "Improve." =
-(proposed - best baseline) / best baseline (protocol.md, Comparisons). Cells are means over seeds
-(``mean ± std`` with several seeds); the best value of each model group is bold. Significance of
-proposed versus the best baseline: Welch's t-test across seeds when both have at least two seeds,
-otherwise a paired t-test over users on per-user values computed from the stored test ranks.
+Rows are dataset (x protocol setting, when the runs differ in more than the grid's axes) x metric,
+column groups are models, one column per loss plus "Improve." = (proposed - best baseline) / best
+baseline (protocol.md, Comparisons). Each cell is the mean over seeds with a 95% t-interval over
+seeds; a one-seed cell gets a bootstrap-over-users interval, marked as covering user sampling only.
+Improve. carries the interval of the difference (relative to the baseline mean) and a mark when
+the adjusted p-value of the chosen test (:mod:`seqbench.reporting.stats`; default: the
+hierarchical test over seeds and users) is below ``alpha``: up for better, down for worse.
 """
 
 from __future__ import annotations
 
-import warnings
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from seqbench.errors import InputError
+from seqbench.reporting import stats
 from seqbench.reporting.render import MISSING, Cell, DisplayTable, fmt_number, fmt_percent
 from seqbench.reporting.runs import (
     METRICS,
@@ -28,12 +30,15 @@ from seqbench.reporting.runs import (
     metric_column,
     model_display,
     one_run_per_seed,
+    setting_labels,
 )
-from seqbench.training.metrics import hit_rate, ndcg, reciprocal_rank
+from seqbench.training import metrics as metric_registry
 
 IMPROVE = "Improve."
-SIGNIFICANCE_LEVEL = 1e-3  # protocol.md: mark p < 0.001
-MARKER = "*"
+ALPHA = 0.05  # adjusted p below this marks a difference
+BETTER, WORSE, USERS_ONLY = "▲", "▼", "†"
+VERDICT_METRIC = "NDCG@10"
+KEYS = ["dataset", "setting", "model"]
 
 
 class RanksSource(Protocol):
@@ -43,20 +48,14 @@ class RanksSource(Protocol):
 
 
 @dataclass
-class Significance:
-    test: str  # "welch" (across seeds), "paired" (over users) or "none" (not computable)
-    statistic: float = float("nan")
-    p_value: float = float("nan")
-    n: int = 0  # seeds per side (welch, the smaller side) or paired users
-
-
-@dataclass
 class GridTable:
     """The improvement grid as data, plus its printable layout.
 
-    ``cells``: one row per dataset, model, metric, loss label: mean, std (NaN with one seed),
-    n_seeds, best. ``improvements``: one row per dataset, model, metric: the proposed and best
-    baseline labels and means, improve, test, statistic, p_value, significant.
+    ``cells``: one row per dataset, setting, model, metric, loss label: mean, std, low, high (95%
+    interval), interval ("seeds" or "users"), n_seeds, best. ``improvements``: one row per dataset,
+    setting, model, metric: proposed and best baseline labels and means, improve with
+    improve_low/improve_high, test, covers, p_value, p_adjusted, direction (+1/-1/0).
+    ``verdicts``: proposed versus each baseline on ``verdict_metric`` (see :mod:`verdicts`).
     """
 
     cells: pd.DataFrame
@@ -68,14 +67,20 @@ class GridTable:
     baselines: list[str]
     split: str = "test"
     notes: list[str] = field(default_factory=list)
+    test: str = "hierarchical"
+    adjustment: str = "holm"
+    alpha: float = ALPHA
+    settings: list[str] = field(default_factory=lambda: [""])
+    verdicts: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def tidy(self) -> pd.DataFrame:
         """Long numeric rows for CSV/JSON: the loss cells, then one ``Improve.`` row per group."""
-        improve = self.improvements.rename(columns={"improve": "mean"}).assign(loss=IMPROVE, std=np.nan, best=False)
+        improve = self.improvements.rename(columns={"improve": "mean", "improve_low": "low", "improve_high": "high"})
+        improve = improve.assign(loss=IMPROVE, std=np.nan, best=False, interval="difference")
         improve["n_seeds"] = self.improvements["proposed_n_seeds"]
-        frame = pd.concat([self.cells.assign(test=None, p_value=np.nan, significant=False), improve], ignore_index=True)
-        columns = ["dataset", "model", "metric", "loss", "mean", "std", "n_seeds", "best", "proposed",
-                   "best_baseline", "proposed_mean", "baseline_mean", "test", "statistic", "p_value", "significant"]
+        frame = pd.concat([self.cells.assign(test=None, p_value=np.nan, p_adjusted=np.nan, direction=0), improve], ignore_index=True)
+        columns = ["dataset", "setting", "model", "metric", "loss", "mean", "std", "low", "high", "interval", "n_seeds", "best",
+                   "proposed", "best_baseline", "proposed_mean", "baseline_mean", "test", "covers", "p_value", "p_adjusted", "direction"]
         return frame.reindex(columns=columns)
 
     def records(self) -> list[dict]:
@@ -84,21 +89,50 @@ class GridTable:
         return frame.where(pd.notna(frame), None).to_dict(orient="records")
 
     def display(self) -> DisplayTable:
-        cells = self.cells.set_index(["dataset", "model", "metric", "loss"])
-        improvements = self.improvements.set_index(["dataset", "model", "metric"])
+        cells = self.cells.set_index(["dataset", "setting", "model", "metric", "loss"])
+        improvements = self.improvements.set_index(["dataset", "setting", "model", "metric"])
         groups = [(model_display(m), [*labels, IMPROVE]) for m, labels in self.columns.items()]
         rows: list[tuple[list[str], list[Cell]]] = []
         for dataset in self.datasets:
-            for i, metric in enumerate(self.metrics):
-                row: list[Cell] = []
-                for model, labels in self.columns.items():
-                    row += [_value_cell(cells, (dataset, model, metric, label)) for label in labels]
-                    row.append(_improve_cell(improvements, (dataset, model, metric)))
-                rows.append(([dataset_display(dataset) if i == 0 else "", metric], row))
-        title = f"Improvement of {self.proposed} over the best of {', '.join(self.baselines) or 'no baseline'} ({self.split}, mean over seeds)"
-        notes = [f"Bold: best per model. Improve. {MARKER}: p < {SIGNIFICANCE_LEVEL:g} "
-                 "(Welch's t-test across seeds; with one seed, paired t-test over users).", *self.notes]
-        return DisplayTable(title, ["Dataset", "Metric"], groups, rows, notes)
+            for setting in self.settings:
+                for i, metric in enumerate(self.metrics):
+                    row: list[Cell] = []
+                    for model, labels in self.columns.items():
+                        row += [_value_cell(cells, (dataset, setting, model, metric, label)) for label in labels]
+                        row.append(_improve_cell(improvements, (dataset, setting, model, metric)))
+                    name = dataset_display(dataset) + (f" [{setting}]" if setting else "")
+                    rows.append(([name if i == 0 else "", metric], row))
+        return DisplayTable(self.title(), ["Dataset", "Metric"], groups, rows, [*self.legend(), *self.notes])
+
+    def title(self) -> str:
+        seeds = sorted(set(self.cells["n_seeds"].astype(int))) if not self.cells.empty else []
+        count = f"{seeds[0]} seed{'s' if seeds[0] != 1 else ''} per cell" if len(seeds) == 1 else f"{min(seeds)}-{max(seeds)} seeds per cell"
+        return (f"Improvement of {self.proposed} over the best of {', '.join(self.baselines) or 'no baseline'} "
+                f"({self.split}, mean ± 95% CI, {count})")
+
+    def tests_used(self) -> str:
+        used = list(dict.fromkeys(self.improvements["test"])) if not self.improvements.empty else [self.test]
+        return "; ".join(TEST_NAMES[t] + (" (no stored ranks)" if t != self.test else "") for t in used)
+
+    def legend(self) -> list[str]:
+        users_only = bool((self.cells["interval"] == "users").any()) if not self.cells.empty else False
+        lines = [f"± : half-width of the 95% t-interval over seeds (training randomness, these test users); "
+                 f"Improve. [low, high]: 95% interval of the difference, relative to the baseline mean. "
+                 f"{BETTER}/{WORSE}: proposed significantly better/worse ({self.tests_used()}, p adjusted by "
+                 f"{stats.ADJUSTMENT_NAMES[self.adjustment]} over the {len(self.improvements)} comparisons of this table, "
+                 f"p < {self.alpha:g})."]
+        if users_only or (not self.improvements.empty and (self.improvements["covers"] == "users").any()):
+            lines.append(f"{USERS_ONLY}: one seed, the interval or test covers user sampling only and cannot speak "
+                         "about training randomness: run more seeds (--seeds).")
+        return lines
+
+
+TEST_NAMES = {
+    "hierarchical": "t-test over seeds and users",
+    "bootstrap": "two-level bootstrap over seeds and users",
+    "welch": "Welch's t-test over seed means",
+    "paired": "paired t-test over users",
+}
 
 
 def _value_cell(cells: pd.DataFrame, key: tuple) -> Cell:
@@ -106,8 +140,8 @@ def _value_cell(cells: pd.DataFrame, key: tuple) -> Cell:
         return Cell(MISSING)
     cell = cells.loc[key]
     text = fmt_number(cell["mean"])
-    if cell["n_seeds"] > 1 and pd.notna(cell["std"]):
-        text += f" ± {fmt_number(cell['std'])}"
+    if pd.notna(cell["low"]):
+        text += f" ±{fmt_number((cell['high'] - cell['low']) / 2)}" + (USERS_ONLY if cell["interval"] == "users" else "")
     return Cell(text, bool(cell["best"]))
 
 
@@ -116,7 +150,10 @@ def _improve_cell(improvements: pd.DataFrame, key: tuple) -> Cell:
         return Cell(MISSING)
     row = improvements.loc[key]
     text = fmt_percent(row["improve"])
-    return Cell(text + (MARKER if row["significant"] else ""))
+    if pd.notna(row["improve_low"]):
+        text += f" [{fmt_percent(row['improve_low'])}, {fmt_percent(row['improve_high'])}]"
+    mark = {1: BETTER, -1: WORSE}.get(int(row["direction"]), "")
+    return Cell(text + mark + (USERS_ONLY if row["covers"] == "users" else ""))
 
 
 # --- choosing the columns ------------------------------------------------------------------------
@@ -152,109 +189,116 @@ def choose_losses(labels: Sequence[str], proposed: str, baselines: Sequence[str]
 
 # --- the numbers ---------------------------------------------------------------------------------
 def per_user_values(ranks: np.ndarray, metric: str) -> np.ndarray:
-    """Per-user value of a metric from 0-based ranks (its mean is the stored metric)."""
-    if metric == "MRR":
-        return reciprocal_rank(ranks)
-    name, k = metric.split("@")
-    return hit_rate(ranks, int(k)) if name == "HR" else ndcg(ranks, int(k))
+    """Per-user value of a metric from 0-based ranks (its mean is the stored metric).
 
-
-def welch(proposed: np.ndarray, baseline: np.ndarray) -> Significance:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # zero variance on both sides: p is NaN
-        result = stats.ttest_ind(proposed, baseline, equal_var=False)
-    return Significance("welch", float(result.statistic), float(result.pvalue), int(min(len(proposed), len(baseline))))
-
-
-def paired(proposed: np.ndarray, baseline: np.ndarray) -> Significance:
-    if len(proposed) < 2:
-        return Significance("none")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # identical per-user values: p is NaN
-        result = stats.ttest_rel(proposed, baseline)
-    return Significance("paired", float(result.statistic), float(result.pvalue), len(proposed))
+    Any name of the metric registry works; any other is an InputError (never a silent NDCG).
+    """
+    return metric_registry.per_user_values(ranks, metric)
 
 
 @dataclass
-class _Ranks:
-    """Loads each run's ranks once: a grid asks for the same run for every metric."""
+class RankMatrix:
+    """Per-user values of several runs on their common users: loads each run's ranks once."""
 
     store: RanksSource | None
     split: str
     cache: dict[str, pd.DataFrame] = field(default_factory=dict)
 
-    def get(self, run_id: str) -> pd.DataFrame:
+    def ranks(self, run_id: str) -> pd.DataFrame:
         if run_id not in self.cache:
             frame = pd.DataFrame(columns=["user", "rank"])
             if self.store is not None:
                 try:
                     stored = self.store.ranks(run_id, self.split)
-                except OSError:
-                    stored = frame  # no ranks file: the paired test is simply not available
+                except (OSError, ValueError):
+                    stored = frame  # no (readable) ranks file: tests fall back to the stored metrics
                 if {"user", "rank"} <= set(stored.columns):
                     frame = stored[["user", "rank"]]
             self.cache[run_id] = frame
         return self.cache[run_id]
 
-
-def paired_over_users(prop_runs: pd.DataFrame, base_runs: pd.DataFrame, metric: str, ranks: _Ranks) -> Significance:
-    """Pair users of runs with the same seed (else the first run of each) and t-test per-user values."""
-    common = sorted(set(prop_runs["seed"]) & set(base_runs["seed"]))
-    pairs = [(prop_runs[prop_runs["seed"] == s].iloc[0], base_runs[base_runs["seed"] == s].iloc[0]) for s in common]
-    if not pairs:
-        pairs = [(prop_runs.sort_values("seed").iloc[0], base_runs.sort_values("seed").iloc[0])]
-    left, right = [], []
-    for prop, base in pairs:
-        joined = ranks.get(prop["run_id"]).merge(ranks.get(base["run_id"]), on="user", suffixes=("_p", "_b"))
-        left.append(per_user_values(joined["rank_p"].to_numpy(), metric))
-        right.append(per_user_values(joined["rank_b"].to_numpy(), metric))
-    return paired(np.concatenate(left), np.concatenate(right))
+    def values(self, run_sets: Sequence[pd.DataFrame], metric: str) -> list[np.ndarray] | None:
+        """One seeds x users matrix per run set, columns = the users every run has; None without ranks."""
+        frames = [[self.ranks(run_id).set_index("user")["rank"] for run_id in runs["run_id"]] for runs in run_sets]
+        if any(frame.empty for group in frames for frame in group):
+            return None
+        users = sorted(set.intersection(*(set(frame.index) for group in frames for frame in group)))
+        if not users:
+            return None
+        return [np.stack([per_user_values(frame.loc[users].to_numpy(), metric) for frame in group]) for group in frames]
 
 
-def significance(prop_runs: pd.DataFrame, base_runs: pd.DataFrame, metric: str, column: str, ranks: _Ranks) -> Significance:
-    if len(prop_runs) >= 2 and len(base_runs) >= 2:
-        return welch(prop_runs[column].to_numpy(float), base_runs[column].to_numpy(float))
-    return paired_over_users(prop_runs, base_runs, metric, ranks)
+def _cell_interval(group: pd.DataFrame, metric: str, split: str, matrix: RankMatrix) -> stats.Interval:
+    values = group[metric_column(split, metric)].to_numpy(float)
+    if values.size >= 2:
+        return stats.seed_interval(values)
+    per_user = matrix.values([group], metric)
+    if per_user is None:
+        return stats.Interval(float(values[0]), math.nan, math.nan, 1, "users")
+    return stats.user_interval(per_user[0][0])
 
 
-def _summaries(runs: pd.DataFrame, metrics: Sequence[str], split: str) -> pd.DataFrame:
+def _summaries(runs: pd.DataFrame, metrics: Sequence[str], split: str, matrix: RankMatrix) -> pd.DataFrame:
     rows = []
-    for (dataset, model, label), group in runs.groupby(["dataset", "model", "label"], sort=False):
+    for (dataset, setting, model, label), group in runs.groupby([*KEYS, "label"], sort=False):
+        group = group.sort_values("seed")
         for metric in metrics:
-            values = group[metric_column(split, metric)].dropna().to_numpy(float)
-            if values.size == 0:
+            group_m = group[group[metric_column(split, metric)].notna()]
+            if group_m.empty:
                 continue
-            std = float(values.std(ddof=1)) if values.size > 1 else float("nan")
-            rows.append({"dataset": dataset, "model": model, "metric": metric, "loss": label,
-                         "mean": float(values.mean()), "std": std, "n_seeds": int(values.size)})
-    frame = pd.DataFrame(rows, columns=["dataset", "model", "metric", "loss", "mean", "std", "n_seeds"])
-    # Bold: every cell equal to its (dataset, model, metric) maximum, so ties are all bold.
-    frame["best"] = frame["mean"] == frame.groupby(["dataset", "model", "metric"])["mean"].transform("max")
+            interval = _cell_interval(group_m, metric, split, matrix)
+            values = group_m[metric_column(split, metric)].to_numpy(float)
+            rows.append({"dataset": dataset, "setting": setting, "model": model, "metric": metric, "loss": label,
+                         "mean": interval.mean, "std": float(values.std(ddof=1)) if values.size > 1 else math.nan,
+                         "low": interval.low, "high": interval.high, "interval": interval.covers, "n_seeds": int(values.size)})
+    frame = pd.DataFrame(rows, columns=[*KEYS, "metric", "loss", "mean", "std", "low", "high", "interval", "n_seeds"])
+    # Bold: every cell equal to its (dataset, setting, model, metric) maximum, so ties are all bold.
+    frame["best"] = frame["mean"] == frame.groupby([*KEYS, "metric"])["mean"].transform("max")
     return frame
 
 
+def compare_runs(prop_runs: pd.DataFrame, base_runs: pd.DataFrame, metric: str, split: str, matrix: RankMatrix,
+                 test: str) -> stats.Comparison:
+    """Proposed minus baseline on ``metric``; without stored ranks, Welch over the seeds' metrics."""
+    values = matrix.values([prop_runs.sort_values("seed"), base_runs.sort_values("seed")], metric)
+    if values is None:
+        column = metric_column(split, metric)
+        seed_means = [runs[column].to_numpy(float)[:, None] for runs in (prop_runs, base_runs)]
+        return stats.welch_over_seeds(*seed_means)
+    return stats.compare_losses(values[0], values[1], test)
+
+
 def _improvement(cells: pd.DataFrame, runs: pd.DataFrame, proposed: str | None, baselines: list[str],
-                 split: str, ranks: _Ranks) -> pd.DataFrame:
-    columns = ["dataset", "model", "metric", "proposed", "best_baseline", "proposed_mean", "baseline_mean",
-               "proposed_n_seeds", "improve", "test", "statistic", "p_value", "significant"]
+                 split: str, matrix: RankMatrix, test: str) -> pd.DataFrame:
+    columns = [*KEYS, "metric", "proposed", "best_baseline", "proposed_mean", "baseline_mean", "proposed_n_seeds",
+               "improve", "improve_low", "improve_high", "test", "covers", "p_value"]
     rows = []
-    for (dataset, model, metric), group in cells.groupby(["dataset", "model", "metric"], sort=False):
+    for (dataset, setting, model, metric), group in cells.groupby([*KEYS, "metric"], sort=False):
         means = group.set_index("loss")["mean"]
         candidates = means.reindex([b for b in baselines if b in means.index])
         if proposed is None or proposed not in means.index or candidates.empty:
             continue
         best = str(candidates.idxmax())
         prop_mean, base_mean = float(means[proposed]), float(candidates[best])
-        improve = (prop_mean - base_mean) / base_mean if base_mean > 0 else float("nan")
-        scope = runs[(runs["dataset"] == dataset) & (runs["model"] == model)]
-        test = significance(scope[scope["label"] == proposed], scope[scope["label"] == best], metric,
-                            metric_column(split, metric), ranks)
-        rows.append({"dataset": dataset, "model": model, "metric": metric, "proposed": proposed, "best_baseline": best,
-                     "proposed_mean": prop_mean, "baseline_mean": base_mean,
-                     "proposed_n_seeds": int(group.set_index("loss").loc[proposed, "n_seeds"]), "improve": improve,
-                     "test": test.test, "statistic": test.statistic, "p_value": test.p_value,
-                     "significant": bool(pd.notna(test.p_value) and test.p_value < SIGNIFICANCE_LEVEL)})
+        scope = runs[(runs["dataset"] == dataset) & (runs["setting"] == setting) & (runs["model"] == model)]
+        result = compare_runs(scope[scope["label"] == proposed], scope[scope["label"] == best], metric, split, matrix, test)
+        relative = (lambda x: x / base_mean) if base_mean > 0 else (lambda x: math.nan)
+        rows.append({"dataset": dataset, "setting": setting, "model": model, "metric": metric, "proposed": proposed,
+                     "best_baseline": best, "proposed_mean": prop_mean, "baseline_mean": base_mean,
+                     "proposed_n_seeds": int(group.set_index("loss").loc[proposed, "n_seeds"]),
+                     "improve": relative(prop_mean - base_mean), "improve_low": relative(result.low),
+                     "improve_high": relative(result.high), "test": result.test, "covers": result.covers,
+                     "p_value": result.p_value})
     return pd.DataFrame(rows, columns=columns)
+
+
+def with_adjusted(frame: pd.DataFrame, adjustment: str, alpha: float, sign_of: str) -> pd.DataFrame:
+    """Adjusted p-values over the rows of one table and the direction of each significant row."""
+    frame = frame.copy()
+    frame["p_adjusted"] = stats.adjust(frame["p_value"].to_numpy(float), adjustment) if len(frame) else []
+    significant = frame["p_adjusted"].lt(alpha)
+    frame["direction"] = np.where(significant, np.sign(frame[sign_of].fillna(0.0)), 0).astype(int)
+    return frame
 
 
 def _order(values: Sequence[str], preferred: Sequence[str]) -> list[str]:
@@ -269,16 +313,28 @@ def improvement_grid(
     baselines: Sequence[str] | None = None,
     metrics: Sequence[str] = METRICS,
     split: str = "test",
+    test: str = "hierarchical",
+    adjustment: str = "holm",
+    alpha: float = ALPHA,
+    verdict_metric: str = VERDICT_METRIC,
 ) -> GridTable:
-    """Build the improvement grid from a run table (``RunStore.table()``, possibly filtered).
+    """Build the improvement grid from a run table (the grid's own runs, see ``compare``).
 
-    Only completed runs count; one run per (dataset, model, loss variant, seed). ``proposed`` and
-    ``baselines`` are loss names or variant labels (``sampled-ce[num_negatives=64]``); baselines
-    default to every other loss present, and only proposed + baselines are shown. ``store`` gives
-    per-user ranks for the paired test (``None``: no paired test). Raises InputError when there is
-    no completed run, or when ``proposed`` matches several variants.
+    Only completed runs count; one run per (dataset, setting, model, loss variant, seed), where the
+    setting names the config fields that differ between runs of one data set and model (a
+    ``--set patience=10,40`` sweep). ``proposed`` and ``baselines`` are loss names or variant labels
+    (``sampled-ce[num_negatives=64]``); baselines default to every other loss present. ``store``
+    gives per-user ranks for the tests (``None``: Welch over seed metrics only). ``test`` is one of
+    :data:`stats.TESTS`, ``adjustment`` one of :data:`stats.ADJUSTMENTS`. Raises InputError when
+    there is no completed run, or when ``proposed`` matches several variants.
     """
-    done = one_run_per_seed(completed_runs(runs), ["dataset", "model", "label"])
+    if test not in stats.TESTS:
+        raise InputError(f"unknown test '{test}': choose one of {', '.join(stats.TESTS)}")
+    if adjustment not in stats.ADJUSTMENTS:
+        raise InputError(f"unknown adjustment '{adjustment}': choose one of {', '.join(stats.ADJUSTMENTS)}")
+    done = completed_runs(runs)
+    done = done.assign(setting=setting_labels(done))
+    done = one_run_per_seed(done, [*KEYS, "label"])
     missing = [m for m in metrics if metric_column(split, m) not in done.columns]
     if missing:
         raise InputError(f"stored runs have no {split} metric {', '.join(missing)}: choose from {', '.join(METRICS)}")
@@ -287,19 +343,33 @@ def improvement_grid(
     done = done[done["label"].isin(shown)].reset_index(drop=True)
     if done.empty:
         raise InputError(f"no completed run of '{proposed}' or the baselines: check --losses and the store")
-    cells = _summaries(done, metrics, split)
-    improvements = _improvement(cells, done, chosen, base, split, _Ranks(store, split))
+    matrix = RankMatrix(store, split)
+    cells = _summaries(done, metrics, split, matrix)
+    improvements = with_adjusted(_improvement(cells, done, chosen, base, split, matrix, test), adjustment, alpha, "improve")
     models = _order(done["model"], list(MODEL_DISPLAY))
     columns = {m: [label for label in shown if label in set(done.loc[done["model"] == m, "label"])] for m in models}
-    return GridTable(cells, improvements, columns, sorted(done["dataset"].unique()), list(metrics),
-                     proposed, base, split, notes)
+    settings = sorted(done["setting"].unique())
+    grid = GridTable(cells, improvements, columns, sorted(done["dataset"].unique()), list(metrics),
+                     proposed, base, split, notes, test, adjustment, alpha, settings)
+    from seqbench.reporting.verdicts import verdict_frame
+
+    grid.verdicts = verdict_frame(done, chosen, base, verdict_metric, split, matrix, test, adjustment, alpha)
+    return grid
 
 
 def significance_frame(grid: GridTable) -> pd.DataFrame:
-    """The p-values behind the markers, one row per dataset, model, metric (a printable table)."""
-    frame = grid.improvements[["dataset", "model", "metric", "proposed", "best_baseline", "improve", "test", "p_value", "significant"]].copy()
-    frame.attrs.update({"title": "Significance of the proposed loss against the best baseline",
-                        "formats": {"improve": "percent", "p_value": "p"}, "stub": ["dataset", "model", "metric"]})
+    """The p-values behind the marks, one row per dataset, setting, model, metric (a printable table)."""
+    frame = grid.improvements[[*KEYS, "metric", "proposed", "best_baseline", "improve", "improve_low", "improve_high",
+                               "test", "covers", "p_value", "p_adjusted", "direction"]].copy()
+    if grid.settings == [""]:
+        frame = frame.drop(columns="setting")
     frame["p_value"] = frame["p_value"].astype(float)
-    frame.attrs["notes"] = [f"significant: p < {SIGNIFICANCE_LEVEL:g}; test: welch (across seeds) or paired (over users)."]
+    frame.attrs.update({
+        "title": "Significance of the proposed loss against the best baseline",
+        "formats": {"improve": "percent", "improve_low": "percent", "improve_high": "percent", "p_value": "p", "p_adjusted": "p"},
+        "stub": ["dataset", "setting", "model", "metric"],
+        "notes": [f"test: {TEST_NAMES[grid.test]}; covers: seeds+users, or users only (one seed on a side); "
+                  f"p_adjusted: {stats.ADJUSTMENT_NAMES[grid.adjustment]} over {len(frame)} comparisons; "
+                  f"direction: +1/-1 where p_adjusted < {grid.alpha:g}."],
+    })
     return frame

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from seqbench.reporting.runs import (
     completed_runs,
     metric_column,
     one_run_per_seed,
+    setting_labels,
 )
 
 SOURCES: tuple[str, ...] = ("li2023_cce_table2", "xu2024_table5")
@@ -30,7 +32,7 @@ SCOPES: tuple[str, ...] = ("datasets", "runs", "all")
 # Paper spelling -> registry name; the inverse of the display maps, so one table serves both ways.
 PAPER_DATASETS: dict[str, str] = {paper: name for name, paper in DATASET_DISPLAY.items()}
 PAPER_MODELS: dict[str, str] = {paper: name for name, paper in MODEL_DISPLAY.items()}
-KEYS = ["dataset", "model", "loss", "metric"]
+KEYS = ["dataset", "model", "loss", "metric"]  # how a reproduction meets a published row
 
 
 def paper_csv_path() -> Path:
@@ -55,18 +57,41 @@ def published(source: str = DEFAULT_SOURCE, path: Path | None = None) -> pd.Data
     }).reset_index(drop=True)
 
 
-def reproduced(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, split: str = "test") -> pd.DataFrame:
-    """Mean test metrics of the completed runs per dataset, model, loss variant: long format."""
-    done = one_run_per_seed(completed_runs(runs), ["dataset", "model", "label"])
+def reproduced(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, split: str = "test", store: Any = None) -> pd.DataFrame:
+    """Mean test metrics of the completed runs per dataset, setting, model, loss variant, with a 95%
+    interval (t over seeds; one seed: bootstrap over users from ``store``'s ranks, else none)."""
+    from seqbench.reporting.grid import RankMatrix, _cell_interval
+
+    done = completed_runs(runs)
+    done = one_run_per_seed(done.assign(setting=setting_labels(done)), ["dataset", "setting", "model", "label"])
+    matrix = RankMatrix(store, split)
     rows = []
-    for (dataset, model, label, loss), group in done.groupby(["dataset", "model", "label", "loss"], sort=True):
+    for (dataset, setting, model, label, loss), group in done.groupby(["dataset", "setting", "model", "label", "loss"], sort=True):
         for metric in metrics:
             column = metric_column(split, metric)
-            values = group[column].dropna().to_numpy(float) if column in group.columns else np.array([])
-            if values.size:
-                rows.append({"dataset": dataset, "model": model, "loss": loss, "variant": label, "metric": metric,
-                             "reproduced": float(values.mean()), "n_seeds": int(values.size)})
-    return pd.DataFrame(rows, columns=[*KEYS[:3], "variant", "metric", "reproduced", "n_seeds"])
+            if column not in group.columns or group[column].isna().all():
+                continue
+            interval = _cell_interval(group[group[column].notna()].sort_values("seed"), metric, split, matrix)
+            rows.append({"dataset": dataset, "setting": setting, "model": model, "loss": loss, "variant": label, "metric": metric,
+                         "reproduced": interval.mean, "low": interval.low, "high": interval.high,
+                         "interval": interval.covers, "n_seeds": interval.n_seeds})
+    return pd.DataFrame(rows, columns=[*KEYS[:2], "setting", KEYS[2], "variant", "metric", "reproduced", "low", "high",
+                                       "interval", "n_seeds"])
+
+
+# Protocol differences between a source's runs and seqbench's defaults that are known to move results.
+KNOWN_DIFFERENCES: dict[str, list[str]] = {
+    "li2023_cce_table2": [
+        "The paper's runs used S3-Rec's code: early stopping on validation NDCG@20 (ours: NDCG@10), up to 200 epochs "
+        "(ours: 150); `--preset li2023` sets those.",
+        "LastFM has 5 batches per epoch: with dropout 0.5, patience 10 stops some seeds within ~11 epochs (measured); "
+        "its BCE number matches such an early stop.",
+    ],
+    "xu2024_table5": [
+        "Xu et al. validate every 5 epochs for 200-300 epochs; Beauty SASRec used dropout 0.6, batch 512, lr 5e-4; "
+        "history items are not masked on Yelp (`--preset xu2024` sets those).",
+    ],
+}
 
 
 def reference_table(
@@ -75,6 +100,7 @@ def reference_table(
     scope: str = "datasets",
     metrics: Sequence[str] = METRICS,
     paper_csv: Path | None = None,
+    store: Any = None,
 ) -> pd.DataFrame:
     """Reproduced (mean over completed seeds, test split) versus published values.
 
@@ -88,26 +114,48 @@ def reference_table(
         raise InputError(f"unknown reference scope '{scope}': choose one of {', '.join(SCOPES)}")
     paper = published(source, paper_csv)
     paper = paper[paper["metric"].isin(metrics)]
-    ours = reproduced(runs, metrics)
+    ours = reproduced(runs, metrics, store=store)
     if scope == "datasets":
         paper = paper[paper["dataset"].isin(ours["dataset"])]
     elif scope == "runs":
         pairs = set(zip(ours["dataset"], ours["model"]))
         paper = paper[[pair in pairs for pair in zip(paper["dataset"], paper["model"])]]
+    if paper.empty:
+        # Nothing to compare with: one line instead of rows of dashes.
+        empty = pd.DataFrame(columns=["dataset", "model", "loss", "metric", "reproduced", "published", "in_ci", "status"])
+        datasets = ", ".join(sorted(ours["dataset"].unique()))
+        empty.attrs.update({"title": f"Reproduced versus published ({source})",
+                            "notes": [f"No published numbers for {datasets} in {source}."]})
+        return empty
     table = ours.merge(paper, on=KEYS, how="outer", indicator=True)
     table["status"] = table.pop("_merge").map({"both": "both", "left_only": "not published", "right_only": "not reproduced"}).astype(str)
     # A reproduction of a loss variant is labelled as such; a published-only row keeps the paper's loss.
     table["loss"] = table["variant"].where(table["variant"].notna(), table["loss"])
     published_values = table["published"].where(table["published"] != 0)
     table["rel_diff"] = (table["reproduced"] - published_values) / published_values
+    table["in_ci"] = [_inside(p, lo, hi) for p, lo, hi in zip(table["published"], table["low"], table["high"])]
+    table["setting"] = table["setting"].fillna("")
     table["metric_order"] = table["metric"].map({m: i for i, m in enumerate(metrics)})
-    table = table.sort_values(["dataset", "model", "loss", "metric_order"], kind="stable").reset_index(drop=True)
-    table = table[["dataset", "model", "loss", "metric", "reproduced", "n_seeds", "published", "rel_diff", "status"]]
+    table = table.sort_values(["dataset", "setting", "model", "loss", "metric_order"], kind="stable").reset_index(drop=True)
+    columns = ["dataset", "setting", "model", "loss", "metric", "reproduced", "low", "high", "n_seeds", "published", "rel_diff",
+               "in_ci", "status"]
+    table = table[columns if (table["setting"] != "").any() else [c for c in columns if c != "setting"]]
     table["n_seeds"] = table["n_seeds"].astype("Int64")
+    users_only = bool((ours["interval"] == "users").any())
     table.attrs.update({
-        "title": f"Reproduced versus published ({source}, test split, mean over seeds)",
-        "formats": {"reproduced": "number", "published": "number", "rel_diff": "percent", "n_seeds": "text"},
-        "stub": ["dataset", "model", "loss", "metric"],
-        "notes": ["rel_diff = (reproduced - published) / published; '-' = missing on that side (never filled in)."],
+        "title": f"Reproduced versus published ({source}, test split, mean and 95% CI)",
+        "formats": {"reproduced": "number", "low": "number", "high": "number", "published": "number",
+                    "rel_diff": "percent", "n_seeds": "text"},
+        "headers": {"low": "CI low", "high": "CI high", "in_ci": "published in 95% CI?"},
+        "stub": ["dataset", "setting", "model", "loss", "metric"],
+        "notes": ["rel_diff = (reproduced - published) / published; '-' = missing on that side (never filled in). "
+                  "CI: t-interval over seeds" + (" (one seed: bootstrap over users, user sampling only)" if users_only else "")
+                  + ". Known protocol differences:", *KNOWN_DIFFERENCES.get(source, [])],
     })
     return table
+
+
+def _inside(published_value: Any, low: Any, high: Any) -> str:
+    if pd.isna(published_value) or pd.isna(low) or pd.isna(high):
+        return "-"
+    return "yes" if low <= published_value <= high else "no"

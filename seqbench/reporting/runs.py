@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from seqbench.errors import InputError
+from seqbench.losses.cross_entropy import CeImpl
 
 METRICS: tuple[str, ...] = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 FRONTIER_METRIC = "NDCG@10"
@@ -70,8 +71,10 @@ def loss_labels(runs: pd.DataFrame, with_impl: bool) -> pd.Series:
 
     The label is the loss name plus, in brackets, the hyper-parameters that differ between runs of
     that loss in this table (``sampled-ce[num_negatives=64]``), so a grid expanded over a parameter
-    list gets one column per value. With ``with_impl`` a chunked exact CE is also told apart
-    (``cce[chunked]``): it matters for memory, not for accuracy.
+    list gets one column per value. With ``with_impl`` a CE run is also labelled with the
+    implementation it ran (the ``ce_impl`` column: ``cce[chunked]``, ``cce[dense+chunked]`` when
+    ``auto`` chose per batch; runs stored before the trainer resolved ``auto`` show ``[auto]``):
+    it matters for memory, not for accuracy. Dense is the unlabelled baseline.
     """
     if runs.empty:
         return pd.Series([], dtype=object)
@@ -89,8 +92,8 @@ def loss_labels(runs: pd.DataFrame, with_impl: bool) -> pd.Series:
     labels = []
     for loss, p, impl in zip(losses, params, impls):
         parts = [f"{k}={p.get(k)}" for k in sorted(varying[loss])]
-        if with_impl and impl == "chunked":
-            parts.insert(0, "chunked")
+        if with_impl and impl not in ("", CeImpl.DENSE):
+            parts.insert(0, impl)
         labels.append(f"{loss}[{','.join(parts)}]" if parts else loss)
     return pd.Series(labels, index=runs.index, dtype=object)
 
@@ -108,3 +111,50 @@ def one_run_per_seed(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def metric_column(split: str, metric: str) -> str:
     return f"{split}_{metric}"
+
+
+# Config fields that are grid axes (columns, rows, seeds) or only choose how a run is computed:
+# they never make two runs of one cell "differently configured".
+NOT_A_SETTING: frozenset[str] = frozenset({"dataset", "model", "loss", "seed", "loss_params", "device", "threads", "eval_batch_size"})
+
+
+def _setting_fields(text: Any) -> dict[str, str]:
+    from seqbench.training.config import RunConfig
+
+    config = _params(text)
+    defaults = {name: getattr(RunConfig(), name) for name in RunConfig.__dataclass_fields__}
+    fields = {k: json.dumps(v, default=str) for k, v in (defaults | config).items()
+              if k not in NOT_A_SETTING and k != "model_params" and k != "ks"}
+    fields["ks"] = json.dumps(list(config.get("ks", defaults["ks"])))
+    for key, value in (config.get("model_params") or {}).items():
+        fields[f"model.{key}"] = json.dumps(value, default=str)
+    return fields
+
+
+def setting_labels(runs: pd.DataFrame) -> pd.Series:
+    """Per run, the config fields (``patience=40``) that differ between the runs of its data set and model.
+
+    Empty when all runs of a (dataset, model) share their config apart from the grid's axes, so a
+    plain grid has no setting; a sweep over run-config fields (or a table over stored runs of
+    other configs) gets one setting per combination, which tables show as separate rows.
+    """
+    if runs.empty:
+        return pd.Series([], dtype=object)
+    fields = [_setting_fields(text) for text in runs.get("config_json", pd.Series(["{}"] * len(runs), index=runs.index))]
+    labels = pd.Series([""] * len(runs), index=runs.index, dtype=object)
+    for _, index in runs.groupby(["dataset", "model"], sort=False).groups.items():
+        positions = [runs.index.get_loc(i) for i in index]
+        mine = [fields[p] for p in positions]
+        keys = sorted(set().union(*mine))
+        varying = [k for k in keys if len({f.get(k, "(default)") for f in mine}) > 1]
+        for p, i in zip(positions, index):
+            labels[i] = ", ".join(f"{k}={_plain(fields[p].get(k, '(default)'))}" for k in varying)
+    return labels
+
+
+def _plain(text: str) -> str:
+    try:
+        value = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        return str(text)
+    return str(value)

@@ -26,7 +26,7 @@ from seqbench.atomic import atomic_directory
 from seqbench.errors import InputError
 
 RUNS_DIR = "runs"
-STATUSES = ("completed", "failed", "interrupted")
+STATUSES = ("completed", "failed", "interrupted", "pruned")  # pruned: stopped by a tuner (StopRun)
 
 
 @dataclass

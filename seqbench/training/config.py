@@ -56,7 +56,7 @@ class RunConfig:
     # Validation metric that picks the best epoch and drives early stopping (protocol: NDCG@10;
     # S3-Rec's fine-tuning code, which the CCE paper ran, stops on NDCG@20; RecBole on MRR@10).
     selection_metric: str = "NDCG@10"
-    preset: str = ""  # the paper preset (``--preset``) that set the other fields; "" = protocol
+    paper_preset: str = ""  # the paper preset (``--preset``) that set the other fields; "" = protocol
     # Training batches: "random" (shuffled samples) or "length" (shuffled, then grouped by
     # sequence length within pools of batches, each batch cut to its longest window). "length"
     # changes which samples share a batch, so it is part of the run id; it is not the protocol.
@@ -79,7 +79,7 @@ class RunConfig:
         return f"{self.dataset}-{self.model}-{self.loss}-s{self.seed}-{digest}"
 
 
-LATER_FIELDS: dict[str, Any] = {"selection_metric": "NDCG@10", "preset": "", "sampler": "random"}
+LATER_FIELDS: dict[str, Any] = {"selection_metric": "NDCG@10", "paper_preset": "", "sampler": "random"}
 SAMPLERS = ("random", "length")
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
 NESTED = ("loss_params", "model_params")
@@ -165,7 +165,7 @@ def build_config(
     values: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {"loss_params": {}, "model_params": {}}
     scoped: list[tuple[str, str, Any]] = []
-    for source in (base or {}, overrides or {}):
+    for source in (_preset_source(base or {}, overrides or {}), base or {}, overrides or {}):
         for key, value in source.items():
             if key in NESTED:
                 nested[key].update(_coerce(key, value))
@@ -180,6 +180,17 @@ def build_config(
     config.model_params = nested["model_params"]
     validate(config, loss_keys, model_keys)
     return config
+
+
+def _preset_source(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A paper preset's values (lowest priority: the file, options and --set override them)."""
+    from seqbench.training.presets import preset_values
+
+    name = overrides.get("paper_preset", base.get("paper_preset")) or ""
+    if not name:
+        return {}
+    dataset = str(overrides.get("dataset", base.get("dataset", RunConfig.dataset)))
+    return preset_values(str(name), dataset)
 
 
 def _route(

@@ -97,11 +97,14 @@ def per_timestamp_ndcg(
     device: torch.device,
     batch_size: int = 256,
     k: int = 10,
+    exclude_seen: bool = True,
 ) -> list[dict[str, float]]:
     """NDCG@k of predicting position t+1 from the prefix ending at t (figure 3 of the CCE paper).
 
     Uses users whose full sequence (history + target) has at least ``max_len + 1`` items, cut to
-    its last ``max_len + 1``; the last two predicted positions are validation and test.
+    its last ``max_len + 1``; the last two predicted positions are validation and test. With
+    ``exclude_seen`` (the run's setting) the items of the prefix are masked, as in
+    :func:`evaluate_split`; without it every item is ranked.
     """
     if model.target_positions != "causal":
         raise RuntimeFailure(f"per-timestamp NDCG needs a causal model; '{model.name}' is bidirectional")
@@ -118,9 +121,11 @@ def per_timestamp_ndcg(
         hidden = model(window[:, :-1])
         for t in range(max_len):
             scores = model.score_all(hidden[:, t]).float()
-            prefix = window[:, : t + 1]
-            rows = torch.arange(len(window), device=device).repeat_interleave(t + 1)
-            ranks = rank_of_targets(scores, window[:, t + 1], rows, prefix.reshape(-1))
+            seen: tuple[Tensor | None, Tensor | None] = (None, None)
+            if exclude_seen:
+                rows = torch.arange(len(window), device=device).repeat_interleave(t + 1)
+                seen = (rows, window[:, : t + 1].reshape(-1))
+            ranks = rank_of_targets(scores, window[:, t + 1], *seen)
             totals[t] += ndcg(ranks.cpu().numpy(), k).sum()
     model.train(was_training)
     return [{"position": t + 1, f"NDCG@{k}": float(totals[t] / len(users))} for t in range(max_len)]

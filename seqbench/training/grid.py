@@ -46,17 +46,34 @@ class RunOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+# Fields a label leaves out: grid axes shown elsewhere in it, and what only chooses how a run is
+# computed (the synthetic grid's shorter epochs would otherwise label every run).
+UNLABELLED = frozenset({"dataset", "model", "loss", "seed", "loss_params", "model_params", "device", "threads",
+                        "eval_batch_size", "epochs"})
+_DEFAULTS = RunConfig()
+
+
 def run_label(config: RunConfig) -> str:
+    """``dataset/model/loss[params]/seedN``, plus ``{field=value}`` for protocol fields off their defaults."""
     sweep = ",".join(f"{k}={v}" for k, v in sorted(config.loss_params.items()))
-    return f"{config.dataset}/{config.model}/{config.loss}{f'[{sweep}]' if sweep else ''}/seed{config.seed}"
+    setting = [f"{k}={v}" for k, v in sorted(config.model_params.items())]
+    setting += [f"{name}={getattr(config, name)}" for name in FIELD_TYPES
+                if name not in UNLABELLED and getattr(config, name) != getattr(_DEFAULTS, name)]
+    suffix = f" {{{','.join(setting)}}}" if setting else ""
+    return f"{config.dataset}/{config.model}/{config.loss}{f'[{sweep}]' if sweep else ''}/seed{config.seed}{suffix}"
+
+
+def _is_sweep(key: str, value: Any) -> bool:
+    """A comma list is a grid axis, except for fields whose value is itself a list (``ks=5,10``)."""
+    return isinstance(value, str) and "," in value and not str(FIELD_TYPES.get(key, "")).startswith("tuple")
 
 
 def _sweeps(overrides: dict[str, Any]) -> list[dict[str, Any]]:
-    """Hyper-parameter lists (``sampled-ce.num_negatives=64,256``) become one grid axis each."""
+    """Comma lists (``sampled-ce.num_negatives=64,256``, ``patience=10,40``) become one grid axis each."""
     axes: list[list[tuple[str, Any]]] = []
     fixed: dict[str, Any] = {}
     for key, value in overrides.items():
-        if key not in FIELD_TYPES and isinstance(value, str) and "," in value:
+        if _is_sweep(key, value):
             axes.append([(key, parse_value(part.strip())) for part in value.split(",")])
         else:
             fixed[key] = value

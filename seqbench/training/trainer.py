@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import json
 import platform
 import time
@@ -31,6 +32,7 @@ from seqbench.models.base import SequentialRecommender
 from seqbench.storage.store import RunStore, StoredRun, ranks_frame
 from seqbench.training.config import RunConfig, build_config
 from seqbench.training.evaluate import Evaluation, evaluate_split
+from seqbench.training.threads import run_threads
 
 CURVE_METRIC = "NDCG@10"  # the test metric recorded per epoch for the wall-clock figure
 # CPU peak memory is tracked over the first steps only: every full batch has the same shapes, and
@@ -38,6 +40,14 @@ CURVE_METRIC = "NDCG@10"  # the test metric recorded per epoch for the wall-cloc
 TRACKED_STEPS = 2
 
 Progress = Callable[[str, dict[str, Any]], None]
+
+
+class StopRun(Exception):
+    """Raised by a progress callback to end a run on purpose (a tuner's pruner, after an epoch).
+
+    The run is evaluated with its best weights and stored with status ``pruned``: a decision,
+    not a failure, so nothing is re-raised to the caller.
+    """
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,8 +58,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@functools.cache
 def registry_keys() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Hyper-parameter names of every loss and model, for routing and checking ``--set`` keys."""
+    """Hyper-parameter names of every loss and model, for routing and checking ``--set`` keys.
+
+    Built once per process (the registries are fixed at import); callers must not mutate it.
+    """
     from seqbench.losses.registry import LOSS_NAMES
     from seqbench.losses.registry import default_params as loss_defaults
     from seqbench.models.registry import MODELS
@@ -103,8 +117,8 @@ class Trainer:
         from seqbench.models.registry import build_model
 
         self.config, self.dataset, self.device = config, dataset, device
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
+        # CPU threads are pinned by run_training's run_threads block, not here: process-wide.
+        self.threads_used = torch.get_num_threads()
         torch.manual_seed(config.seed)
         self.model: SequentialRecommender = build_model(
             config.model, dataset.num_items, config.max_len, config.model_params, num_attributes=dataset.num_attributes
@@ -151,14 +165,7 @@ class Trainer:
         with self._autocast():
             hidden = self.forward(inputs)
         history = self.batches.histories(rows).to(self.device) if self.loss.needs_negatives else None
-        batch = LossBatch(
-            hidden=hidden.float(),
-            positives=targets,
-            item_embeddings=self.model.item_embeddings(),
-            item_bias=self.model.item_bias(),
-            history=history,
-            generator=self.generator,
-        )
+        batch = LossBatch.for_model(self.model, hidden.float(), targets, history, self.generator)
         value = self.loss(batch).value
         self.optimizer.zero_grad(set_to_none=True)
         value.backward()
@@ -288,7 +295,7 @@ def run_row(
         "positions": trainer.loss.positions,
         "augment": config.augment,
         "negatives": int(config.loss_params.get("num_negatives", _default_negatives(trainer.loss))),
-        "ce_impl": str(getattr(trainer.loss.params, "ce_impl", "")),
+        "ce_impl": trainer.loss.implementation_used(),  # what ran: ``auto`` resolved
         "device": trainer.device.type,
         "epochs_run": max((r.epoch for r in trainer.records), default=0),
         "best_epoch": trainer.best_epoch,
@@ -303,8 +310,9 @@ def run_row(
         "python_version": platform.python_version(),
         "config_json": json.dumps(config.hash_payload(), sort_keys=True, default=str),
     }
+    row["threads_used"] = trainer.threads_used  # torch's intra-op threads (config threads=0: the process's)
     row["selection_metric"] = config.selection_metric
-    row["preset"] = config.preset
+    row["paper_preset"] = config.paper_preset
     row["sampler"] = config.sampler
     for name in ("epochs", "patience", "batch_size", "max_len", "lr", "weight_decay", "eval_every", "pretrain_epochs"):
         row[name] = getattr(config, name)
@@ -337,15 +345,28 @@ def run_training(
 ) -> tuple[StoredRun, BaseException | None]:
     """Train and evaluate one run in memory; nothing touches the run store.
 
-    Returns the whole run (status ``completed``, ``failed`` or ``interrupted``) and the exception
+    Returns the whole run (status ``completed``, ``pruned``, ``failed`` or ``interrupted``) and the exception
     that ended it, if any, so that the caller (a local process or a remote worker's driver)
     writes it into the store and decides what to raise.
     """
+    with run_threads(config.threads):
+        return _train_and_evaluate(config, dataset, device, pretrain_cache, progress)
+
+
+def _train_and_evaluate(
+    config: RunConfig,
+    dataset: PreparedDataset,
+    device: torch.device,
+    pretrain_cache: Path | None,
+    progress: Progress | None,
+) -> tuple[StoredRun, BaseException | None]:
     run_id = config.run_id(device.type)
     trainer = Trainer(config, dataset, device, pretrain_cache)
     status, reason, error = "completed", "", None
     try:
         trainer.fit(progress)
+    except StopRun as stop:
+        status, reason = "pruned", str(stop) or "stopped early by the progress callback"
     except KeyboardInterrupt as stop:
         status, reason, error = "interrupted", "interrupted by the user (Ctrl-C)", stop
     except RuntimeFailure as failure:
@@ -355,7 +376,7 @@ def run_training(
         error = RuntimeFailure(reason + "; lower --batch-size or use --set ce_impl=chunked")
     except Exception as bug:  # a bug must still leave a 'failed' run with its reason in the store
         status, reason, error = "failed", f"{type(bug).__name__}: {bug}", bug
-    evaluations = trainer.final_evaluations() if status == "completed" else {}
+    evaluations = trainer.final_evaluations() if status in ("completed", "pruned") else {}
     stored = StoredRun(
         run_id=run_id,
         row=run_row(run_id, trainer, status, reason, evaluations),
@@ -418,10 +439,13 @@ def evaluate_stored(
     except RuntimeError as error:
         raise InputError(f"checkpoint of run '{run_id}' does not fit its model ({str(error).splitlines()[0]})") from None
     model.to(device)
-    evaluation = evaluate_split(
-        model, getattr(dataset, split), config.max_len, device, config.eval_batch_size, config.exclude_seen, ks or config.ks
-    )
-    result: dict[str, Any] = {"run_id": run_id, "split": split, "metrics": evaluation.metrics}
-    if per_timestamp:
-        result["per_timestamp"] = per_timestamp_ndcg(model, getattr(dataset, split), config.max_len, device)
+    with run_threads(config.threads):  # the run's thread count: the same reduction order as stored
+        evaluation = evaluate_split(
+            model, getattr(dataset, split), config.max_len, device, config.eval_batch_size, config.exclude_seen, ks or config.ks
+        )
+        result: dict[str, Any] = {"run_id": run_id, "split": split, "metrics": evaluation.metrics}
+        if per_timestamp:
+            result["per_timestamp"] = per_timestamp_ndcg(
+                model, getattr(dataset, split), config.max_len, device, exclude_seen=config.exclude_seen
+            )
     return result

@@ -1,0 +1,132 @@
+"""``seqbench tune``: every loss tuned with the same budget (Optuna), then the chosen configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from seqbench.cli.app import app
+from seqbench.cli.common import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_RESULTS,
+    DataDirOption,
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    ResultsOption,
+    emit_json,
+    err_console,
+    guarded,
+    out_console,
+    parse_list,
+)
+from seqbench.cli.compare import SYNTHETIC_EPOCHS  # as for `compare`: a few epochs on synthetic, else 150
+from seqbench.cli.train import MirrorOption, SetOption
+from seqbench.errors import InputError
+
+
+@app.command()
+def tune(
+    dataset: Annotated[str, typer.Option(help="Prepared data set name.")] = "synthetic",
+    model: Annotated[str, typer.Option(help="gru4rec, sasrec, bert4rec or s3rec.")] = "sasrec",
+    losses: Annotated[str, typer.Option(help="Comma-separated losses; each gets the same number of trials.")] = "bce,cce",
+    trials: Annotated[int, typer.Option(help="Trials per loss (a stored study continues up to this many).")] = 12,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler and of every trial's training.")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(help=f"Max epochs per trial (default: {SYNTHETIC_EPOCHS} on synthetic, else 150).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    set_: SetOption = None,
+    retrain_seeds: Annotated[Optional[str], typer.Option("--retrain-seeds", help="Retrain each loss's chosen config with these seeds, e.g. 0,1,2.")] = None,
+    pruner: Annotated[str, typer.Option(help="median or none.")] = "median",
+    prune_warmup: Annotated[int, typer.Option("--prune-warmup", help="Never prune before this epoch.")] = 5,
+    random_trials: Annotated[int, typer.Option("--random-trials", help="First trials drawn at random before TPE models the space.")] = 4,
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write the validation-per-trial figure (PNG and PDF) here.")] = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    results: ResultsOption = DEFAULT_RESULTS,
+    mirror: MirrorOption = None,
+    json_: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Tune each loss over its search space with the same trial budget; print budget and choices.
+
+    A key fixed with --set is not searched. Selection reads validation metrics only.
+    """
+
+    def work() -> None:
+        from seqbench.losses.registry import LOSS_NAMES
+        from seqbench.training.config import parse_assignments
+        from seqbench.training.tune import TuneSettings
+        from seqbench.training.tune import tune as run_tune
+
+        names = parse_list(losses, "loss", list(LOSS_NAMES))
+        overrides: dict[str, Any] = parse_assignments(set_ or [])
+        if epochs is not None:
+            overrides["epochs"] = epochs
+        elif "epochs" not in overrides and dataset == "synthetic":
+            overrides["epochs"] = SYNTHETIC_EPOCHS
+        if device is not None:
+            overrides["device"] = device
+        settings = TuneSettings(random_trials=random_trials, pruner=pruner, prune_warmup_epochs=prune_warmup)
+        report = run_tune(
+            dataset, model, names, trials, data_dir, results, seed, overrides, settings,
+            seed_list(retrain_seeds), plots, mirror, None if quiet or json_ else show_progress,
+        )
+        print_report(report, json_)
+
+    guarded(work, debug)
+
+
+def seed_list(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(part) for part in parse_list(text, "seed")]
+    except ValueError:
+        raise InputError(f"--retrain-seeds expects comma-separated integers, got '{text}'") from None
+
+
+def show_progress(event: str, info: dict[str, Any]) -> None:
+    """One line per trial started and finished (validation only: no test metric while tuning)."""
+    if event == "trial-start":
+        params = ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}" for key, value in info["params"].items())
+        err_console.print(f"{info['loss']} trial {info['trial']}: training {params}", highlight=False)
+    if event != "trial":
+        return
+    how = "stored, not retrained" if info["reused"] else f"{info['wall_seconds']:.1f}s"
+    err_console.print(
+        f"{info['loss']} trial {info['number']} ({info['number'] + 1} of {info['trials']}): {info['state']}, "
+        f"valid {info['value']:.4f}, {info['epochs_run']} epochs ({how})",
+        highlight=False,
+    )
+
+
+def print_report(report: Any, as_json: bool) -> None:
+    from tabulate import tabulate
+
+    from seqbench.reporting import frame_records
+
+    if as_json:
+        emit_json({
+            "studies": {loss: {"study_id": study.study_id, "trials": frame_records(table)} for loss, (study, table) in report.studies.items()},
+            "budget": frame_records(report.budget),
+            "chosen": frame_records(report.chosen),
+            "best_overrides": report.best,
+            "retrained": frame_records(report.retrained),
+            "figures": [str(path) for path in report.figures],
+        })
+        return
+    sections = [("Budget per loss (equal trials and max epochs; wall time of this machine)", report.budget),
+                ("Chosen hyper-parameters (best completed trial on validation)", report.chosen)]
+    if not report.retrained.empty:
+        sections.append(("Chosen configs retrained per seed", report.retrained))
+    for title, frame in sections:
+        out_console.rule(title)
+        plain = frame.astype(object).where(frame.notna(), None)  # a loss without that parameter: "-"
+        text = tabulate(plain, headers="keys", tablefmt="github", showindex=False, floatfmt=".4g", missingval="-")
+        out_console.print(text, highlight=False, markup=False, soft_wrap=True)
+    for loss, (study, _) in report.studies.items():
+        err_console.print(f"{loss}: study {study.study_id}", highlight=False)
+    for path in report.figures:
+        err_console.print(f"wrote {path}")

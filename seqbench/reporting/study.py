@@ -1,0 +1,116 @@
+"""The tables of one comparison study: which stored runs belong to it, and every table built from them.
+
+A study is a list of run configs (a ``compare`` grid). Its tables use exactly those configs' runs,
+found by run id; other stored runs of the same data set, model, loss and seed never leak in. With
+``selection="stored"`` a user asks instead for every completed stored run of the grid's data sets,
+models, losses and seeds; when those differ in more than the grid's axes, the differing fields
+become a "setting" (rows of their own in every table) and a note says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from seqbench.errors import InputError
+from seqbench.reporting.frontier import frontier_table
+from seqbench.reporting.grid import GridTable, improvement_grid, significance_frame
+from seqbench.reporting.reference import reference_table
+from seqbench.reporting.runs import setting_labels
+from seqbench.reporting.verdicts import sensitivity_table, verdict_lines
+from seqbench.storage.store import RunStore
+from seqbench.training.config import RunConfig
+
+SELECTIONS: tuple[str, ...] = ("grid", "stored")
+TABLES: tuple[str, ...] = ("grid", "frontier", "reference", "all")
+DEVICE_TYPES = ("cpu", "cuda")
+
+
+@dataclass
+class StudyRequest:
+    configs: list[RunConfig]
+    names: dict[str, list[Any]]  # datasets, models, losses, seeds of the grid
+    table: str = "grid"
+    selection: str = "grid"
+    proposed: str = "cce"
+    baselines: list[str] | None = None
+    source: str = "li2023_cce_table2"
+    test: str = "hierarchical"
+    adjustment: str = "holm"
+    alpha: float = 0.05
+
+
+@dataclass
+class StudyTables:
+    runs: pd.DataFrame  # every selected run (any status)
+    completed: pd.DataFrame
+    tables: dict[str, Any] = field(default_factory=dict)
+    verdicts: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def grid_run_ids(configs: Sequence[RunConfig]) -> set[str]:
+    """Run ids of the grid's configs on any device: a config trained on a GPU elsewhere is the same config."""
+    return {config.run_id(device) for config in configs for device in DEVICE_TYPES}
+
+
+def select_runs(table: pd.DataFrame, configs: Sequence[RunConfig], names: dict[str, list[Any]],
+                selection: str) -> tuple[pd.DataFrame, list[str]]:
+    """The stored runs a study's tables use, and notes about what was left out or differs."""
+    if selection not in SELECTIONS:
+        raise InputError(f"unknown run selection '{selection}': choose one of {', '.join(SELECTIONS)}")
+    if table.empty:
+        return table, []
+    in_cells = (table["dataset"].isin(names["datasets"]) & table["model"].isin(names["models"])
+                & table["loss"].isin(names["losses"]) & table["seed"].isin(names["seeds"]))
+    cells = table[in_cells]
+    notes: list[str] = []
+    if selection == "grid":
+        chosen = cells[cells["run_id"].isin(grid_run_ids(configs))].reset_index(drop=True)
+        others = cells[~cells["run_id"].isin(chosen["run_id"]) & (cells["status"] == "completed")]
+        if len(others):
+            notes.append(f"{len(others)} other stored run(s) of these data sets, models, losses and seeds have another "
+                         "config and are not in the tables (use --runs stored to include them, shown as settings).")
+        return chosen, notes
+    chosen = cells.reset_index(drop=True)
+    done = chosen[chosen["status"] == "completed"]
+    settings = sorted(set(setting_labels(done)) - {""}) if not done.empty else []
+    if settings:
+        notes.append(f"The stored runs differ in more than the grid's axes; each setting gets rows of its own: {'; '.join(settings)}.")
+    return chosen, notes
+
+
+def build_tables(request: StudyRequest, store: RunStore) -> StudyTables:
+    """Every requested table over the study's completed runs; InputError when there is none."""
+    if request.table not in TABLES:
+        raise InputError(f"unknown table '{request.table}': choose one of {', '.join(TABLES)}")
+    runs, notes = select_runs(store.table(), request.configs, request.names, request.selection)
+    completed = runs[runs["status"] == "completed"] if not runs.empty else runs
+    if completed.empty:
+        raise InputError(f"no completed runs in {store.root} for this grid: run `seqbench compare` without --no-train first")
+    study = StudyTables(runs, completed.reset_index(drop=True), notes=notes)
+    if request.table in ("grid", "all"):
+        grid = improvement_grid(study.completed, store, proposed=request.proposed, baselines=request.baselines,
+                                test=request.test, adjustment=request.adjustment, alpha=request.alpha)
+        study.tables["grid"] = grid
+        study.tables["significance"] = significance_frame(grid)
+        study.verdicts = verdict_lines(grid.verdicts, request.adjustment)
+        sensitivity = sensitivity_table(grid.verdicts)
+        if not sensitivity.empty:
+            study.tables["sensitivity"] = sensitivity
+        study.notes += grid.notes
+    if request.table in ("frontier", "all"):
+        study.tables["frontier"] = frontier_table(study.completed)
+    if request.table in ("reference", "all"):
+        study.tables["reference"] = reference_table(study.completed, source=request.source, store=store)
+    return study
+
+
+def verdict_records(grid: GridTable | None) -> list[dict[str, Any]]:
+    if grid is None or grid.verdicts.empty:
+        return []
+    frame = grid.verdicts.astype(object)
+    return frame.where(pd.notna(frame), None).to_dict(orient="records")

@@ -1,0 +1,467 @@
+"""Equal-budget hyper-parameter tuning: per loss one Optuna study, every trial a stored run.
+
+For each loss the same number of trials over the shared spaces plus the loss's own
+(``seqbench/space.py``, ``Loss.space``), a seeded TPE sampler and a median pruner on the
+validation metric per epoch. Selection reads validation metrics only: a trial's value is the run's
+``valid_<metric>`` after its best epoch is restored, and the pruner sees the per-epoch validation
+values the trainer reports through its progress callback.
+
+Every trial is an ordinary run in the run store (run id from its config), so a config the sampler
+proposes twice is trained once. The study state (trial number -> run id, params, value, state)
+lives in ``<results>/studies/<study_id>/trials.parquet``, rewritten atomically after each trial.
+
+Resumable and deterministic: trial ``n`` is drawn by a TPE sampler seeded with (seed, n) from a
+study rebuilt out of trials 0..n-1 as stored. Trial ``n`` therefore does not depend on whether the
+study ran in one go or was interrupted, and the same command twice trains nothing new.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from seqbench.atomic import atomic_file
+from seqbench.errors import InputError, RuntimeFailure
+from seqbench.space import SHARED_SPACE, Space
+from seqbench.storage.store import RunStore
+
+STUDIES_DIR = "studies"
+PRUNERS = ("median", "none")
+TRIAL_COLUMNS = [
+    "number", "run_id", "state", "value", "params_json", "intermediate_json", "epochs_run", "best_epoch",
+    "train_seconds", "wall_seconds", "reused", "reason",
+]
+Update = Callable[[str, dict[str, Any]], None]
+
+
+def require_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise InputError("seqbench tune needs Optuna: pip install 'seqbench[tune]' (or pip install optuna)") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """How the search runs, besides the space; all of it is part of the study id."""
+
+    metric: str = "NDCG@10"  # validation metric maximised and pruned on
+    random_trials: int = 4  # TPE's first trials are drawn at random (Optuna's n_startup_trials)
+    pruner: str = "median"  # median | none
+    prune_after_trials: int = 3  # the median pruner waits for this many finished trials
+    prune_warmup_epochs: int = 5  # ... and never prunes before this epoch
+
+    def __post_init__(self) -> None:
+        if self.pruner not in PRUNERS:
+            raise InputError(f"unknown pruner '{self.pruner}': choose one of {', '.join(PRUNERS)}")
+        if self.random_trials < 1 or self.prune_after_trials < 0 or self.prune_warmup_epochs < 0:
+            raise InputError("random_trials must be >= 1, prune_after_trials and prune_warmup_epochs >= 0")
+
+
+@dataclass
+class Study:
+    """One loss's study: the fixed part of every trial's config and the space searched."""
+
+    dataset: str
+    model: str
+    loss: str
+    seed: int
+    base: dict[str, Any]  # fixed overrides of every trial (--epochs, --set), without the searched keys
+    space: tuple[Space, ...]
+    settings: TuneSettings = field(default_factory=TuneSettings)
+
+    @property
+    def study_id(self) -> str:
+        payload = {
+            "dataset": self.dataset, "model": self.model, "loss": self.loss, "seed": self.seed,
+            "base": self.base, "space": [s.describe() for s in self.space], "settings": dataclasses.asdict(self.settings),
+        }
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return f"{self.dataset}-{self.model}-{self.loss}-s{self.seed}-{digest}"
+
+    def trial_overrides(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The full overrides of a trial (or of the chosen config): ``make_config(None, this)``."""
+        return self.base | {"dataset": self.dataset, "model": self.model, "loss": self.loss} | params
+
+
+# --- the space of a study ------------------------------------------------------------------------
+def applicable_space(model: str, loss: str) -> tuple[Space, ...]:
+    """Shared spaces the model has a field for, then the loss's own."""
+    from seqbench.losses.registry import loss_class
+    from seqbench.models.registry import default_params
+
+    model_fields = set(default_params(model))
+    shared = tuple(s for s in SHARED_SPACE if s.scope()[0] != "model" or s.scope()[1] in model_fields)
+    return shared + tuple(loss_class(loss).space)
+
+
+def _spellings(space: Space, model: str, loss: str) -> set[str]:
+    """Every --set key that sets the same config field as ``space`` (then it is fixed, not searched)."""
+    scope, name = space.scope()
+    if not scope:
+        return {name}
+    owner = loss if scope == "loss" else model
+    spellings = {space.name, name, f"{owner}.{name}"}
+    if name == "num_negatives":
+        spellings |= {"K", "loss.K", f"{owner}.K"}
+    return spellings
+
+
+def plan_study(dataset: str, model: str, loss: str, seed: int, overrides: dict[str, Any], settings: TuneSettings) -> Study:
+    """The study of one loss; a key the user fixed with --set is taken out of the search."""
+    given = set(overrides)
+    space = tuple(s for s in applicable_space(model, loss) if not (_spellings(s, model, loss) & given))
+    base = {key: value for key, value in overrides.items() if key not in ("dataset", "model", "loss", "seed")}
+    return Study(dataset, model, loss, seed, base, space, settings)
+
+
+# --- the study table -------------------------------------------------------------------------------
+def study_dir(results: Path, study_id: str) -> Path:
+    return Path(results) / STUDIES_DIR / study_id
+
+
+def load_trials(results: Path, study_id: str) -> pd.DataFrame:
+    path = study_dir(results, study_id) / "trials.parquet"
+    if not path.is_file():
+        return pd.DataFrame(columns=TRIAL_COLUMNS)
+    return pq.read_table(path).to_pandas()
+
+
+def _write_table(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+
+
+def _write_meta(results: Path, study: Study) -> None:
+    path = study_dir(results, study.study_id) / "study.parquet"
+    if path.is_file():
+        return
+    meta = {
+        "study_id": study.study_id, "dataset": study.dataset, "model": study.model, "loss": study.loss, "seed": study.seed,
+        "base_json": json.dumps(study.base, sort_keys=True, default=str),
+        "space_json": json.dumps([s.describe() for s in study.space]),
+        "settings_json": json.dumps(dataclasses.asdict(study.settings)),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_table(pd.DataFrame([meta]), path)
+
+
+def load_meta(results: Path) -> pd.DataFrame:
+    """One row per stored study (its ``study.parquet``)."""
+    files = sorted((Path(results) / STUDIES_DIR).glob("*/study.parquet"))
+    return pd.concat([pq.read_table(path).to_pandas() for path in files], ignore_index=True) if files else pd.DataFrame()
+
+
+def study_from_meta(row: dict[str, Any]) -> Study:
+    space = tuple(_space_from(d) for d in json.loads(row["space_json"]))
+    return Study(row["dataset"], row["model"], row["loss"], int(row["seed"]), json.loads(row["base_json"]), space,
+                 TuneSettings(**json.loads(row["settings_json"])))
+
+
+def _space_from(described: dict[str, Any]) -> Space:
+    if "choices" in described:
+        return Space(described["name"], choices=tuple(described["choices"]))
+    return Space(described["name"], described["low"], described["high"], log=described["log"], integer=described["kind"] == "int")
+
+
+# --- one trial --------------------------------------------------------------------------------------
+def _sampler_seed(seed: int, number: int) -> int:
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def _optuna_study(study: Study, trials: pd.DataFrame, number: int) -> Any:
+    """An in-memory Optuna study holding the stored trials, with the sampler for trial ``number``."""
+    optuna = require_optuna()
+    settings = study.settings
+    sampler = optuna.samplers.TPESampler(seed=_sampler_seed(study.seed, number), n_startup_trials=settings.random_trials)
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=settings.prune_after_trials, n_warmup_steps=settings.prune_warmup_epochs)
+        if settings.pruner == "median" else optuna.pruners.NopPruner()
+    )
+    frozen = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    distributions = {s.name: s.distribution() for s in study.space}
+    states = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED, "failed": optuna.trial.TrialState.FAIL}
+    for row in trials.itertuples():
+        state = states[row.state]
+        frozen.add_trial(optuna.trial.create_trial(
+            params=json.loads(row.params_json),
+            distributions=distributions,
+            value=float(row.value) if state == optuna.trial.TrialState.COMPLETE else None,
+            intermediate_values={int(k): v for k, v in json.loads(row.intermediate_json).items()},
+            state=state,
+        ))
+    return frozen
+
+
+def _pruning_callback(trial: Any, metric: str, forward: Update | None) -> Update:
+    from seqbench.training.trainer import StopRun
+
+    column = f"valid_{metric}"
+    budget: dict[str, int] = {}
+
+    def callback(event: str, info: dict[str, Any]) -> None:
+        if forward is not None:
+            forward(event, info)
+        if event == "start":
+            budget["epochs"] = int(info["epochs"])
+        if event != "epoch" or column not in info:
+            return
+        trial.report(float(info[column]), int(info["epoch"]))
+        # After the last epoch there is nothing left to save: the run completes, it is not pruned.
+        if int(info["epoch"]) < budget.get("epochs", 0) and trial.should_prune():
+            raise StopRun(f"pruned by the tuner after epoch {info['epoch']} (validation {metric} below the median)")
+
+    return callback
+
+
+def _record(number: int, params: dict[str, Any], row: dict[str, Any], epochs: pd.DataFrame, metric: str, wall: float, reused: bool) -> dict[str, Any]:
+    """A study-table row from a stored run: only validation columns are read."""
+    status = str(row.get("status"))
+    state = status if status in ("completed", "pruned") else "failed"
+    column = f"valid_{metric}"
+    curve = epochs[["epoch", column]].dropna() if column in epochs.columns else pd.DataFrame(columns=["epoch", column])
+    intermediate = {str(int(e)): float(v) for e, v in zip(curve["epoch"], curve[column])}
+    value = row.get(column)
+    return {
+        "number": number, "run_id": row["run_id"], "state": state,
+        "value": float(value) if value is not None and state != "failed" else float("nan"),
+        "params_json": json.dumps(params, sort_keys=True), "intermediate_json": json.dumps(intermediate),
+        "epochs_run": int(row.get("epochs_run", 0)), "best_epoch": int(row.get("best_epoch", 0)),
+        "train_seconds": float(row.get("train_seconds", 0.0)), "wall_seconds": wall, "reused": reused,
+        "reason": str(row.get("reason", "")),
+    }
+
+
+def _stored_elsewhere(store: RunStore, run_id: str) -> bool:
+    """A run of this config that ran its course (a pruned one was cut short by another study's
+    pruner, whose other trials differ: that one is trained again here)."""
+    return store.has(run_id) and store.row(run_id).get("status") in ("completed", "failed")
+
+
+def run_trial(study: Study, trials: pd.DataFrame, data_dir: Path, results: Path, mirror: Path | None, update: Update | None) -> dict[str, Any]:
+    """Draw trial number ``len(trials)``, train it unless its run is stored, return its table row."""
+    from seqbench.training.trainer import make_config, resolve_device, train_run
+
+    number = len(trials)
+    frozen = _optuna_study(study, trials, number)
+    trial = frozen.ask({s.name: s.distribution() for s in study.space})
+    params = dict(trial.params)
+    config = make_config(None, study.trial_overrides(params) | {"seed": study.seed})
+    run_id = config.run_id(resolve_device(config.device).type)
+    store = RunStore(results)
+    earlier = trials[trials["run_id"] == run_id]
+    if len(earlier):  # the sampler proposed this config before: the same trial again, not trained twice
+        return earlier.iloc[0].to_dict() | {"number": number, "wall_seconds": 0.0, "reused": True}
+    if _stored_elsewhere(store, run_id):  # e.g. by `compare` or another study: read, not retrained
+        return _record(number, params, store.row(run_id), store.epochs(run_id), study.settings.metric, 0.0, True)
+    started = time.perf_counter()
+    forward = (lambda event, info: update(event, info | {"loss": study.loss, "trial": number})) if update else None
+    if forward is not None:
+        forward("trial-start", {"params": params, "run_id": run_id})
+    try:
+        stored = train_run(config, data_dir, results, mirror, _pruning_callback(trial, study.settings.metric, forward))
+    except RuntimeFailure:  # NaN or out of memory: stored as a failed run, a failed trial here
+        return _record(number, params, store.row(run_id), store.epochs(run_id), study.settings.metric, time.perf_counter() - started, False)
+    return _record(number, params, stored.row, stored.epochs, study.settings.metric, time.perf_counter() - started, False)
+
+
+def run_study(study: Study, trials: int, data_dir: Path, results: Path, mirror: Path | None = None, update: Update | None = None) -> pd.DataFrame:
+    """Bring ``study`` to ``trials`` trials (continuing a stored one); returns its trial table."""
+    if trials < 1:
+        raise InputError(f"--trials must be >= 1, got {trials}")
+    require_optuna()
+    _write_meta(results, study)
+    table = load_trials(results, study.study_id)
+    path = study_dir(results, study.study_id) / "trials.parquet"
+    while len(table) < trials:
+        record = run_trial(study, table, data_dir, results, mirror, update)
+        table = pd.concat([table, pd.DataFrame([record])], ignore_index=True) if len(table) else pd.DataFrame([record])
+        _write_table(table, path)
+        if update is not None:
+            update("trial", {"loss": study.loss, "trials": trials} | record)
+    return table
+
+
+# --- what a study chose --------------------------------------------------------------------------
+def best_trial(trials: pd.DataFrame) -> dict[str, Any]:
+    """The completed trial with the highest validation value (ties: the earliest trial)."""
+    completed = trials[trials["state"] == "completed"]
+    if completed.empty:
+        raise RuntimeFailure("no trial of the study completed (all pruned or failed): give more --trials or --epochs")
+    ranked = completed.sort_values(["value", "number"], ascending=[False, True], kind="mergesort")
+    return ranked.iloc[0].to_dict()
+
+
+def best_overrides(study: Study, trials: pd.DataFrame) -> dict[str, Any]:
+    """The chosen config as overrides (no seed): ``make_config(None, overrides | {"seed": s})``."""
+    return study.trial_overrides(json.loads(best_trial(trials)["params_json"]))
+
+
+def retrain_best(study: Study, trials: pd.DataFrame, seeds: list[int], data_dir: Path, results: Path, mirror: Path | None = None, update: Update | None = None) -> pd.DataFrame:
+    """The chosen config trained with each seed (stored runs are reused), without pruning."""
+    from seqbench.training.trainer import make_config, resolve_device, train_run
+
+    overrides, store, rows = best_overrides(study, trials), RunStore(results), []
+    for seed in seeds:
+        config = make_config(None, overrides | {"seed": seed})
+        run_id = config.run_id(resolve_device(config.device).type)
+        reused = store.has(run_id) and store.row(run_id).get("status") == "completed"
+        if not reused:
+            forward = (lambda event, info, s=seed: update(event, info | {"loss": study.loss, "retrain_seed": s})) if update else None
+            train_run(config, data_dir, results, mirror, forward)
+        row = store.row(run_id)
+        rows.append({"loss": study.loss, "seed": seed, "run_id": run_id, "status": row["status"], "reused": reused}
+                    | {key: row.get(key) for key in (f"valid_{study.settings.metric}", f"test_{study.settings.metric}")})
+    return pd.DataFrame(rows)
+
+
+def budget_table(studies: dict[str, tuple[Study, pd.DataFrame]]) -> pd.DataFrame:
+    """Per loss what the search spent, so a reader sees the budget was equal."""
+    from seqbench.training.trainer import make_config
+
+    rows = []
+    for loss, (study, trials) in studies.items():
+        unique = trials.drop_duplicates("run_id")  # a config proposed twice was trained once
+        max_epochs = make_config(None, study.trial_overrides({})).epochs
+        rows.append({
+            "loss": loss, "trials": len(trials), "completed": int((trials["state"] == "completed").sum()),
+            "pruned": int((trials["state"] == "pruned").sum()), "failed": int((trials["state"] == "failed").sum()),
+            "max_epochs": max_epochs, "budget_epochs": len(trials) * max_epochs,
+            "epochs_trained": int(unique["epochs_run"].sum()), "train_seconds": float(unique["train_seconds"].sum()),
+            "wall_seconds": float(trials["wall_seconds"].sum()),
+        })
+    return pd.DataFrame(rows)
+
+
+def chosen_table(studies: dict[str, tuple[Study, pd.DataFrame]]) -> pd.DataFrame:
+    """Per loss the best trial, its validation value and the chosen hyper-parameters (one column each)."""
+    rows = []
+    for loss, (study, trials) in studies.items():
+        best = best_trial(trials)
+        metric = study.settings.metric
+        rows.append({"loss": loss, "best_trial": int(best["number"]), f"valid_{metric}": float(best["value"])} | json.loads(best["params_json"]))
+    return pd.DataFrame(rows)
+
+
+def trials_figure(studies: dict[str, tuple[Study, pd.DataFrame]], stem: Path, title: str = "") -> list[Path]:
+    """Validation metric versus trial number, one colour per loss; hollow markers = pruned trials,
+    the line = best completed trial so far."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    from seqbench.reporting.figures import _colors, _save
+
+    colors = _colors(list(studies))
+    figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = figure.subplots()
+    metric = next(iter(studies.values()))[0].settings.metric if studies else "NDCG@10"
+    for loss, (_, trials) in studies.items():
+        done = trials[trials["state"] == "completed"]
+        pruned = trials[trials["state"] == "pruned"]
+        ax.scatter(done["number"], done["value"], color=colors[loss], zorder=3)
+        ax.scatter(pruned["number"], pruned["value"], facecolors="none", edgecolors=colors[loss], zorder=3)
+        running = trials["value"].where(trials["state"] == "completed").cummax().ffill()
+        ax.step(trials["number"], running, where="post", color=colors[loss], alpha=0.7)
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"validation {metric} (best epoch)")
+    ax.set_title(title or f"validation {metric} per trial")
+    handles = [Line2D([], [], color=c, marker="o", label=l) for l, c in colors.items()]
+    handles.append(Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="", label="pruned"))
+    handles.append(Line2D([], [], color="grey", label="best completed so far"))
+    ax.legend(handles=handles, loc="best")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return _save(figure, stem)
+
+
+def tuned_configs(
+    results: Path,
+    dataset: str,
+    model: str,
+    losses: list[str],
+    seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    settings: TuneSettings | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The chosen config of each loss's stored study, as overrides without a seed.
+
+    For ``compare --tune``: ``make_config(None, overrides | {"seed": s})`` is the tuned run. With
+    ``overrides`` (the tune command's --epochs/--set) the study is the exact one that command
+    made; without, the one stored study of that (data set, model, loss[, seed]). Several matching
+    studies are an input error, never a silent pick.
+    """
+    meta = load_meta(results)
+    chosen: dict[str, dict[str, Any]] = {}
+    for loss in losses:
+        rows = meta[(meta["dataset"] == dataset) & (meta["model"] == model) & (meta["loss"] == loss)] if not meta.empty else meta
+        if overrides is not None:
+            wanted = plan_study(dataset, model, loss, seed or 0, dict(overrides), settings or TuneSettings()).study_id
+            rows = rows[rows["study_id"] == wanted] if not rows.empty else rows
+        elif seed is not None and not rows.empty:
+            rows = rows[rows["seed"] == seed]
+        if rows.empty:
+            raise InputError(f"no stored study for {dataset}/{model}/{loss} in {results}: run `seqbench tune --losses {loss}` first")
+        if len(rows) > 1:
+            raise InputError(f"{len(rows)} studies for {dataset}/{model}/{loss} ({', '.join(rows['study_id'])}): pass the tune command's seed and overrides")
+        study = study_from_meta(rows.iloc[0].to_dict())
+        chosen[loss] = best_overrides(study, load_trials(results, study.study_id))
+    return chosen
+
+
+# --- the whole command ---------------------------------------------------------------------------
+@dataclass
+class TuneReport:
+    studies: dict[str, tuple[Study, pd.DataFrame]]
+    budget: pd.DataFrame
+    chosen: pd.DataFrame
+    best: dict[str, dict[str, Any]]
+    retrained: pd.DataFrame
+    figures: list[Path]
+
+
+def tune(
+    dataset: str,
+    model: str,
+    losses: list[str],
+    trials: int,
+    data_dir: Path,
+    results: Path,
+    seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+    settings: TuneSettings | None = None,
+    retrain_seeds: list[int] | None = None,
+    plots: Path | None = None,
+    mirror: Path | None = None,
+    update: Update | None = None,
+) -> TuneReport:
+    """Tune every loss with the same budget, then report (and optionally retrain) the chosen configs."""
+    from seqbench.training.trainer import load_dataset, make_config
+
+    require_optuna()
+    settings = settings or TuneSettings()
+    load_dataset(dataset, data_dir, mirror)  # a missing data set fails before any training
+    planned = {loss: plan_study(dataset, model, loss, seed, dict(overrides or {}), settings) for loss in losses}
+    for study in planned.values():  # a bad --set fails before any training, too
+        make_config(None, study.trial_overrides({}) | {"seed": seed})
+    studies = {loss: (study, run_study(study, trials, data_dir, results, mirror, update)) for loss, study in planned.items()}
+    best = {loss: best_overrides(study, table) for loss, (study, table) in studies.items()}
+    retrained = pd.concat(
+        [retrain_best(study, table, retrain_seeds, data_dir, results, mirror, update) for study, table in studies.values()],
+        ignore_index=True,
+    ) if retrain_seeds else pd.DataFrame()
+    figures = trials_figure(studies, Path(plots) / f"tune_{dataset}_{model}", f"{dataset} / {model}: validation per trial") if plots else []
+    return TuneReport(studies, budget_table(studies), chosen_table(studies), best, retrained, figures)
