@@ -49,6 +49,7 @@ class FixedScores(SequentialRecommender):
 
     name = "fixed"
     Config = dict
+    left_padding_free = False  # it knows users by the order they come in: keep user order
 
     def __init__(self, table: Tensor) -> None:
         super().__init__({}, num_items=table.shape[1], max_len=4)

@@ -64,6 +64,7 @@ def compare(
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster: auto or ray://host:port (default: start a local Ray).")] = None,
     cpus_per_run: Annotated[Optional[float], typer.Option("--cpus-per-run")] = None,
     gpus_per_run: Annotated[Optional[float], typer.Option("--gpus-per-run")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", help="Local runs at once, one process each (default: cores / threads per run).")] = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
@@ -89,7 +90,7 @@ def compare(
         if dry_run:
             return show_plan(configs, results, retry_failed, json_)
         if not no_train:
-            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run), retry_failed, quiet, log_to)
+            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run, jobs), retry_failed, quiet, log_to)
         request = StudyRequest(configs, names, table, runs_, proposed, parse_list(baselines, "baseline") if baselines else None,
                                source, test, adjust, alpha)
         report(request, results, data_dir, format_, plots, report_dir, json_, mirror)
@@ -158,14 +159,18 @@ def grid_configs(names: dict[str, list[Any]], epochs: int | None, device: str | 
     return expand(spec, make_config)
 
 
-def executor_for(name: str, address: str | None, cpus: float | None, gpus: float | None) -> Any:
+def executor_for(name: str, address: str | None, cpus: float | None, gpus: float | None, jobs: int | None = None) -> Any:
     if name == "ray":
+        if jobs is not None:
+            raise InputError("--jobs is for the local executor: with --executor ray use --cpus-per-run")
         from seqbench.training.ray_executor import make_ray_executor
 
         return make_ray_executor(address, cpus, gpus)
-    from seqbench.training.grid import LocalExecutor
+    if jobs is not None and jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {jobs}")
+    from seqbench.training.parallel import ProcessExecutor
 
-    return LocalExecutor()
+    return ProcessExecutor(jobs)
 
 
 def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results: Path, mirror: Path | None, executor: Any, retry_failed: bool, quiet: bool, log_to: str | None = None) -> None:

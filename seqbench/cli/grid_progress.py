@@ -49,7 +49,8 @@ class GridProgress:
             self.live.update(self._table())
 
     def _table(self) -> Table:
-        table = Table(title="seqbench compare", expand=False)
+        running = sum(row["status"] == "running" for row in self.rows.values())
+        table = Table(title=f"seqbench compare ({running} running)" if running else "seqbench compare", expand=False)
         for column in ("run", "status", "progress", "valid NDCG@10", "test NDCG@10", "train s"):
             table.add_column(column)
         for label, row in self.rows.items():

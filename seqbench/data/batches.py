@@ -22,6 +22,9 @@ from seqbench.data.sequences import Ragged, windows_ending_at
 from seqbench.errors import InputError
 
 AUGMENTATIONS = ("none", "prefixes", "windows")
+# The length sampler sorts samples by length within pools of this many batches: batches of
+# similar lengths (little padding) while each epoch still mixes the whole data set.
+POOL_BATCHES = 16
 
 
 @dataclass
@@ -64,6 +67,7 @@ class TrainBatches:
         seed: int,
         augment: str = "none",
         stride: int | None = None,
+        sampler: str = "random",
     ) -> None:
         if batch_size < 1:
             raise InputError(f"batch size must be >= 1, got {batch_size}")
@@ -73,6 +77,8 @@ class TrainBatches:
         self.seed = seed
         self.rows, ends = sample_ends(sequences, max_len, augment, stride)
         self.windows = windows_ending_at(sequences.values, sequences.offsets[self.rows], ends, max_len + 1)
+        self.sampler = sampler
+        self.lengths = (self.windows > 0).sum(axis=1)
         if len(self.rows) == 0:
             raise InputError("no training sequence has 2 or more items: the data set is too sparse to train on")
 
@@ -84,12 +90,25 @@ class TrainBatches:
         return len(self.rows)
 
     def epoch(self, epoch: int) -> Iterator[TrainBatch]:
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.rows))
         windows = torch.from_numpy(self.windows)
         rows = torch.from_numpy(self.rows)
-        for start in range(0, len(order), self.batch_size):
-            index = torch.from_numpy(order[start : start + self.batch_size])
+        for batch in self._by_length(order, rng) if self.sampler == "length" else self._in_order(order):
+            index = torch.from_numpy(batch)
             yield TrainBatch(windows=windows[index], rows=rows[index])
+
+    def _in_order(self, order: np.ndarray) -> list[np.ndarray]:
+        return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+
+    def _by_length(self, order: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+        """Shuffled samples sorted by length within each pool, cut into batches, batches shuffled."""
+        pool = POOL_BATCHES * self.batch_size
+        batches: list[np.ndarray] = []
+        for start in range(0, len(order), pool):
+            chunk = order[start : start + pool]
+            batches += self._in_order(chunk[np.argsort(self.lengths[chunk], kind="stable")])
+        return [batches[i] for i in rng.permutation(len(batches))]
 
     def histories(self, rows: torch.Tensor) -> torch.Tensor:
         """Each row's whole training sequence, left-padded to the longest in the batch (B x H)."""

@@ -25,6 +25,25 @@ from torch import Tensor
 
 DEFAULT_CHUNK = 2048  # items per tile
 ROW_BLOCK = 2048  # rows per tile
+# On CUDA a 2048 x 2048 tile is far too small: at 1e6 items the tile loop is thousands of kernel
+# launches. There the tile takes up to this share of the free memory (all rows, as many items as
+# fit, never fewer than ``chunk``): fewer, bigger tiles.
+CUDA_TILE_MEMORY_SHARE = 0.25
+
+
+def tile_shape(n: int, num_items: int, chunk: int, device: torch.device, element_bytes: int = 4) -> tuple[int, int]:
+    """(rows, items) of one logits tile: cache-sized on CPU, sized by free memory on CUDA."""
+    if device.type != "cuda":
+        return min(n, ROW_BLOCK), min(chunk, num_items)
+    free, _ = torch.cuda.mem_get_info(device)
+    return cuda_tile_shape(n, num_items, chunk, free, element_bytes)
+
+
+def cuda_tile_shape(n: int, num_items: int, chunk: int, free_bytes: int, element_bytes: int = 4) -> tuple[int, int]:
+    budget = int(free_bytes * CUDA_TILE_MEMORY_SHARE) // element_bytes  # tile elements
+    rows = max(1, min(n, budget // max(1, min(chunk, num_items))))
+    items = max(min(chunk, num_items), min(num_items, budget // rows))
+    return rows, items
 
 
 def _spans(start: int, stop: int, step: int) -> Iterator[tuple[int, int]]:
@@ -48,12 +67,13 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         ctx: Any, x: Tensor, table: Tensor, bias: Tensor | None, targets: Tensor, chunk: int
     ) -> Tensor:
         n, num_items = x.shape[0], table.shape[0] - 1
-        buffer = x.new_empty(min(n, ROW_BLOCK) * min(chunk, num_items))
+        row_block, chunk = tile_shape(n, num_items, chunk, x.device, x.element_size())
+        buffer = x.new_empty(row_block * chunk)
         # Running sums over many chunks are kept in float64: n numbers, and float32 drifts by
         # ~1e-7 per chunk, which would break the 1e-5 agreement with dense at small chunks.
         lse = x.new_full((n,), float("-inf"), dtype=torch.float64)
         for items in _spans(1, num_items + 1, chunk):
-            for lo, hi in _spans(0, n, ROW_BLOCK):
+            for lo, hi in _spans(0, n, row_block):
                 logits = _tile_logits(x[lo:hi], table, bias, items, buffer)
                 peak = logits.amax(dim=1)
                 # logsumexp in place: the buffer is scratch, a library logsumexp would allocate
@@ -64,7 +84,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         if bias is not None:
             positive = positive + bias[targets]
         ctx.save_for_backward(x, table, bias, targets, lse)
-        ctx.chunk = chunk
+        ctx.tile = (row_block, chunk)  # backward walks the same tiles
         return lse - positive
 
     @staticmethod
@@ -77,12 +97,13 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         # Checking that reads the GPU's result on the host, so only CPU takes the shortcut.
         positive_grad = x.device.type == "cpu" and bool((grad > 0).all())
         shift = lse - grad.log() if positive_grad else lse
-        buffer = x.new_empty(min(n, ROW_BLOCK) * min(ctx.chunk, num_items))
+        row_block, chunk = ctx.tile
+        buffer = x.new_empty(row_block * chunk)
         grad_x = torch.zeros_like(x, dtype=torch.float64) if want_x else None
         grad_table = table.new_empty(table.shape) if want_table else None
         grad_bias = bias.new_empty(bias.shape) if (want_bias and bias is not None) else None
-        for start, stop in _spans(1, num_items + 1, ctx.chunk):
-            for lo, hi in _spans(0, n, ROW_BLOCK):
+        for start, stop in _spans(1, num_items + 1, chunk):
+            for lo, hi in _spans(0, n, row_block):
                 probs = _tile_logits(x[lo:hi], table, bias, (start, stop), buffer)
                 probs.sub_(shift[lo:hi, None]).exp_()  # g_i * softmax_ij
                 if not positive_grad:

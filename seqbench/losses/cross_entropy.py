@@ -30,7 +30,7 @@ class CeImpl(str, Enum):
 
     DENSE = "dense"  # the n x N logits matrix
     CHUNKED = "chunked"  # exact, tiled, no logits matrix
-    AUTO = "auto"  # chunked when the logits would exceed memory_budget_mib, else dense
+    AUTO = "auto"  # chunked above memory_budget_mib, else dense
     CUT = "cut"  # Apple's cut-cross-entropy kernels (CUDA, optional package)
 
     def __str__(self) -> str:  # the plain value in messages, JSON and run records
@@ -87,13 +87,19 @@ class CrossEntropy(Loss):
         super().__init__(*args, **kwargs)
         self.used: set[CeImpl] = set()  # what ``auto`` resolved to, batch by batch
 
-    def implementation(self, rows: int) -> CeImpl:
-        """The implementation used for ``rows`` loss positions (resolves ``auto``)."""
+    def implementation(self, rows: int, device_type: str = "cpu") -> CeImpl:
+        """The implementation used for ``rows`` loss positions (resolves ``auto``).
+
+        ``auto``: chunked when the logits would exceed the memory budget. On CPU chunked is also
+        faster from a few million logits (1 thread: 1.4-1.7x, docs/performance.md), but ``auto``
+        keeps the memory rule: runs stored with ``auto`` keep their numbers under the same run id.
+        Ask for speed with ``ce_impl=chunked`` (its own run id).
+        """
         impl = self.params.ce_impl
         if impl != CeImpl.AUTO:
             return impl
-        logits_bytes = rows * self.num_items * 4
-        return CeImpl.CHUNKED if logits_bytes > self.params.memory_budget_mib * 2**20 else CeImpl.DENSE
+        logits = rows * self.num_items
+        return CeImpl.CHUNKED if logits * 4 > self.params.memory_budget_mib * 2**20 else CeImpl.DENSE
 
     def implementation_used(self) -> str:
         """``dense``, ``chunked``, ``cut``, or ``dense+chunked`` when ``auto`` chose per batch.
@@ -107,7 +113,7 @@ class CrossEntropy(Loss):
         if selected.count == 0:
             return LossOutput(zero_loss(batch), lambda: {"positions": 0.0})
         x, table, bias, targets = selected.hidden, batch.item_embeddings, batch.item_bias, selected.targets
-        impl = self.implementation(selected.count)
+        impl = self.implementation(selected.count, x.device.type)
         self.used.add(impl)
         if impl == CeImpl.CHUNKED:
             per_row = chunked_cross_entropy(x, table, bias, targets, self.params.chunk_size)

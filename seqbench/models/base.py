@@ -24,6 +24,9 @@ class SequentialRecommender(nn.Module, abc.ABC):
     Config: ClassVar[type]  # a dataclass with the model's published defaults
     # "causal": targets at every input position; "masked": targets only where the input was masked
     target_positions: ClassVar[str] = "causal"
+    # Extra left padding changes no real position's output (right-aligned positions, packed
+    # recurrences): lets evaluation and the length sampler cut batches to their longest sequence.
+    left_padding_free: ClassVar[bool] = True
 
     def __init__(self, config: object, num_items: int, max_len: int) -> None:
         super().__init__()

@@ -60,6 +60,10 @@ class RunConfig:
     # S3-Rec's fine-tuning code, which the CCE paper ran, stops on NDCG@20; RecBole on MRR@10).
     selection_metric: str = "NDCG@10"
     paper_preset: str = ""  # the paper preset (``--preset``) that set the other fields; "" = protocol
+    # Training batches: "random" (shuffled samples) or "length" (shuffled, then grouped by
+    # sequence length within pools of batches, each batch cut to its longest window). "length"
+    # changes which samples share a batch, so it is part of the run id; it is not the protocol.
+    sampler: str = "random"
 
     def hash_payload(self) -> dict[str, Any]:
         """What identifies a run: every field that can change its result."""
@@ -78,7 +82,8 @@ class RunConfig:
         return f"{self.dataset}-{self.model}-{self.loss}-s{self.seed}-{digest}"
 
 
-LATER_FIELDS: dict[str, Any] = {"selection_metric": "NDCG@10", "paper_preset": ""}
+LATER_FIELDS: dict[str, Any] = {"selection_metric": "NDCG@10", "paper_preset": "", "sampler": "random"}
+SAMPLERS = ("random", "length")
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
 FIELD_HINTS = typing.get_type_hints(RunConfig)
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy generators take seeds up to here
@@ -229,6 +234,7 @@ def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, m
         (config.time_budget is None or config.time_budget > 0, f"time_budget must be > 0 seconds, got {config.time_budget}"),
         (config.pretrain_epochs >= 0, f"pretrain_epochs must be >= 0, got {config.pretrain_epochs}"),
         (config.threads >= 0, f"threads must be >= 0 (0 = torch's default), got {config.threads}"),
+        (config.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got '{config.sampler}'"),
     ]
     for ok, message in checks:
         if not ok:

@@ -177,8 +177,12 @@ class Trainer:
             config.loss, dataset.num_items, config.loss_params, positions, item_counts=dataset.item_counts()
         ).to(device)
         self.batches = TrainBatches(
-            dataset.train, config.max_len, config.batch_size, config.seed, config.augment, config.augment_stride
+            dataset.train, config.max_len, config.batch_size, config.seed, config.augment, config.augment_stride, config.sampler
         )
+        # Batches of similar lengths are cut to their longest window (exact: the models ignore
+        # left padding); only with the length sampler, whose run id differs anyway, because a
+        # narrower batch draws different dropout masks.
+        self.trim = config.sampler == "length" and self.model.left_padding_free
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
         self.forward = torch.compile(self.model) if config.compile else self.model
@@ -201,6 +205,8 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _step(self, windows: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if self.trim:
+            windows = trim_padding(windows)
         inputs, targets = self.model.training_batch(windows.to(self.device), self.generator)
         with self._autocast():
             hidden = self.forward(inputs)
@@ -298,6 +304,12 @@ class Trainer:
         return {"valid": self.evaluate("valid"), "test": self.evaluate("test")}
 
 
+def trim_padding(windows: torch.Tensor) -> torch.Tensor:
+    """Left-padded windows without the columns that are padding in every row (2 columns at least)."""
+    width = max(int((windows > 0).sum(dim=1).max()), 2)
+    return windows[:, windows.shape[1] - width :]
+
+
 def _optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return sum(
         value.numel() * value.element_size()
@@ -347,6 +359,7 @@ def run_row(
     row["threads_used"] = trainer.threads_used  # torch's intra-op threads (config threads=0: the process's)
     row["selection_metric"] = config.selection_metric
     row["paper_preset"] = config.paper_preset
+    row["sampler"] = config.sampler
     for name in ("epochs", "patience", "batch_size", "max_len", "lr", "weight_decay", "eval_every", "pretrain_epochs"):
         row[name] = getattr(config, name)
     row["time_budget"] = float(config.time_budget) if config.time_budget is not None else float("nan")

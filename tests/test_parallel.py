@@ -1,0 +1,214 @@
+"""`compare --jobs N`: the process executor stores the same runs as one-at-a-time, runs them at
+once, isolates a killed worker, stores interrupted runs on Ctrl-C and leaves no worker behind.
+
+Workers are spawned processes: the stand-in worker functions below are module-level so that a
+worker can import them, and they coordinate through marker files in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from seqbench.cli import app
+from seqbench.errors import InputError
+from seqbench.storage.store import RunStore
+from seqbench.training.config import RunConfig
+from seqbench.training.grid import RunOutcome, run_label
+from seqbench.training.parallel import ProcessExecutor
+
+runner = CliRunner()
+GRID = ["--datasets", "toy", "--seeds", "0", "--models", "gru4rec,sasrec", "--losses", "cce", "--epochs", "2", "--set", "max_len=10", "--set", "batch_size=64", "--set", "threads=1", "--quiet"]
+BARRIER_SECONDS = 60.0
+
+
+def fake_config(loss: str, seed: int = 0, threads: int = 0) -> RunConfig:
+    return RunConfig(dataset="toy", model="gru4rec", loss=loss, seed=seed, epochs=1, device="cpu", threads=threads)
+
+
+def markers_of(config: RunConfig) -> Path:
+    return Path(config.model_params["markers"])
+
+
+def meeting_worker(config: RunConfig, data_dir: Path, results: Path, mirror: Path | None, update: Any) -> RunOutcome:
+    """Leaves ``started-<loss>`` and waits until every run of the grid has started (or times out)."""
+    markers = markers_of(config)
+    (markers / f"started-{config.loss}").touch()
+    deadline = time.monotonic() + BARRIER_SECONDS
+    while len(list(markers.glob("started-*"))) < int(config.model_params["meet"]):
+        if time.monotonic() > deadline:
+            return RunOutcome(config.run_id("cpu"), run_label(config), "failed", "the other runs never started alongside")
+        time.sleep(0.05)
+    return RunOutcome(config.run_id("cpu"), run_label(config), "completed", "", 0.0, {"threads": float(__import__("torch").get_num_threads())})
+
+
+def dying_worker(config: RunConfig, data_dir: Path, results: Path, mirror: Path | None, update: Any) -> RunOutcome:
+    update("run-start", {"run_id": config.run_id("cpu"), "label": run_label(config)})
+    if config.loss == "ce":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return RunOutcome(config.run_id("cpu"), run_label(config), "completed")
+
+
+def sleeping_worker(config: RunConfig, data_dir: Path, results: Path, mirror: Path | None, update: Any) -> RunOutcome:
+    """Records its pid, then sleeps until stopped."""
+    (markers_of(config) / f"pid-{config.loss}").write_text(str(os.getpid()))
+    while True:
+        time.sleep(0.1)
+
+
+def test_jobs_2_stores_the_same_runs_and_numbers_as_jobs_1(toy_data: Path, tmp_path: Path) -> None:
+    tables = {}
+    for jobs in ("1", "2"):
+        results = tmp_path / f"jobs{jobs}"
+        outcome = runner.invoke(app, ["compare", *GRID, "--jobs", jobs, "--data-dir", str(toy_data), "--results", str(results)])
+        assert outcome.exit_code == 0, outcome.output
+        tables[jobs] = RunStore(results).table().sort_values("run_id").reset_index(drop=True)
+    one, two = tables["1"], tables["2"]
+    assert len(one) == 2 and set(one["status"]) == {"completed"}
+    assert list(one["run_id"]) == list(two["run_id"])
+    metrics = [c for c in one.columns if c.startswith(("valid_", "test_"))]
+    pd.testing.assert_frame_equal(one[metrics], two[metrics])  # bit for bit: same threads, same seeds
+    for run_id in one["run_id"]:
+        epochs = [pd.read_parquet(tmp_path / f"jobs{j}" / "runs" / run_id / "epochs.parquet") for j in ("1", "2")]
+        pd.testing.assert_series_equal(epochs[0]["train_loss"], epochs[1]["train_loss"])
+
+
+def test_two_jobs_train_at_once_on_their_share_of_the_cores(tmp_path: Path) -> None:
+    configs = [fake_config(loss) for loss in ("bce", "ce")]
+    for config in configs:
+        config.model_params = {"markers": str(tmp_path), "meet": 2}
+    events: list[tuple[str, dict[str, Any]]] = []
+    outcomes = ProcessExecutor(2, meeting_worker, cores=2).run(configs, tmp_path, tmp_path / "r", None, lambda e, i: events.append((e, i)))
+    assert [o.status for o in outcomes] == ["completed", "completed"], [o.reason for o in outcomes]
+    assert [o.metrics["threads"] for o in outcomes] == [1.0, 1.0]  # threads=0 runs get cores // jobs
+    assert sorted(i["label"] for e, i in events if e == "run-end") == sorted(run_label(c) for c in configs)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_killed_worker_fails_its_run_and_the_grid_goes_on(tmp_path: Path) -> None:
+    configs = [fake_config(loss) for loss in ("bce", "ce", "cce")]
+    events: list[tuple[str, dict[str, Any]]] = []
+    outcomes = ProcessExecutor(2, dying_worker, cores=2).run(configs, tmp_path, tmp_path / "r", None, lambda e, i: events.append((e, i)))
+    assert [o.status for o in outcomes] == ["completed", "failed", "completed"]
+    assert "killed by signal 9" in outcomes[1].reason
+    ended = {i["label"]: i["status"] for e, i in events if e == "run-end"}
+    assert ended[run_label(configs[1])] == "failed"  # the live table shows it failed, not running
+    assert multiprocessing.active_children() == []
+
+
+def test_ctrl_c_stores_the_running_runs_as_interrupted_and_reaps_every_worker(toy_data: Path, tmp_path: Path) -> None:
+    from seqbench.training.trainer import make_config
+
+    configs = [
+        make_config(None, {"dataset": "toy", "model": "gru4rec", "loss": loss, "epochs": 10_000, "patience": 10_000, "max_len": 10, "threads": 1, "device": "cpu"})
+        for loss in ("bce", "ce", "cce")
+    ]
+    seen: set[str] = set()
+
+    def interrupt_once_both_train(event: str, info: dict[str, Any]) -> None:
+        if event == "epoch" and len(seen) < 2:
+            seen.add(info["label"])
+            if len(seen) == 2:
+                raise KeyboardInterrupt  # once: a second Ctrl-C would kill the workers unsaved
+
+    results = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):
+        ProcessExecutor(2).run(configs, toy_data, results, None, interrupt_once_both_train)
+    table = RunStore(results).table()
+    assert sorted(table["status"]) == ["interrupted", "interrupted"]  # the third run never started
+    assert set(table["loss"]) == {"bce", "ce"}
+    assert multiprocessing.active_children() == []
+
+
+def start_driver(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
+    """A driver process running two sleeping workers, and the workers' pids once both started."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_parallel import fake_config, sleeping_worker
+        from seqbench.training.parallel import ProcessExecutor
+        configs = [fake_config(loss) for loss in ("bce", "ce")]
+        for config in configs:
+            config.model_params = {{"markers": {str(tmp_path)!r}}}
+        outcomes = ProcessExecutor(2, sleeping_worker, cores=2).run(configs, {str(tmp_path)!r}, {str(tmp_path / "r")!r}, None, None)
+        """
+    )
+    driver = subprocess.Popen([sys.executable, "-c", script], env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])}, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + BARRIER_SECONDS
+    while len(list(tmp_path.glob("pid-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = [int(path.read_text()) for path in tmp_path.glob("pid-*")]
+    assert len(pids) == 2
+    return driver, pids
+
+
+def wait_gone(pids: list[int], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not any(_alive(pid) for pid in pids)
+
+
+def test_workers_exit_when_the_driver_is_killed(tmp_path: Path) -> None:
+    driver, pids = start_driver(tmp_path)
+    driver.kill()
+    driver.wait()
+    assert wait_gone(pids)
+
+
+def test_ctrl_c_to_the_driver_stops_its_workers_and_exits(tmp_path: Path) -> None:
+    driver, pids = start_driver(tmp_path)
+    driver.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C delivers (workers ignore their own)
+    _, stderr = driver.communicate(timeout=60)
+    assert driver.returncode != 0 and "KeyboardInterrupt" in stderr
+    assert wait_gone(pids, seconds=1)  # reaped before the driver exited
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_default_jobs_follow_the_cores_and_pinned_threads() -> None:
+    many = [fake_config("bce", seed) for seed in range(8)]
+    assert ProcessExecutor(cores=4).resolve_jobs(many) == 4  # threads=0: one core each
+    assert ProcessExecutor(cores=4).resolve_jobs([fake_config("bce", s, threads=2) for s in range(8)]) == 2
+    assert ProcessExecutor(cores=4).resolve_jobs(many[:3]) == 3  # never more processes than runs
+    with pytest.raises(InputError, match="--jobs 2 runs of threads=2 need 4 cores, this machine has 2"):
+        ProcessExecutor(2, cores=2).resolve_jobs([fake_config("bce", threads=2)] * 2)
+
+
+@pytest.mark.parametrize(("args", "message"), [(["--jobs", "0"], "--jobs must be >= 1"), (["--jobs", "2", "--executor", "ray"], "--jobs is for the local executor")])
+def test_bad_jobs_exit_2(toy_data: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    outcome = runner.invoke(app, ["compare", *GRID, *args, "--data-dir", str(toy_data), "--results", str(tmp_path / "r")])
+    assert outcome.exit_code == 2
+    assert message in outcome.output
+    assert not (tmp_path / "r" / "runs").exists()
+
+
+def test_the_live_table_counts_every_running_run() -> None:
+    from seqbench.cli.grid_progress import GridProgress
+
+    progress = GridProgress(["a", "b", "c"], quiet=True)
+    for label in ("a", "b"):
+        progress("run-start", {"label": label})
+    table = progress._table()
+    assert table.title == "seqbench compare (2 running)"
+    assert [cell.plain if hasattr(cell, "plain") else cell for cell in table.columns[1]._cells].count("[cyan]running[/]") == 2
