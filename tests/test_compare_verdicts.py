@@ -73,7 +73,7 @@ def test_seeds_give_intervals_verdicts_and_a_sweep_gives_a_sensitivity_table(toy
     assert len(sensitivity) == 1 and sensitivity[0]["verdict holds"] in ("yes", "no")
     text = cli(["compare", *args, "--no-train"], toy_data, results)
     assert text.exit_code == 0
-    assert "Verdicts:" in text.stdout and "toy [patience=2] / GRU4Rec NDCG@10" in text.stdout
+    assert "Verdicts (NDCG@10; proposed versus each baseline; p adjusted by Holm over these 2 verdicts" in text.stdout and "toy [patience=2] / GRU4Rec NDCG@10" in text.stdout
     assert "2 seeds per cell" in text.stdout and "Holm" in text.stdout
 
 

@@ -264,7 +264,7 @@ def report(request: StudyRequest, results: Path, data_dir: Path, fmt: str, plots
             continue
         out_console.print(render(value, fmt), highlight=False, markup=False, soft_wrap=True)
         if name == "grid" and study.verdicts:
-            out_console.print("Verdicts:\n" + "\n".join(f"  {line}" for line in study.verdicts), highlight=False, markup=False, soft_wrap=True)
+            out_console.print(study.verdict_heading + "\n" + "\n".join(f"  {line}" for line in study.verdicts), highlight=False, markup=False, soft_wrap=True)
     for path in figures:
         err_console.print(f"wrote {path}")
 

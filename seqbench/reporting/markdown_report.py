@@ -55,7 +55,7 @@ def _sections(directory: Path, study: StudyTables, request: StudyRequest, figure
             continue
         lines += [render(value, "markdown"), ""]
         if name == "grid" and study.verdicts:
-            lines += ["### Verdicts", "", *[f"- {line}" for line in study.verdicts], ""]
+            lines += ["### Verdicts", "", study.verdict_heading, "", *[f"- {line}" for line in study.verdicts], ""]
     pictures = [p for p in figures if p.suffix == ".png"]
     if pictures:
         lines += ["## Figures", ""]

@@ -20,7 +20,7 @@ from seqbench.reporting.frontier import frontier_table
 from seqbench.reporting.grid import GridTable, improvement_grid, significance_frame
 from seqbench.reporting.reference import reference_table
 from seqbench.reporting.runs import setting_labels
-from seqbench.reporting.verdicts import sensitivity_table, verdict_lines
+from seqbench.reporting.verdicts import sensitivity_table, verdict_heading, verdict_lines
 from seqbench.storage.store import RunStore
 from seqbench.training.config import RunConfig
 
@@ -49,6 +49,7 @@ class StudyTables:
     completed: pd.DataFrame
     tables: dict[str, Any] = field(default_factory=dict)
     verdicts: list[str] = field(default_factory=list)
+    verdict_heading: str = "Verdicts:"
     notes: list[str] = field(default_factory=list)
 
 
@@ -98,6 +99,7 @@ def build_tables(request: StudyRequest, store: RunStore) -> StudyTables:
         study.tables["grid"] = grid
         study.tables["significance"] = significance_frame(grid)
         study.verdicts = verdict_lines(grid.verdicts, request.adjustment)
+        study.verdict_heading = verdict_heading(grid.verdicts, request.adjustment)
         sensitivity = sensitivity_table(grid.verdicts)
         if not sensitivity.empty:
             study.tables["sensitivity"] = sensitivity

@@ -78,6 +78,13 @@ def verdict_lines(frame: pd.DataFrame, adjustment: str) -> list[str]:
     return lines
 
 
+def verdict_heading(frame: pd.DataFrame, adjustment: str) -> str:
+    """Says which family the verdicts' p-values are adjusted over (not the grid's, which spans metrics)."""
+    metrics = ", ".join(sorted(frame["metric"].unique())) if not frame.empty else "-"
+    return (f"Verdicts ({metrics}; proposed versus each baseline; p adjusted by {stats.ADJUSTMENT_NAMES[adjustment]} "
+            f"over these {len(frame)} verdicts, separately from the grid's marks):")
+
+
 def sensitivity_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows (data set, model, comparison), one column per setting, and whether the verdict holds in all."""
     if frame.empty or frame["setting"].nunique() < 2:
