@@ -57,13 +57,10 @@ def completed_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _params(text: Any) -> dict[str, Any]:
-    if not isinstance(text, str) or not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    """A stored JSON column (config, loss params) as a dict; anything unreadable is {}."""
+    from seqbench.storage.records import json_object
+
+    return json_object(text)
 
 
 def loss_labels(runs: pd.DataFrame, with_impl: bool) -> pd.Series:

@@ -37,7 +37,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _json_object(text: Any) -> dict[str, Any]:
+def json_object(text: Any) -> dict[str, Any]:
     if isinstance(text, dict):
         return text
     if not isinstance(text, str) or not text:
@@ -51,7 +51,7 @@ def _json_object(text: Any) -> dict[str, Any]:
 
 def run_config(row: Mapping[str, Any]) -> dict[str, Any]:
     """The run's config as a nested object (``loss_params``/``model_params`` as objects)."""
-    config = _json_object(row.get("config_json"))
+    config = json_object(row.get("config_json"))
     from seqbench.training.config import LATER_FIELDS
 
     # Fields added after the first runs were stored (and any at their default) are not in config_json.

@@ -24,6 +24,7 @@ whose driver disappeared exits by itself, so no process outlives the grid.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -248,12 +249,12 @@ class ProcessExecutor:
                 os.kill(job.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         try:
-            while any(job.process.is_alive() for job in running) and time.monotonic() < deadline:
-                self._wait(running)
-                for job in running:
-                    self._poll(job, notify)
-        except KeyboardInterrupt:
-            pass  # a second Ctrl-C: do not wait any longer
+            # A second Ctrl-C ends the wait at once; the workers are killed below either way.
+            with contextlib.suppress(KeyboardInterrupt):
+                while any(job.process.is_alive() for job in running) and time.monotonic() < deadline:
+                    self._wait(running)
+                    for job in running:
+                        self._poll(job, notify)
         finally:
             for job in running:
                 if job.process.is_alive():
