@@ -70,3 +70,41 @@ def test_no_ray_process_outlives_a_killed_driver(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+FAKE_DRIVER = """
+import os, subprocess, sys, time
+clean = {k: v for k, v in os.environ.items() if k != "SEQBENCH_RAY_OWNER"}
+# a child that carries no mark, as a Ray agent whose setproctitle overwrote /proc/PID/environ
+unmarked = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=clean)
+watcher = subprocess.Popen([sys.executable, "-m", "seqbench.training.ray_reaper", str(os.getpid()), sys.argv[1]],
+                           env=clean, start_new_session=True)
+print(unmarked.pid, watcher.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_the_watcher_stops_a_descendant_that_lost_its_mark(tmp_path: Path) -> None:
+    value = uuid.uuid4().hex
+    env = os.environ | {"PYTHONPATH": str(REPO), "SEQBENCH_RAY_OWNER": value}
+    driver = subprocess.Popen([sys.executable, "-c", FAKE_DRIVER, value], env=env, stdout=subprocess.PIPE, text=True)
+    unmarked, watcher = (int(pid) for pid in driver.stdout.readline().split())
+    try:
+        time.sleep(2.0)  # the watcher records the driver's descendants every half second
+        driver.kill()
+        driver.wait(timeout=30)
+        assert wait_for(lambda: not _running(unmarked), 30), "the unmarked descendant outlived the driver"
+        assert wait_for(lambda: not _running(watcher), 30), "the watcher did not finish"
+    finally:
+        for pid in (unmarked, watcher):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
