@@ -108,3 +108,28 @@ SHARED_SPACE: tuple[Space, ...] = (
     real("model.attn_dropout", 0.0, 0.6),
     choice("patience", 10, 20, 40),
 )
+
+
+# Loss fields that count items of the catalogue (negatives drawn per positive, items per bucket):
+# a value above the data set's N only repeats items, and ``check_catalogue`` refuses an explicit
+# ``num_negatives`` above N, so a search never proposes one.
+ITEM_COUNTS: frozenset[str] = frozenset({"num_negatives", "b_y"})
+
+
+def cap_at_catalogue(space: Space, num_items: int) -> Space:
+    """``space`` with its item-counting range cut at ``num_items``; a range that collapses to one
+    value becomes a single choice (still shown in the chosen hyper-parameters)."""
+    scope, name = space.scope()
+    if scope != "loss" or name not in ITEM_COUNTS:
+        return space
+    if space.choices:
+        kept = tuple(c for c in space.choices if c <= num_items)
+        return space if kept == space.choices else choice(space.name, *(kept or (num_items,)))
+    assert space.low is not None and space.high is not None
+    high = min(space.high, num_items)
+    low = min(space.low, high)
+    if low == space.low and high == space.high:
+        return space
+    if low == high:
+        return choice(space.name, int(high) if space.integer else high)
+    return Space(space.name, low, high, log=space.log, integer=space.integer)

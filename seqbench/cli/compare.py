@@ -65,6 +65,7 @@ def compare(
     cpus_per_run: Annotated[Optional[float], typer.Option("--cpus-per-run")] = None,
     gpus_per_run: Annotated[Optional[float], typer.Option("--gpus-per-run")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", help="Local runs at once, one process each (default: cores / threads per run).")] = None,
+    tune: Annotated[Optional[int], typer.Option("--tune", help="Also tune every loss with this many trials (same budget each), retrain its best config by validation with --seeds, show 'tuned' beside 'default'.")] = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
@@ -86,13 +87,18 @@ def compare(
             raise InputError(f"--alpha must be between 0 and 1, got {alpha}")
         names = grid_names(datasets, models, losses, seeds, data_dir)
         known_losses(proposed, baselines)
-        configs = grid_configs(names, epochs, device, [*([f"paper_preset={preset}"] if preset else []), *(set_ or [])])
+        sets = [*([f"paper_preset={preset}"] if preset else []), *(set_ or [])]
+        configs = grid_configs(names, epochs, device, sets)
         if dry_run:
             return show_plan(configs, results, retry_failed, json_)
-        if not no_train:
-            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run, jobs), retry_failed, quiet, log_to)
         request = StudyRequest(configs, names, table, runs_, proposed, parse_list(baselines, "baseline") if baselines else None,
                                source, test, adjust, alpha)
+        if tune is not None:  # the tuned setting beside the default one (seqbench.training.tune_grid)
+            from seqbench.cli.tune import tuned_request
+
+            request = tuned_request(request, tune, grid_overrides(names, epochs, device, sets), data_dir, results, mirror, no_train, plots, report_dir, quiet or json_)
+        if not no_train:
+            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run, jobs), retry_failed, quiet, log_to)
         report(request, results, data_dir, format_, plots, report_dir, json_, mirror)
 
     guarded(work, debug, json_)
@@ -144,9 +150,16 @@ def grid_names(datasets: str, models: str, losses: str, seeds: str | None, data_
 
 
 def grid_configs(names: dict[str, list[Any]], epochs: int | None, device: str | None, sets: list[str]) -> list[Any]:
-    from seqbench.training.config import parse_assignments
     from seqbench.training.grid import GridSpec, expand
     from seqbench.training.trainer import make_config
+
+    spec = GridSpec(names["datasets"], names["models"], names["losses"], names["seeds"], grid_overrides(names, epochs, device, sets))
+    return expand(spec, make_config)
+
+
+def grid_overrides(names: dict[str, list[Any]], epochs: int | None, device: str | None, sets: list[str]) -> dict[str, Any]:
+    """What every run of the grid is given: --set (and --preset), --epochs, --device."""
+    from seqbench.training.config import parse_assignments
 
     overrides: dict[str, Any] = parse_assignments(sets)
     if epochs is not None:
@@ -155,8 +168,7 @@ def grid_configs(names: dict[str, list[Any]], epochs: int | None, device: str | 
         overrides["epochs"] = SYNTHETIC_EPOCHS
     if device is not None:
         overrides["device"] = device
-    spec = GridSpec(names["datasets"], names["models"], names["losses"], names["seeds"], overrides)
-    return expand(spec, make_config)
+    return overrides
 
 
 def executor_for(name: str, address: str | None, cpus: float | None, gpus: float | None, jobs: int | None = None) -> Any:
@@ -275,6 +287,8 @@ TITLES = {
     "significance": "Significance of the proposed loss against the best baseline (p-values)",
     "sensitivity": "Protocol sensitivity of the verdicts",
     "reference": "Reproduced versus published",
+    "tuning_budget": "Tuning budget per loss (compare --tune: trials x max epochs, completed/pruned, wall time)",
+    "tuning_chosen": "Chosen hyper-parameters per loss (best trial by validation NDCG@10)",
 }
 
 

@@ -87,16 +87,33 @@ def seed_list(text: str | None) -> list[int] | None:
         raise InputError(f"--retrain-seeds expects comma-separated integers, got '{text}'") from None
 
 
+def tuned_request(request: Any, trials: int, overrides: dict[str, Any], data_dir: Path, results: Path, mirror: Path | None,
+                  no_train: bool, plots: Path | None, report_dir: Path | None, silent: bool) -> Any:
+    """``compare --tune``: the grid's request with its "tuned" setting (seqbench.training.tune_grid)."""
+    from seqbench.training.tune_grid import tune_grid
+
+    figure_dirs = [plots, Path(report_dir) / "figures" if report_dir is not None else None]
+    tuned = tune_grid(request, trials, overrides, data_dir, results, mirror, not no_train, figure_dirs,
+                      update=None if silent else show_progress)
+    if not silent:
+        for path in tuned.tuning.figures:
+            err_console.print(f"wrote {path}", highlight=False)
+    return tuned
+
+
 def show_progress(event: str, info: dict[str, Any]) -> None:
     """One line per trial started and finished (validation only: no test metric while tuning)."""
+    where = f"{info['dataset']}/{info['model']}/" if "dataset" in info and "model" in info else ""
+    if event == "start" and "retrain_seed" in info:
+        err_console.print(f"{where}{info['loss']}: retraining the chosen config with seed {info['retrain_seed']}", highlight=False)
     if event == "trial-start":
         params = ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}" for key, value in info["params"].items())
-        err_console.print(f"{info['loss']} trial {info['trial']}: training {params}", highlight=False)
+        err_console.print(f"{where}{info['loss']} trial {info['trial']}: training {params}", highlight=False)
     if event != "trial":
         return
     how = "stored, not retrained" if info["reused"] else f"{info['wall_seconds']:.1f}s"
     err_console.print(
-        f"{info['loss']} trial {info['number']} ({info['number'] + 1} of {info['trials']}): {info['state']}, "
+        f"{where}{info['loss']} trial {info['number']} ({info['number'] + 1} of {info['trials']}): {info['state']}, "
         f"valid {info['value']:.4f}, {info['epochs_run']} epochs ({how})",
         highlight=False,
     )

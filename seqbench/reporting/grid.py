@@ -27,6 +27,7 @@ from seqbench.reporting.runs import (
     MODEL_DISPLAY,
     completed_runs,
     dataset_display,
+    loss_labels,
     metric_column,
     model_display,
     one_run_per_seed,
@@ -301,6 +302,13 @@ def with_adjusted(frame: pd.DataFrame, adjustment: str, alpha: float, sign_of: s
     return frame
 
 
+def _labels_per_setting(runs: pd.DataFrame) -> pd.Series:
+    """Loss labels within each named setting: a loss tuned to its own num_negatives is still one
+    column of its setting's rows, not a variant of the loss's default."""
+    parts = [loss_labels(group, with_impl=False) for _, group in runs.groupby("setting", sort=False)]
+    return pd.concat(parts).reindex(runs.index)
+
+
 def _order(values: Sequence[str], preferred: Sequence[str]) -> list[str]:
     unique = list(dict.fromkeys(values))
     return [v for v in preferred if v in unique] + sorted(v for v in unique if v not in preferred)
@@ -333,7 +341,10 @@ def improvement_grid(
     if adjustment not in stats.ADJUSTMENTS:
         raise InputError(f"unknown adjustment '{adjustment}': choose one of {', '.join(stats.ADJUSTMENTS)}")
     done = completed_runs(runs)
-    done = done.assign(setting=setting_labels(done))
+    if "setting" in done.columns:  # settings the study named (compare --tune: default, tuned)
+        done = done.assign(label=_labels_per_setting(done))
+    else:
+        done = done.assign(setting=setting_labels(done))
     done = one_run_per_seed(done, [*KEYS, "label"])
     missing = [m for m in metrics if metric_column(split, m) not in done.columns]
     if missing:

@@ -25,6 +25,8 @@ SECTIONS = {
     "sensitivity": "Protocol sensitivity",
     "frontier": "Peak training memory versus NDCG@10",
     "reference": "Reproduced versus published",
+    "tuning_budget": "Tuning budget per loss",
+    "tuning_chosen": "Chosen hyper-parameters",
 }
 
 
@@ -56,7 +58,8 @@ def _sections(directory: Path, study: StudyTables, request: StudyRequest, figure
         lines += [render(value, "markdown"), ""]
         if name == "grid" and study.verdicts:
             lines += ["### Verdicts", "", study.verdict_heading, "", *[f"- {line}" for line in study.verdicts], ""]
-    pictures = [p for p in figures if p.suffix == ".png"]
+    tuning = request.tuning.figures if request.tuning is not None else []  # compare --tune: validation per trial
+    pictures = [p for p in [*figures, *tuning] if p.suffix == ".png" and directory.resolve() in p.resolve().parents]
     if pictures:
         lines += ["## Figures", ""]
         lines += [f"![{p.stem}]({p.relative_to(directory).as_posix()})" for p in pictures] + [""]
@@ -77,7 +80,7 @@ def _protocol_table(request: StudyRequest) -> str:
 
 
 def _runs_table(runs: pd.DataFrame) -> str:
-    columns = [c for c in ("run_id", "status", "dataset", "model", "loss", "seed", "best_epoch", "epochs_run",
+    columns = [c for c in ("run_id", "status", "dataset", "setting", "model", "loss", "seed", "best_epoch", "epochs_run",
                            "train_seconds", "test_NDCG@10") if c in runs.columns]
     return runs[columns].to_markdown(index=False, floatfmt=".4f") if not runs.empty else "(none)"
 

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from rich import box
 from rich.console import Console
@@ -83,6 +84,13 @@ def fmt_seconds(value: Any) -> str:
     return MISSING if is_missing(value) else f"{float(value):.1f} s"
 
 
+def fmt_sig(value: Any) -> str:
+    """Three significant digits (hyper-parameters: 0.00123, 1e-05, 64); text and booleans as they are."""
+    if isinstance(value, (bool, np.bool_, str)) or is_missing(value):
+        return MISSING if is_missing(value) else str(value)
+    return f"{float(value):.3g}"
+
+
 def fmt_p(value: Any) -> str:
     if is_missing(value):
         return MISSING
@@ -93,7 +101,7 @@ def fmt_p(value: Any) -> str:
 def frame_display(frame: pd.DataFrame) -> DisplayTable:
     """A plain table from a DataFrame; ``frame.attrs`` may name per-column formats and bold rules.
 
-    attrs keys: ``title``; ``formats`` {column: "number"|"percent"|"bytes"|"seconds"|"p"|"text"};
+    attrs keys: ``title``; ``formats`` {column: "number"|"percent"|"bytes"|"seconds"|"p"|"sig"|"text"};
     ``bold_where`` {column: boolean column} (bold that cell where the boolean is true);
     ``hidden`` [columns kept for CSV/JSON but not printed]; ``stub`` [leading key columns];
     ``headers`` {column: printed header}.
@@ -104,7 +112,7 @@ def frame_display(frame: pd.DataFrame) -> DisplayTable:
     shown = [c for c in frame.columns if c not in hidden]
     stub = [c for c in frame.attrs.get("stub", []) if c in shown]
     values = [c for c in shown if c not in stub]
-    formatter = {"number": fmt_number, "percent": fmt_percent, "bytes": fmt_bytes, "p": fmt_p, "seconds": fmt_seconds}
+    formatter = {"number": fmt_number, "percent": fmt_percent, "bytes": fmt_bytes, "p": fmt_p, "seconds": fmt_seconds, "sig": fmt_sig}
     rows: list[tuple[list[str], list[Cell]]] = []
     for _, record in frame.iterrows():
         keys = [MISSING if is_missing(record[c]) else str(record[c]) for c in stub]

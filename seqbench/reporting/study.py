@@ -5,6 +5,10 @@ found by run id; other stored runs of the same data set, model, loss and seed ne
 ``selection="stored"`` a user asks instead for every completed stored run of the grid's data sets,
 models, losses and seeds; when those differ in more than the grid's axes, the differing fields
 become a "setting" (rows of their own in every table) and a note says so.
+
+A request may instead name its settings (``arms``: setting name -> configs, as ``compare --tune``
+does with "default" and "tuned"): each arm's runs are found by run id and shown as that setting,
+whatever their configs, so each loss's tuned config is one column of the "tuned" rows.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class StudyRequest:
     test: str = "hierarchical"
     adjustment: str = "holm"
     alpha: float = 0.05
+    arms: dict[str, list[RunConfig]] = field(default_factory=dict)  # named settings; {} = the configs alone
+    tuning: Any = None  # compare --tune: a seqbench.training.tune_grid.GridTuning (its tables join the study's)
 
 
 @dataclass
@@ -59,8 +65,13 @@ def grid_run_ids(configs: Sequence[RunConfig]) -> set[str]:
 
 
 def select_runs(table: pd.DataFrame, configs: Sequence[RunConfig], names: dict[str, list[Any]],
-                selection: str) -> tuple[pd.DataFrame, list[str]]:
-    """The stored runs a study's tables use, and notes about what was left out or differs."""
+                selection: str, arms: dict[str, list[RunConfig]] | None = None,
+                known: set[str] | frozenset[str] = frozenset()) -> tuple[pd.DataFrame, list[str]]:
+    """The stored runs a study's tables use, and notes about what was left out or differs.
+
+    ``arms``: named settings, each run of an arm gets a ``setting`` column with its name (a run in
+    two arms appears twice). ``known``: run ids that are expected to be left out (a study's
+    tuning trials), so they are not reported as "other stored runs"."""
     if selection not in SELECTIONS:
         raise InputError(f"unknown run selection '{selection}': choose one of {', '.join(SELECTIONS)}")
     if table.empty:
@@ -69,9 +80,12 @@ def select_runs(table: pd.DataFrame, configs: Sequence[RunConfig], names: dict[s
                 & table["loss"].isin(names["losses"]) & table["seed"].isin(names["seeds"]))
     cells = table[in_cells]
     notes: list[str] = []
+    if arms and selection != "grid":
+        raise InputError("named settings (compare --tune) show exactly their own runs: drop --runs stored")
     if selection == "grid":
-        chosen = cells[cells["run_id"].isin(grid_run_ids(configs))].reset_index(drop=True)
-        others = cells[~cells["run_id"].isin(chosen["run_id"]) & (cells["status"] == "completed")]
+        parts = [cells[cells["run_id"].isin(grid_run_ids(arm))].assign(setting=name) for name, arm in (arms or {}).items()]
+        chosen = (pd.concat(parts) if parts else cells[cells["run_id"].isin(grid_run_ids(configs))]).reset_index(drop=True)
+        others = cells[~cells["run_id"].isin(set(chosen["run_id"]) | set(known)) & (cells["status"] == "completed")]
         if len(others):
             notes.append(f"{len(others)} other stored run(s) of these data sets, models, losses and seeds have another "
                          "config and are not in the tables (use --runs stored to include them, shown as settings).")
@@ -88,7 +102,9 @@ def build_tables(request: StudyRequest, store: RunStore) -> StudyTables:
     """Every requested table over the study's completed runs; InputError when there is none."""
     if request.table not in TABLES:
         raise InputError(f"unknown table '{request.table}': choose one of {', '.join(TABLES)}")
-    runs, notes = select_runs(store.table(), request.configs, request.names, request.selection)
+    tuning = request.tuning
+    runs, notes = select_runs(store.table(), request.configs, request.names, request.selection, request.arms,
+                              tuning.trial_run_ids if tuning is not None else frozenset())
     completed = runs[runs["status"] == "completed"] if not runs.empty else runs
     if completed.empty:
         raise InputError(f"no completed runs in {store.root} for this grid: run `seqbench compare` without --no-train first")
@@ -104,6 +120,10 @@ def build_tables(request: StudyRequest, store: RunStore) -> StudyTables:
         if not sensitivity.empty:
             study.tables["sensitivity"] = sensitivity
         study.notes += grid.notes
+    if tuning is not None:  # what each loss's search spent and chose, beside the grid it feeds
+        study.tables["tuning_budget"] = tuning.budget
+        study.tables["tuning_chosen"] = tuning.chosen
+        study.notes += tuning.notes
     if request.table in ("frontier", "all"):
         study.tables["frontier"] = frontier_table(study.completed)
     if request.table in ("reference", "all"):

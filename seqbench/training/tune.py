@@ -34,7 +34,8 @@ import pyarrow.parquet as pq
 
 from seqbench.atomic import atomic_file
 from seqbench.errors import InputError, RuntimeFailure
-from seqbench.space import SHARED_SPACE, Space
+from seqbench.reporting.tuning import best_trial, budget_table, cell_figures, chosen_table
+from seqbench.space import SHARED_SPACE, Space, cap_at_catalogue
 from seqbench.storage.store import RunStore
 
 STUDIES_DIR = "studies"
@@ -99,14 +100,16 @@ class Study:
 
 
 # --- the space of a study ------------------------------------------------------------------------
-def applicable_space(model: str, loss: str) -> tuple[Space, ...]:
-    """Shared spaces the model has a field for, then the loss's own."""
+def applicable_space(model: str, loss: str, num_items: int | None = None) -> tuple[Space, ...]:
+    """Shared spaces the model has a field for, then the loss's own, capped at a catalogue of
+    ``num_items`` (no more negatives than items: beyond N they only repeat)."""
     from seqbench.losses.registry import loss_class
     from seqbench.models.registry import default_params
 
     model_fields = set(default_params(model))
     shared = tuple(s for s in SHARED_SPACE if s.scope()[0] != "model" or s.scope()[1] in model_fields)
-    return shared + tuple(loss_class(loss).space)
+    own = tuple(loss_class(loss).space)
+    return shared + (own if num_items is None else tuple(cap_at_catalogue(s, num_items) for s in own))
 
 
 def _spellings(space: Space, model: str, loss: str) -> set[str]:
@@ -121,12 +124,17 @@ def _spellings(space: Space, model: str, loss: str) -> set[str]:
     return spellings
 
 
-def plan_study(dataset: str, model: str, loss: str, seed: int, overrides: dict[str, Any], settings: TuneSettings) -> Study:
-    """The study of one loss; a key the user fixed with --set is taken out of the search."""
+def plan_study(dataset: str, model: str, loss: str, seed: int, overrides: dict[str, Any], settings: TuneSettings,
+               num_items: int | None = None) -> Study:
+    """The study of one loss; a key the user fixed with --set is taken out of the search.
+    ``num_items``: the data set's catalogue size, which caps the item-counting spaces."""
     given = set(overrides)
-    space = tuple(s for s in applicable_space(model, loss) if not (_spellings(s, model, loss) & given))
-    base = {key: value for key, value in overrides.items() if key not in ("dataset", "model", "loss", "seed")}
-    return Study(dataset, model, loss, seed, base, space, settings)
+    space = tuple(s for s in applicable_space(model, loss, num_items) if not (_spellings(s, model, loss) & given))
+    return Study(dataset, model, loss, seed, study_base(overrides), space, settings)
+
+
+def study_base(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in overrides.items() if key not in ("dataset", "model", "loss", "seed")}
 
 
 # --- the study table -------------------------------------------------------------------------------
@@ -152,12 +160,16 @@ def _write_meta(results: Path, study: Study) -> None:
         return
     meta = {
         "study_id": study.study_id, "dataset": study.dataset, "model": study.model, "loss": study.loss, "seed": study.seed,
-        "base_json": json.dumps(study.base, sort_keys=True, default=str),
+        "base_json": _json(study.base),
         "space_json": json.dumps([s.describe() for s in study.space]),
         "settings_json": json.dumps(dataclasses.asdict(study.settings)),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     _write_table(pd.DataFrame([meta]), path)
+
+
+def _json(base: dict[str, Any]) -> str:
+    return json.dumps(base, sort_keys=True, default=str)
 
 
 def load_meta(results: Path) -> pd.DataFrame:
@@ -297,15 +309,6 @@ def run_study(study: Study, trials: int, data_dir: Path, results: Path, mirror: 
 
 
 # --- what a study chose --------------------------------------------------------------------------
-def best_trial(trials: pd.DataFrame) -> dict[str, Any]:
-    """The completed trial with the highest validation value (ties: the earliest trial)."""
-    completed = trials[trials["state"] == "completed"]
-    if completed.empty:
-        raise RuntimeFailure("no trial of the study completed (all pruned or failed): give more --trials or --epochs")
-    ranked = completed.sort_values(["value", "number"], ascending=[False, True], kind="mergesort")
-    return ranked.iloc[0].to_dict()
-
-
 def best_overrides(study: Study, trials: pd.DataFrame) -> dict[str, Any]:
     """The chosen config as overrides (no seed): ``make_config(None, overrides | {"seed": s})``."""
     return study.trial_overrides(json.loads(best_trial(trials)["params_json"]))
@@ -329,65 +332,6 @@ def retrain_best(study: Study, trials: pd.DataFrame, seeds: list[int], data_dir:
     return pd.DataFrame(rows)
 
 
-def budget_table(studies: dict[str, tuple[Study, pd.DataFrame]]) -> pd.DataFrame:
-    """Per loss what the search spent, so a reader sees the budget was equal."""
-    from seqbench.training.trainer import make_config
-
-    rows = []
-    for loss, (study, trials) in studies.items():
-        unique = trials.drop_duplicates("run_id")  # a config proposed twice was trained once
-        max_epochs = make_config(None, study.trial_overrides({})).epochs
-        rows.append({
-            "loss": loss, "trials": len(trials), "completed": int((trials["state"] == "completed").sum()),
-            "pruned": int((trials["state"] == "pruned").sum()), "failed": int((trials["state"] == "failed").sum()),
-            "max_epochs": max_epochs, "budget_epochs": len(trials) * max_epochs,
-            "epochs_trained": int(unique["epochs_run"].sum()), "train_seconds": float(unique["train_seconds"].sum()),
-            "wall_seconds": float(trials["wall_seconds"].sum()),
-        })
-    return pd.DataFrame(rows)
-
-
-def chosen_table(studies: dict[str, tuple[Study, pd.DataFrame]]) -> pd.DataFrame:
-    """Per loss the best trial, its validation value and the chosen hyper-parameters (one column each)."""
-    rows = []
-    for loss, (study, trials) in studies.items():
-        best = best_trial(trials)
-        metric = study.settings.metric
-        rows.append({"loss": loss, "best_trial": int(best["number"]), f"valid_{metric}": float(best["value"])} | json.loads(best["params_json"]))
-    return pd.DataFrame(rows)
-
-
-def trials_figure(studies: dict[str, tuple[Study, pd.DataFrame]], stem: Path, title: str = "") -> list[Path]:
-    """Validation metric versus trial number, one colour per loss; hollow markers = pruned trials,
-    the line = best completed trial so far."""
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
-
-    from seqbench.reporting.figures import _colors, _save
-
-    colors = _colors(list(studies))
-    figure = Figure(figsize=(6.4, 4.2), layout="constrained")
-    ax = figure.subplots()
-    metric = next(iter(studies.values()))[0].settings.metric if studies else "NDCG@10"
-    for loss, (_, trials) in studies.items():
-        done = trials[trials["state"] == "completed"]
-        pruned = trials[trials["state"] == "pruned"]
-        ax.scatter(done["number"], done["value"], color=colors[loss], zorder=3)
-        ax.scatter(pruned["number"], pruned["value"], facecolors="none", edgecolors=colors[loss], zorder=3)
-        running = trials["value"].where(trials["state"] == "completed").cummax().ffill()
-        ax.step(trials["number"], running, where="post", color=colors[loss], alpha=0.7)
-    ax.set_xlabel("trial")
-    ax.set_ylabel(f"validation {metric} (best epoch)")
-    ax.set_title(title or f"validation {metric} per trial")
-    handles = [Line2D([], [], color=c, marker="o", label=l) for l, c in colors.items()]
-    handles.append(Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="", label="pruned"))
-    handles.append(Line2D([], [], color="grey", label="best completed so far"))
-    ax.legend(handles=handles, loc="best")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return _save(figure, stem)
-
-
 def tuned_configs(
     results: Path,
     dataset: str,
@@ -408,9 +352,9 @@ def tuned_configs(
     chosen: dict[str, dict[str, Any]] = {}
     for loss in losses:
         rows = meta[(meta["dataset"] == dataset) & (meta["model"] == model) & (meta["loss"] == loss)] if not meta.empty else meta
-        if overrides is not None:
-            wanted = plan_study(dataset, model, loss, seed or 0, dict(overrides), settings or TuneSettings()).study_id
-            rows = rows[rows["study_id"] == wanted] if not rows.empty else rows
+        if overrides is not None and not rows.empty:  # the command's exact study (its space may be capped at N)
+            rows = rows[(rows["seed"] == (seed or 0)) & (rows["base_json"] == _json(study_base(dict(overrides))))
+                        & (rows["settings_json"] == json.dumps(dataclasses.asdict(settings or TuneSettings())))]
         elif seed is not None and not rows.empty:
             rows = rows[rows["seed"] == seed]
         if rows.empty:
@@ -453,8 +397,8 @@ def tune(
 
     require_optuna()
     settings = settings or TuneSettings()
-    load_dataset(dataset, data_dir, mirror)  # a missing data set fails before any training
-    planned = {loss: plan_study(dataset, model, loss, seed, dict(overrides or {}), settings) for loss in losses}
+    num_items = load_dataset(dataset, data_dir, mirror).num_items  # a missing data set fails before any training
+    planned = {loss: plan_study(dataset, model, loss, seed, dict(overrides or {}), settings, num_items) for loss in losses}
     for study in planned.values():  # a bad --set fails before any training, too
         make_config(None, study.trial_overrides({}) | {"seed": seed})
     studies = {loss: (study, run_study(study, trials, data_dir, results, mirror, update)) for loss, study in planned.items()}
@@ -463,5 +407,6 @@ def tune(
         [retrain_best(study, table, retrain_seeds, data_dir, results, mirror, update) for study, table in studies.values()],
         ignore_index=True,
     ) if retrain_seeds else pd.DataFrame()
-    figures = trials_figure(studies, Path(plots) / f"tune_{dataset}_{model}", f"{dataset} / {model}: validation per trial") if plots else []
-    return TuneReport(studies, budget_table(studies), chosen_table(studies), best, retrained, figures)
+    figures = cell_figures(list(studies.values()), Path(plots)) if plots else []
+    listed = list(studies.values())
+    return TuneReport(studies, budget_table(listed), chosen_table(listed), best, retrained, figures)
