@@ -77,6 +77,8 @@ def tune_grid(
     require_optuna()
     if trials < 1:
         raise InputError(f"--tune must be >= 1 trial per loss, got {trials}")
+    if request.selection != "grid":
+        raise InputError("--tune shows exactly the default and the tuned configs: drop --runs stored")
     one_config_per_cell(request.configs)
     settings = settings or TuneSettings()
     seeds = list(request.names["seeds"])
