@@ -88,6 +88,13 @@ def test_compare_tune_twice_trains_nothing_and_prints_equal_budgets(toy_data: Pa
     again = compare_json([*GRID, "--tune", "2", "--no-train"], toy_data, results)
     for name in ("grid", "tuning_budget", "tuning_chosen"):
         assert again["tables"][name] == first["tables"][name]
+    plan = {T: compare_json([*GRID, "--tune", str(T), "--dry-run"], toy_data, results)["tuning"] for T in (2, 3)}
+    assert [(r["trials_stored"], r["trials_to_run"], r["retrain_runs"], r["estimated_seconds"]) for r in plan[2]] == [(2, 0, 0, 0.0)] * 2
+    assert [(r["trials_stored"], r["trials_to_run"]) for r in plan[3]] == [(2, 1)] * 2
+    assert all(r["estimated_seconds"] > 0 for r in plan[3])  # from the stored runs' seconds per epoch
+    fresh = compare_json([*GRID, "--seeds", "0,1", "--tune", "3", "--dry-run"], toy_data, tmp_path / "fresh")
+    assert [(r["trials_to_run"], r["retrain_runs"], r["estimated_seconds"]) for r in fresh["tuning"]] == [(3, 1, None)] * 2
+    assert not (tmp_path / "fresh").exists() or RunStore(tmp_path / "fresh").table().empty
 
 
 def test_compare_tune_is_deterministic_and_never_selects_on_test_metrics(toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,6 +89,10 @@ def compare(
         known_losses(proposed, baselines)
         sets = [*([f"paper_preset={preset}"] if preset else []), *(set_ or [])]
         configs = grid_configs(names, epochs, device, sets)
+        if dry_run and tune is not None:
+            from seqbench.cli.tune import show_tune_plan
+
+            return show_tune_plan(configs, names, tune, grid_overrides(names, epochs, device, sets), data_dir, results, retry_failed, json_)
         if dry_run:
             return show_plan(configs, results, retry_failed, json_)
         request = StudyRequest(configs, names, table, runs_, proposed, parse_list(baselines, "baseline") if baselines else None,

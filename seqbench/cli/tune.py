@@ -22,7 +22,7 @@ from seqbench.cli.common import (
     out_console,
     parse_list,
 )
-from seqbench.cli.compare import SYNTHETIC_EPOCHS  # as for `compare`: a few epochs on synthetic, else 150
+from seqbench.cli.compare import SYNTHETIC_EPOCHS, grid_overrides  # as for `compare`: a few epochs on synthetic, else 150
 from seqbench.cli.train import MirrorOption, SetOption
 from seqbench.errors import InputError
 
@@ -56,18 +56,11 @@ def tune(
 
     def work() -> None:
         from seqbench.losses.registry import LOSS_NAMES
-        from seqbench.training.config import parse_assignments
         from seqbench.training.tune import TuneSettings
         from seqbench.training.tune import tune as run_tune
 
         names = parse_list(losses, "loss", list(LOSS_NAMES))
-        overrides: dict[str, Any] = parse_assignments(set_ or [])
-        if epochs is not None:
-            overrides["epochs"] = epochs
-        elif "epochs" not in overrides and dataset == "synthetic":
-            overrides["epochs"] = SYNTHETIC_EPOCHS
-        if device is not None:
-            overrides["device"] = device
+        overrides = grid_overrides({"datasets": [dataset]}, epochs, device, set_ or [])  # as compare's grid gets them
         settings = TuneSettings(random_trials=random_trials, pruner=pruner, prune_warmup_epochs=prune_warmup)
         report = run_tune(
             dataset, model, names, trials, data_dir, results, seed, overrides, settings,
@@ -99,6 +92,37 @@ def tuned_request(request: Any, trials: int, overrides: dict[str, Any], data_dir
         for path in tuned.tuning.figures:
             err_console.print(f"wrote {path}", highlight=False)
     return tuned
+
+
+def show_tune_plan(configs: list[Any], names: dict[str, list[Any]], trials: int, overrides: dict[str, Any], data_dir: Path,
+                   results: Path, retry_failed: bool, as_json: bool) -> None:
+    """``compare --tune T --dry-run``: the default grid's plan, then what the tuning would add."""
+    from tabulate import tabulate
+
+    from seqbench.cli.compare import show_plan
+    from seqbench.reporting.render import fmt_seconds
+    from seqbench.storage.records import document
+    from seqbench.storage.store import RunStore
+    from seqbench.training.grid import LocalExecutor
+    from seqbench.training.plan import plan_grid
+    from seqbench.training.tune_grid import plan_tuning
+
+    rows = plan_tuning(configs, names, trials, overrides, data_dir, results)
+    known = [row["estimated_seconds"] for row in rows if row["estimated_seconds"] is not None]
+    total = sum(known) if known else None
+    if as_json:
+        runs = plan_grid(configs, RunStore(results), LocalExecutor().device_type, retry_failed)
+        return emit_json(document("plan", runs=runs, to_train=sum(r["action"] != "skip" for r in runs), tuning=rows,
+                                  tuning_estimated_seconds=total))
+    show_plan(configs, results, retry_failed, False)
+    table = [[f"{r['dataset']}/{r['model']}/{r['loss']}", r["study_id"], f"{r['trials_stored']} of {trials}", r["trials_to_run"],
+              r["retrain_runs"], fmt_seconds(r["estimated_seconds"]), r["estimate_basis"]] for r in rows]
+    out_console.rule(f"--tune {trials}: the same {trials} trials per loss, then the best config retrained with the grid's seeds")
+    out_console.print(tabulate(table, headers=["cell", "study", "trials stored", "to run", "retrain runs", "at most", "estimated from"],
+                               disable_numparse=True), highlight=False, markup=False)
+    missing = len(rows) - len(known)
+    out_console.print(f"tuning: at most {fmt_seconds(total)} of training" + (f" plus {missing} cell(s) with no estimate" if missing else "")
+                      + " (every trial at the full max epochs; pruning and early stopping cut it)", highlight=False, markup=False)
 
 
 def show_progress(event: str, info: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ import pandas as pd
 from seqbench.errors import InputError, RuntimeFailure
 from seqbench.reporting.study import StudyRequest
 from seqbench.reporting.tuning import budget_table, cell_figures, chosen_table
+from seqbench.storage.store import RunStore
 from seqbench.training.config import RunConfig
 from seqbench.training.tune import (
     Study,
@@ -114,6 +115,49 @@ def tune_grid(
     return dataclasses.replace(request, arms={DEFAULT: list(request.configs), TUNED: tuned}, tuning=tuning)
 
 
+def plan_tuning(configs: Sequence[RunConfig], names: dict[str, list[Any]], trials: int, overrides: dict[str, Any],
+                data_dir: Path, results: Path, settings: TuneSettings | None = None) -> list[dict[str, Any]]:
+    """``compare --tune --dry-run``: per cell the trials stored and to run, the retrain runs to train,
+    and an upper bound of their training time (every trial and retrain at the full max epochs,
+    at the seconds per epoch of the most similar stored run; pruning and early stopping only cut it)."""
+    from seqbench.data.sequences import is_prepared, read_meta
+    from seqbench.training.plan import estimate, seconds_per_epoch
+
+    one_config_per_cell(configs)
+    settings, seeds, store = settings or TuneSettings(), list(names["seeds"]), RunStore(results)
+    rates = seconds_per_epoch(store.table())
+    defaults = {(c.dataset, c.model, c.loss): c for c in configs}
+    rows = []
+    for dataset in names["datasets"]:
+        # Not prepared yet: the space is planned uncapped (the study id may then differ from the one run).
+        num_items = int(read_meta(dataset, data_dir)["num_items"]) if is_prepared(dataset, data_dir) else None
+        for model in names["models"]:
+            for loss in names["losses"]:
+                study = plan_study(dataset, model, loss, seeds[0], dict(overrides), settings, num_items)
+                stored = load_trials(results, study.study_id)
+                stored = stored[stored["number"] < trials]
+                retrain = _retrains_left(study, stored, trials, seeds, store)
+                per_run, basis = estimate(defaults[(dataset, model, loss)], rates)
+                todo = trials - len(stored) + retrain
+                rows.append({"dataset": dataset, "model": model, "loss": loss, "study_id": study.study_id,
+                             "trials_stored": len(stored), "trials_to_run": trials - len(stored), "retrain_runs": retrain,
+                             "estimated_seconds": per_run * todo if per_run is not None else (0.0 if todo == 0 else None),
+                             "estimate_basis": basis if todo else ""})
+    return rows
+
+
+def _retrains_left(study: Study, stored: pd.DataFrame, trials: int, seeds: list[int], store: RunStore) -> int:
+    """Retrain runs still to train: known exactly once the study is complete, else every seed but
+    the study's own (that run is the best trial's)."""
+    if len(stored) < trials or not (stored["state"] == "completed").any():
+        return len([seed for seed in seeds if seed != study.seed])
+    from seqbench.training.trainer import resolve_device
+
+    configs = [_config(best_overrides(study, stored), seed) for seed in seeds]
+    run_ids = [config.run_id(resolve_device(config.device).type) for config in configs]
+    return sum(1 for run_id in run_ids if not (store.has(run_id) and store.row(run_id).get("status") == "completed"))
+
+
 def one_config_per_cell(configs: Sequence[RunConfig]) -> None:
     """A sweep (``--set patience=10,40``) has several defaults per cell: tuning searches those keys instead."""
     payloads: dict[tuple[str, str, str], set[str]] = {}
@@ -158,4 +202,4 @@ def _where(study: Study) -> str:
     return f"{study.dataset}/{study.model}/{study.loss}"
 
 
-__all__ = ["DEFAULT", "TUNED", "GridTuning", "tune_grid", "one_config_per_cell"]
+__all__ = ["DEFAULT", "TUNED", "GridTuning", "tune_grid", "plan_tuning", "one_config_per_cell"]
