@@ -40,7 +40,7 @@ def compare_json(args: list[str], data: Path, results: Path) -> dict:
 
 def chosen_overrides(results: Path, losses: list[str], seeds: list[int]) -> dict[str, dict]:
     names = {"datasets": ["toy"], "models": ["sasrec"], "losses": losses, "seeds": seeds}
-    return tuning.tuned_configs(results, "toy", "sasrec", losses, seed=seeds[0], overrides=grid_overrides(names, 2, None, SETS))
+    return tuning.tuned_configs(results, "toy", "sasrec", losses, seed=seeds[0], overrides=grid_overrides(names, 2, None, SETS), num_items=TOY_ITEMS)
 
 
 def test_compare_tune_shows_tuned_beside_default_with_verdicts_budget_and_choices(toy_data: Path, tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_compare_tune_shows_tuned_beside_default_with_verdicts_budget_and_choice
     assert chosen.loc["bce", "loss.num_negatives"] <= TOY_ITEMS and pd.isna(chosen.loc["cce", "loss.num_negatives"])
     text = (report / "report.md").read_text()
     for heading in ("## Tuning budget per loss", "## Chosen hyper-parameters", "toy [tuned]", "toy [default]",
-                    "equal budget, every loss 2 trials x 2 max epochs", "![tune_toy_sasrec](figures/tune_toy_sasrec.png)"):
+                    "equal budget, every loss 2 trials x 2 max epochs", "The **tuned** setting is this protocol", "![tune_toy_sasrec](figures/tune_toy_sasrec.png)"):
         assert heading in text
     assert (report / "figures" / "tune_toy_sasrec.png").read_bytes().startswith(b"\x89PNG")
 

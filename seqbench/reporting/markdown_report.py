@@ -49,6 +49,10 @@ def _sections(directory: Path, study: StudyTables, request: StudyRequest, figure
              f"Test: {request.test}; p-values adjusted per table by {ADJUSTMENT_NAMES[request.adjustment]}; "
              f"alpha {request.alpha:g}.", ""]
     lines += ["## Protocol", "", _protocol_table(request), ""]
+    if request.tuning is not None:  # compare --tune: the table above is the default setting's protocol
+        lines += [f"The **tuned** setting is this protocol with each loss's chosen hyper-parameters (best of "
+                  f"{request.tuning.trials} trials per loss by validation NDCG@10, retrained with the grid's seeds): "
+                  "see *Chosen hyper-parameters* and *Tuning budget per loss*.", ""]
     lines += [f"> {note}" for note in study.notes] + ([""] if study.notes else [])
     for name, value in study.tables.items():
         lines += [f"## {SECTIONS.get(name, name)}", ""]

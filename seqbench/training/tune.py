@@ -340,19 +340,24 @@ def tuned_configs(
     seed: int | None = None,
     overrides: dict[str, Any] | None = None,
     settings: TuneSettings | None = None,
+    num_items: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The chosen config of each loss's stored study, as overrides without a seed.
 
     For ``compare --tune``: ``make_config(None, overrides | {"seed": s})`` is the tuned run. With
     ``overrides`` (the tune command's --epochs/--set) the study is the exact one that command
-    made; without, the one stored study of that (data set, model, loss[, seed]). Several matching
+    made (exactly, with the data set's ``num_items``; else by its overrides, seed and settings);
+    without, the one stored study of that (data set, model, loss[, seed]). Several matching
     studies are an input error, never a silent pick.
     """
     meta = load_meta(results)
     chosen: dict[str, dict[str, Any]] = {}
     for loss in losses:
         rows = meta[(meta["dataset"] == dataset) & (meta["model"] == model) & (meta["loss"] == loss)] if not meta.empty else meta
-        if overrides is not None and not rows.empty:  # the command's exact study (its space may be capped at N)
+        if overrides is not None and num_items is not None:  # the command's exact study
+            wanted = plan_study(dataset, model, loss, seed or 0, dict(overrides), settings or TuneSettings(), num_items).study_id
+            rows = rows[rows["study_id"] == wanted] if not rows.empty else rows
+        elif overrides is not None and not rows.empty:  # its base and settings (the space may be capped at an unknown N)
             rows = rows[(rows["seed"] == (seed or 0)) & (rows["base_json"] == _json(study_base(dict(overrides))))
                         & (rows["settings_json"] == json.dumps(dataclasses.asdict(settings or TuneSettings())))]
         elif seed is not None and not rows.empty:
