@@ -123,6 +123,7 @@ def test_compare_tune_is_deterministic_and_never_selects_on_test_metrics(toy_dat
     (["--tune", "0"], "--tune must be >= 1"),
     (["--tune", "2", "--runs", "stored"], "drop --runs stored"),
     (["--tune", "2", "--set", "patience=10,40"], "drop the sweep"),
+    (["--tune", "2", "--set", "loss.num_negatives=41", "--losses", "bce"], "more than the 40 items"),
 ])
 def test_bad_tune_input_exits_2_before_training(toy_data: Path, tmp_path: Path, args: list[str], message: str) -> None:
     result = invoke([*GRID, *args], toy_data, tmp_path / "r")

@@ -81,6 +81,9 @@ def tune_grid(
     if request.selection != "grid":
         raise InputError("--tune shows exactly the default and the tuned configs: drop --runs stored")
     one_config_per_cell(request.configs)
+    from seqbench.training.trainer import check_catalogues
+
+    check_catalogues(request.configs, data_dir, mirror)  # the default grid trains after the studies: fail first
     settings = settings or TuneSettings()
     seeds = list(request.names["seeds"])
     studies, tuned, notes = [], [], []
