@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqbench.training.evaluate import evaluate_split
+from seqbench.measure.ranking import evaluate_split
 from seqbench.training.trainer import Trainer, load_dataset, make_config
 
 

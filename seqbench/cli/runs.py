@@ -93,7 +93,7 @@ def pick_columns(table: pd.DataFrame, columns: str | None) -> list[str]:
 
 def metric_columns(text: str) -> list[str]:
     """``--metrics HR@10,MRR@10`` -> the ``test_`` columns to show; unknown names are InputErrors."""
-    from seqbench.training.metrics import parse_metric
+    from seqbench.measure.metrics import parse_metric
 
     return [f"test_{parse_metric(part.strip()).name}" for part in text.split(",") if part.strip()]
 

@@ -39,7 +39,7 @@ from seqbench.memprof.meters import CudaMeter, Meter, StageRecord, TrackerMeter
 from seqbench.memprof.predict import OpBudgetExceeded, PredictionError, predicting
 from seqbench.memprof.step import Registries, StepShape, StepState, default_registries, tracked_step
 from seqbench.memprof.step import train_step as _train_step
-from seqbench.memprof.tracker import AllocationTracker
+from seqbench.measure.allocations import AllocationTracker
 
 # What the profiler's callers import from here (the CLI, benchmarks, tests).
 __all__ = [

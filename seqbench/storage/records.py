@@ -63,7 +63,7 @@ def run_config(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def split_metrics(row: Mapping[str, Any], split: str) -> dict[str, float]:
     """The ``<split>_METRIC`` columns of a run row (any registered metric), without the prefix."""
-    from seqbench.training.metrics import is_metric
+    from seqbench.measure.metrics import is_metric
 
     prefix = f"{split}_"
     metrics = {}

@@ -251,6 +251,6 @@ def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, m
 
 def selectable_metrics(ks: tuple[int, ...]) -> list[str]:
     """Validation metrics an evaluation with cut-offs ``ks`` produces (what early stopping may use)."""
-    from seqbench.training.metrics import metrics_from_ranks
+    from seqbench.measure.metrics import metrics_from_ranks
 
     return list(metrics_from_ranks(np.zeros(1, dtype=np.int64), ks))

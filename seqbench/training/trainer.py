@@ -27,11 +27,11 @@ from seqbench.data.batches import TrainBatches
 from seqbench.data.sequences import PreparedDataset
 from seqbench.errors import InputError, RuntimeFailure
 from seqbench.losses.base import Loss, LossBatch
-from seqbench.memprof.tracker import AllocationTracker
+from seqbench.measure.allocations import AllocationTracker
 from seqbench.models.base import SequentialRecommender
 from seqbench.storage.store import RunStore, StoredRun, ranks_frame
 from seqbench.training.config import RunConfig, build_config
-from seqbench.training.evaluate import Evaluation, evaluate_split
+from seqbench.measure.ranking import Evaluation, evaluate_split
 from seqbench.training.threads import run_threads
 
 CURVE_METRIC = "NDCG@10"  # the test metric recorded per epoch for the wall-clock figure
@@ -192,7 +192,7 @@ class Trainer:
         self.peak_bytes = 0
 
     def _pretrain(self, cache: Path | None) -> None:
-        from seqbench.models.pretrain import cached_pretrain
+        from seqbench.training.pretrain import cached_pretrain
 
         state, note = cached_pretrain(self.dataset, self.config, self.device, cache)
         self.model.load_state_dict(state, strict=False)
@@ -503,7 +503,7 @@ def evaluate_stored(
 ) -> dict[str, Any]:
     """Re-evaluate a stored run's best checkpoint (loaded with ``weights_only=True``)."""
     from seqbench.models.registry import build_model
-    from seqbench.training.evaluate import per_timestamp_ndcg
+    from seqbench.measure.ranking import per_timestamp_ndcg
 
     if split not in ("valid", "test"):
         raise InputError(f"split must be 'valid' or 'test', got '{split}'")
