@@ -32,7 +32,8 @@ import torch
 from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
-from seqbench.training.trainer import Trainer, load_dataset, make_config, resolve_device
+from seqbench.devices import resolve_device
+from seqbench.training.trainer import Trainer, load_dataset, make_config
 
 DEFAULT_CELLS = "sasrec:cce,gru4rec:cce"
 HIDDEN = 64  # the hidden size of every preset benchmarked here (the GEMM's inner dimension)

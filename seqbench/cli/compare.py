@@ -176,7 +176,8 @@ def executor_for(name: str, address: str | None, cpus: float | None, gpus: float
 def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results: Path, mirror: Path | None, executor: Any, retry_failed: bool, quiet: bool, log_to: str | None = None) -> None:
     from seqbench.cli.grid_progress import GridProgress
     from seqbench.data.prepare import ensure_prepared
-    from seqbench.training.grid import run_grid, run_label
+    from seqbench.training.grid import run_grid
+    from seqbench.training.planned import run_label
     from seqbench.training.trainer import check_catalogues
 
     for dataset in datasets:  # fail early, before any training, if a data set is missing
@@ -203,10 +204,10 @@ def show_plan(configs: list[Any], results: Path, retry_failed: bool, as_json: bo
     from seqbench.reporting.render import fmt_seconds
     from seqbench.storage.records import document
     from seqbench.storage.store import RunStore
-    from seqbench.training.grid import LocalExecutor
+    from seqbench.training.grid import LocalExecutor, plan_grid_runs
     from seqbench.training.plan import plan_grid
 
-    rows = plan_grid(configs, RunStore(results), LocalExecutor().device_type, retry_failed)
+    rows = plan_grid(plan_grid_runs(configs, LocalExecutor()), RunStore(results), retry_failed)
     todo = [row for row in rows if row["action"] != "skip"]
     known = [row["estimated_seconds"] for row in todo if row["estimated_seconds"] is not None]
     if as_json:
@@ -287,7 +288,7 @@ def as_records(value: Any) -> list[dict[str, Any]]:
 def write_plots(store: Any, runs: Any, plots: Path, data_dir: Path, mirror: Path | None) -> list[Path]:
     from seqbench.errors import SeqbenchError
     from seqbench.reporting import write_figures
-    from seqbench.training.trainer import evaluate_stored
+    from seqbench.training.reevaluate import evaluate_stored
 
     curves: dict[str, list[dict[str, float]]] = {}
     for row in runs.itertuples():

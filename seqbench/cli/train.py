@@ -83,12 +83,13 @@ def train(
 def train_tracked(config: Any, data_dir: Path, results: Path, mirror: Path | None, progress: Any, log_to: str | None) -> Any:
     """``train_run``, mirrored into the ``--log-to`` tracker when one is named."""
     from seqbench.tracking import make_tracker
-    from seqbench.training.trainer import resolve_device, train_run
+    from seqbench.training.planned import plan_run
+    from seqbench.training.trainer import train_run
 
     tracker = make_tracker(log_to, results, progress)
     if tracker is None:
         return train_run(config, data_dir, results, mirror, progress)
-    run_id = config.run_id(resolve_device(config.device).type)
+    run_id = plan_run(config).run_id
     tracker.start(run_id, config.hash_payload())
     try:
         return train_run(config, data_dir, results, mirror, tracker)
@@ -129,7 +130,7 @@ def eval_(
     """Re-evaluate a stored run's best checkpoint."""
 
     def work() -> None:
-        from seqbench.training.trainer import evaluate_stored
+        from seqbench.training.reevaluate import evaluate_stored
 
         ks = None
         if k:

@@ -21,10 +21,10 @@ import numpy as np
 import yaml
 
 from seqbench.coerce import coerce
+from seqbench.devices import DEVICES
 from seqbench.errors import InputError, did_you_mean, unknown_name
 from seqbench.names import check_name
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
