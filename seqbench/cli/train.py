@@ -8,17 +8,19 @@ from typing import Annotated, Any, Optional
 import typer
 
 from seqbench.cli.app import app
-from seqbench.cli.common import (
+from seqbench.cli.common import emit_json, guarded, out_console
+from seqbench.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_RESULTS,
+    AutoDeviceOption,
     DataDirOption,
     DebugOption,
     JsonOption,
+    LogToOption,
+    MirrorOption,
     QuietOption,
     ResultsOption,
-    emit_json,
-    guarded,
-    out_console,
+    SetOption,
 )
 from seqbench.cli.progress import TrainingProgress
 from seqbench.errors import InputError
@@ -26,9 +28,6 @@ from seqbench.training.config import RunConfig
 
 DEFAULTS = RunConfig()  # what `train --help` shows as defaults: the protocol's values
 
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override any config field: key=value (repeatable), e.g. lr=5e-4, ce_impl=chunked.", show_default="none")]
-LogToOption = Annotated[Optional[str], typer.Option("--log-to", help="Also mirror runs into a tracker: mlflow (needs seqbench[mlflow]; MLFLOW_TRACKING_URI, else RESULTS/mlruns).", show_default="none")]
-MirrorOption = Annotated[Optional[Path], typer.Option("--mirror", envvar="SEQBENCH_MIRROR", help="Offline mirror of raw data files.", show_default="download")]
 
 
 def cli_overrides(**options: Any) -> dict[str, Any]:
@@ -119,7 +118,7 @@ def eval_(
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
     k: Annotated[Optional[str], typer.Option("--k", help="Cut-offs, e.g. 5,10,20.")] = None,
     per_timestamp: Annotated[bool, typer.Option("--per-timestamp", help="Also NDCG@10 per sequence position.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: AutoDeviceOption = "auto",
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,

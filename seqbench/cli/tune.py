@@ -8,22 +8,19 @@ from typing import Annotated, Any, Optional
 import typer
 
 from seqbench.cli.app import app
-from seqbench.cli.common import (
+from seqbench.cli.common import emit_json, err_console, guarded, out_console, parse_list
+from seqbench.cli.compare import SYNTHETIC_EPOCHS  # as for `compare`: a few epochs on synthetic, else 150
+from seqbench.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_RESULTS,
     DataDirOption,
     DebugOption,
     JsonOption,
+    MirrorOption,
     QuietOption,
     ResultsOption,
-    emit_json,
-    err_console,
-    guarded,
-    out_console,
-    parse_list,
+    SetOption,
 )
-from seqbench.cli.compare import SYNTHETIC_EPOCHS  # as for `compare`: a few epochs on synthetic, else 150
-from seqbench.cli.train import MirrorOption, SetOption
 from seqbench.errors import InputError
 
 
