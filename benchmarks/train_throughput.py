@@ -83,7 +83,7 @@ def parse_cell(cell: str) -> tuple[str, str, dict[str, Any]]:
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
-    from seqbench.training.config import parse_assignments
+    from seqbench.config import parse_assignments
 
     return parse_assignments(pairs)
 

@@ -23,7 +23,7 @@ import torch
 
 from seqbench.errors import InputError
 from seqbench.storage.store import RunStore, StoredRun
-from seqbench.training.config import RunConfig
+from seqbench.config import RunConfig
 from seqbench.training.grid import run_grid
 
 RAY_MISSING = "Ray is not installed: `pip install 'seqbench[ray]'` to run the Ray executor tests"

@@ -49,7 +49,7 @@ def config_delta(config: dict[str, Any]) -> str:
 
     Two runs of "gru4rec bce seed 0" differ in exactly these, so the column tells them apart.
     """
-    from seqbench.training.config import RunConfig
+    from seqbench.config import RunConfig
 
     defaults = dataclasses.asdict(RunConfig())
     defaults["ks"] = list(RunConfig().ks)

@@ -24,7 +24,7 @@ from seqbench.cli.options import (
 )
 from seqbench.cli.progress import TrainingProgress
 from seqbench.errors import InputError
-from seqbench.training.config import RunConfig
+from seqbench.config import RunConfig
 
 DEFAULTS = RunConfig()  # what `train --help` shows as defaults: the protocol's values
 
@@ -61,7 +61,7 @@ def train(
     """Train one model with one loss on one data set; store the run."""
 
     def work() -> None:
-        from seqbench.training.config import load_yaml, parse_assignments
+        from seqbench.config import load_yaml, parse_assignments
         from seqbench.training.trainer import check_catalogues, make_config
 
         base = load_yaml(config_file) if config_file else {}

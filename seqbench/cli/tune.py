@@ -53,7 +53,7 @@ def tune(
 
     def work() -> None:
         from seqbench.losses.registry import LOSS_NAMES
-        from seqbench.training.config import parse_assignments
+        from seqbench.config import parse_assignments
         from seqbench.training.tune import TuneSettings
         from seqbench.training.tune import tune as run_tune
 

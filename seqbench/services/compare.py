@@ -25,7 +25,7 @@ from seqbench.coerce import parse_list
 from seqbench.errors import InputError, SeqbenchError
 from seqbench.reporting.stats import ADJUSTMENTS, TESTS
 from seqbench.reporting.study import SELECTIONS, TABLES, StudyRequest, StudyTables
-from seqbench.training.config import RunConfig
+from seqbench.config import RunConfig
 from seqbench.training.events import EventKind, Progress, ignore
 from seqbench.training.grid import Executor, RunOutcome
 from seqbench.training.planned import PlannedRun
@@ -148,7 +148,7 @@ def grid_names(datasets: str, models: str, losses: str, seeds: str | None, data_
 
 def grid_configs(names: dict[str, list[Any]], epochs: int | None, device: str | None, sets: list[str]) -> list[RunConfig]:
     """Every run of the grid as a validated config; the epochs policy applies when --epochs is not given."""
-    from seqbench.training.config import parse_assignments
+    from seqbench.config import parse_assignments
     from seqbench.training.grid import GridSpec, expand
     from seqbench.training.trainer import make_config
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from seqbench.errors import InputError, SeqbenchError
 from seqbench.storage.store import DamagedRun, RunStore
-from seqbench.training.config import FIELD_TYPES, RunConfig, parse_value
+from seqbench.config import FIELD_TYPES, RunConfig, parse_value
 from seqbench.training.events import EventKind, Progress
 from seqbench.training.planned import PlannedRun, local_device_type, plan_run, plan_runs
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.errors import InputError
-from seqbench.training.config import RunConfig
+from seqbench.config import RunConfig
 from seqbench.training.events import EventKind, Progress, ProgressEvent, ignore
 from seqbench.training.grid import LocalExecutor, RunOutcome, end_info, execute_run
 from seqbench.training.planned import PlannedRun, local_device_type, plan_runs

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from seqbench.storage.store import RunStore
-from seqbench.training.config import RunConfig
+from seqbench.config import RunConfig
 from seqbench.training.grid import is_settled
 from seqbench.training.planned import PlannedRun
 

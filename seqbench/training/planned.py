@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from seqbench.devices import resolve_device
-from seqbench.training.config import FIELD_TYPES, RunConfig
+from seqbench.config import FIELD_TYPES, RunConfig
 
 # Fields a label leaves out: grid axes shown elsewhere in it, and what only chooses how a run is
 # computed (the synthetic grid's shorter epochs would otherwise label every run).

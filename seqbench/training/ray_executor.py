@@ -29,7 +29,7 @@ from seqbench.training.ray_progress import ProgressInbox
 from seqbench.training.ray_task import TaskResult, TrainFn, torch_threads, train_task
 
 if TYPE_CHECKING:
-    from seqbench.training.config import RunConfig
+    from seqbench.config import RunConfig
 
 INSTALL_HINT = "pip install 'seqbench[ray]'"
 POLL_SECONDS = 0.2  # how often the driver relays worker progress while it waits for results

@@ -5,23 +5,39 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 import seqbench
+from seqbench.config import RunConfig
 from seqbench.losses.base import Loss
-from seqbench.training.config import RunConfig
 from seqbench.training.events import EventKind, Progress
 
 if TYPE_CHECKING:
+    from seqbench.data.sequences import PreparedDataset
     from seqbench.measure.ranking import Evaluation
-    from seqbench.training.trainer import Trainer
+
+
+class FinishedTraining(Protocol):
+    """What a row is made of: the trainer (:class:`seqbench.training.trainer.Trainer`) after ``fit``."""
+
+    config: RunConfig
+    dataset: PreparedDataset
+    loss: Loss
+    device: torch.device
+    model: torch.nn.Module
+    records: list[Any]  # EpochRecord, one per evaluation
+    best_epoch: int
+    notes: list[str]
+    threads_used: int
+
+    def peak_memory(self) -> int: ...
 
 
 def run_row(
     run_id: str,
-    trainer: Trainer,
+    trainer: FinishedTraining,
     status: str,
     reason: str,
     evaluations: dict[str, Evaluation],
@@ -45,7 +61,7 @@ def run_row(
         "epochs_run": max((r.epoch for r in trainer.records), default=0),
         "best_epoch": trainer.best_epoch,
         "train_seconds": trainer.records[-1].train_seconds if trainer.records else 0.0,
-        "peak_memory_bytes": trainer._memory(),
+        "peak_memory_bytes": trainer.peak_memory(),
         "num_items": dataset.num_items,
         "num_params": sum(p.numel() for p in trainer.model.parameters()),
         "notes": "; ".join(trainer.notes),

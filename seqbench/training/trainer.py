@@ -26,7 +26,7 @@ from seqbench.measure.allocations import AllocationTracker
 from seqbench.measure.ranking import Evaluation, evaluate_split
 from seqbench.models.base import SequentialRecommender
 from seqbench.storage.store import RunStore, StoredRun, ranks_frame
-from seqbench.training.config import RunConfig, build_config
+from seqbench.config import RunConfig, build_config
 from seqbench.training.events import EventKind, Progress
 from seqbench.training.planned import plan_run, resolve_device
 from seqbench.training.record import RunLog, run_row
@@ -229,7 +229,7 @@ class Trainer:
             raise RuntimeFailure(f"training loss became NaN/inf in epoch {epoch}: lower the learning rate (--set lr=...)")
         return mean
 
-    def _memory(self) -> int:
+    def peak_memory(self) -> int:
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
         return int(self.peak_bytes)
@@ -246,7 +246,7 @@ class Trainer:
         """Evaluate, store the epoch row, keep the best weights; True if validation improved."""
         valid = self.evaluate("valid").metrics
         test = self.evaluate("test").metrics
-        self.records.append(EpochRecord(epoch, train_loss, seconds, self._memory(), valid, test.get(CURVE_METRIC, float("nan"))))
+        self.records.append(EpochRecord(epoch, train_loss, seconds, self.peak_memory(), valid, test.get(CURVE_METRIC, float("nan"))))
         metric = self.config.selection_metric
         best_so_far = max((r.valid.get(metric, -1.0) for r in self.records[:-1]), default=-1.0)
         improved = valid.get(metric, -1.0) > best_so_far

@@ -170,7 +170,7 @@ def build_config(
 
 def _preset_source(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """A paper preset's values (lowest priority: the file, options and --set override them)."""
-    from seqbench.training.presets import preset_values
+    from seqbench.presets import preset_values
 
     name = overrides.get("paper_preset", base.get("paper_preset")) or ""
     if not name:
