@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seqbench.losses.base import LossBatch  # noqa: E402
 from seqbench.losses.registry import LOSS_NAMES, build_loss  # noqa: E402
 from seqbench.losses.spec import parse_loss_spec, split_loss_list  # noqa: E402
-from seqbench.memprof.tracker import AllocationTracker  # noqa: E402
+from seqbench.measure.allocations import AllocationTracker  # noqa: E402
 
 # Loss-spec syntax (seqbench/losses/spec.py), as memprof: cce[chunked] = cce with ce_impl=chunked.
 CE_VARIANTS = ["ce[dense]", "ce[chunked]", "cce[dense]", "cce[chunked]"]

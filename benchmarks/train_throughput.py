@@ -32,7 +32,8 @@ import torch
 from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
-from seqbench.training.trainer import Trainer, load_dataset, make_config, resolve_device
+from seqbench.devices import resolve_device
+from seqbench.training.trainer import Trainer, load_dataset, make_config
 
 DEFAULT_CELLS = "sasrec:cce,gru4rec:cce"
 HIDDEN = 64  # the hidden size of every preset benchmarked here (the GEMM's inner dimension)
@@ -82,7 +83,7 @@ def parse_cell(cell: str) -> tuple[str, str, dict[str, Any]]:
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
-    from seqbench.training.config import parse_assignments
+    from seqbench.config import parse_assignments
 
     return parse_assignments(pairs)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from seqbench.data.sequences import EvalSplit, PreparedDataset, Ragged
-from seqbench.models.pretrain import pretrain_s3rec
+from seqbench.training.pretrain import pretrain_s3rec
 from seqbench.models.s3rec import S3RecConfig
 
 

@@ -16,7 +16,7 @@ import types
 import typing
 from typing import Any, Union
 
-from seqbench.errors import InputError
+from seqbench.errors import InputError, unknown_name
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -120,3 +120,15 @@ def coerce_fields(cls: type, values: dict[str, Any], where: str = "") -> dict[st
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     return {key: coerce(f"{where}{key}", value, hints[key]) if key in names else value for key, value in values.items()}
+
+
+def parse_list(text: str | None, what: str, known: list[str] | None = None) -> list[str]:
+    """Split a comma-separated option; unknown names are an input error that lists the valid ones."""
+    items = [part.strip() for part in (text or "").split(",") if part.strip()]
+    if not items:
+        raise InputError(f"{what} list is empty: give at least one name")
+    if known is not None:
+        unknown = [item for item in items if item not in known]
+        if unknown:
+            raise InputError(unknown_name(what, unknown[0], known))
+    return items

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from seqbench.errors import InputError, unknown_name
+from seqbench.training.events import EventKind, Progress
 
 TRACKERS = ("mlflow",)
-Progress = Callable[[str, dict[str, Any]], None]
 
 
 def flat_params(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -66,14 +65,14 @@ class MlflowTracker:
         self.active: dict[str, str] = {}  # seqbench run id -> MLflow run id
         self.planned: dict[str, dict[str, Any]] = {}  # a grid's run id -> config, started on "run-start"
 
-    def __call__(self, event: str, info: dict[str, Any]) -> None:
+    def __call__(self, event: EventKind, info: dict[str, Any]) -> None:
         # A grid's events name their run; a single `train` has one active run.
         run_id = info.get("run_id") or (next(iter(self.active)) if len(self.active) == 1 else None)
-        if event == "run-start" and run_id in self.planned:
+        if event == EventKind.RUN_START and run_id in self.planned:
             self.start(run_id, self.planned[run_id])
-        elif event == "run-end" and run_id is not None:
+        elif event == EventKind.RUN_END and run_id is not None:
             self.end_stored(run_id)
-        elif event == "epoch" and run_id in self.active:
+        elif event == EventKind.EPOCH and run_id in self.active:
             metrics = {metric_name(k): v for k, v in _finite(info).items() if k not in ("epoch", "best_epoch")}
             for name, value in metrics.items():
                 self.client.log_metric(self.active[run_id], name, value, step=int(info["epoch"]))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from seqbench.reporting.runs import METRICS
 from seqbench.storage.store import RunStore, StoredRun
-from seqbench.training.metrics import metrics_from_ranks
+from seqbench.measure.metrics import metrics_from_ranks
 
 ALL_METRICS = (*METRICS, "MRR")
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from seqbench.cli import app
-from seqbench.cli.compare import grid_names
+from seqbench.services.compare import grid_names
 from seqbench.reporting.markdown_report import linked_files
 from seqbench.storage.store import RunStore
 

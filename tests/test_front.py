@@ -225,7 +225,7 @@ def test_figures_share_one_colour_per_loss_and_label_the_per_timestamp_figure(st
     import seqbench.reporting.figures as figures
     from seqbench.memprof.profile import ProfileRecord
     from seqbench.memprof.report import peaks_figure
-    from seqbench.reporting.colors import loss_color
+    from seqbench.colors import loss_color
     from seqbench.reporting.runs import completed_runs
 
     saved = {}

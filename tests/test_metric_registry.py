@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from seqbench.cli import app
 from seqbench.errors import InputError
 from seqbench.reporting.grid import per_user_values
-from seqbench.training.config import selectable_metrics
-from seqbench.training.metrics import metric_names, metrics_from_ranks, parse_metric
+from seqbench.config import selectable_metrics
+from seqbench.measure.metrics import metric_names, metrics_from_ranks, parse_metric
 from seqbench.training.trainer import make_config
 from reporting_store import new_store, ranks_run
 

@@ -11,8 +11,8 @@ import torch
 from seqbench.data.sequences import load_prepared
 from seqbench.losses.registry import LOSS_NAMES
 from seqbench.models.registry import MODELS
-from seqbench.training.evaluate import rank_of_targets
-from seqbench.training.metrics import metrics_from_ranks
+from seqbench.measure.ranking import rank_of_targets
+from seqbench.measure.metrics import metrics_from_ranks
 from seqbench.training.trainer import make_config, train_run
 
 SMALL_LOSS_PARAMS = {"num_negatives": 8}  # catalogues of 40 items: keep K well below N

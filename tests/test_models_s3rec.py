@@ -12,7 +12,7 @@ import torch
 
 from seqbench.data.sequences import EvalSplit, PreparedDataset, Ragged
 from seqbench.errors import InputError
-from seqbench.models.pretrain import (
+from seqbench.training.pretrain import (
     attribute_table,
     cache_path,
     cached_pretrain,

@@ -24,8 +24,9 @@ from typer.testing import CliRunner
 from seqbench.cli import app
 from seqbench.errors import InputError
 from seqbench.storage.store import RunStore
-from seqbench.training.config import RunConfig
-from seqbench.training.grid import RunOutcome, run_label
+from seqbench.config import RunConfig
+from seqbench.training.grid import RunOutcome
+from seqbench.training.planned import run_label
 from seqbench.training.parallel import ProcessExecutor
 
 runner = CliRunner()

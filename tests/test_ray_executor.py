@@ -23,7 +23,7 @@ import torch
 
 from seqbench.errors import InputError
 from seqbench.storage.store import RunStore, StoredRun
-from seqbench.training.config import RunConfig
+from seqbench.config import RunConfig
 from seqbench.training.grid import run_grid
 
 RAY_MISSING = "Ray is not installed: `pip install 'seqbench[ray]'` to run the Ray executor tests"
@@ -229,7 +229,9 @@ def test_ctrl_c_cancels_pending_runs_and_keeps_finished_ones(ray_local: Any, toy
 
 def test_workers_without_the_data_dir_read_the_object_store_copy(ray_local: Any, toy_data: Path) -> None:
     from seqbench.data.sequences import load_prepared
-    from seqbench.training.ray_executor import DataSource, _digest, _read_files
+    from seqbench.training.ray_data import DataSource
+    from seqbench.training.ray_data import digest as _digest
+    from seqbench.training.ray_data import read_files as _read_files
 
     files = _read_files(toy_data / "toy")
     source = DataSource("toy", "/nonexistent/data", _digest(files))
@@ -237,10 +239,10 @@ def test_workers_without_the_data_dir_read_the_object_store_copy(ray_local: Any,
 
     @ray_local.remote
     def load(source: DataSource, files: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray, int]:
-        from seqbench.training import ray_executor  # the worker's module, not a pickled copy
+        from seqbench.training import ray_data as ray_executor  # the worker's module, not a pickled copy
 
         ray_executor._LOADED.clear()  # a worker of an earlier test may hold the data set already
-        dataset = ray_executor._load_on_worker(source, files)
+        dataset = ray_executor.load_on_worker(source, files)
         return dataset.train.values, dataset.test.targets, dataset.num_items
 
     values, targets, num_items = ray_local.get(load.remote(source, ray_local.put(files)))

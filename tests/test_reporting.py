@@ -28,7 +28,7 @@ from seqbench.reporting import (
 from seqbench.reporting.reference import paper_csv_path
 from seqbench.reporting.runs import METRICS
 from seqbench.storage.store import StoredRun
-from seqbench.training.metrics import hit_rate, ndcg
+from seqbench.measure.metrics import hit_rate, ndcg
 
 SPEC_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "paper_results.csv"
 

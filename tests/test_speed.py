@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqbench.training.evaluate import evaluate_split
+from seqbench.measure.ranking import evaluate_split
 from seqbench.training.trainer import Trainer, load_dataset, make_config
 
 
@@ -68,7 +68,7 @@ def test_a_trimmed_step_equals_the_full_width_step(toy_data: Path, model: str) -
 
 def test_the_sampler_is_in_the_run_id_only_when_set() -> None:
     from seqbench.errors import InputError
-    from seqbench.training.config import RunConfig
+    from seqbench.config import RunConfig
 
     assert "sampler" not in RunConfig().hash_payload()  # every stored run keeps its id
     assert RunConfig(sampler="length").run_id("cpu") != RunConfig().run_id("cpu")

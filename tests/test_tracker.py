@@ -1,7 +1,7 @@
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from seqbench.memprof.tracker import AllocationTracker
+from seqbench.measure.allocations import AllocationTracker
 
 
 def test_tracker_counts_live_and_peak_bytes_of_real_tensors() -> None:

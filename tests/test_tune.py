@@ -18,7 +18,7 @@ from seqbench.models.registry import make_config as model_config
 from seqbench.space import Space, choice, integer, real
 from seqbench.storage.store import RunStore
 from seqbench.training import tune as tuning
-from seqbench.training.config import FIELD_TYPES
+from seqbench.config import FIELD_TYPES
 from seqbench.training.trainer import StopRun, Trainer, make_config, train_run
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from seqbench.cli import app
-from seqbench.cli.compare import grid_overrides
+from seqbench.services.compare import grid_overrides
 from seqbench.losses.registry import LOSS_NAMES, make_params
 from seqbench.models.registry import MODELS
 from seqbench.space import cap_at_catalogue, integer

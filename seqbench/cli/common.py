@@ -1,4 +1,4 @@
-"""What every command shares: options, the error-to-exit-code contract, JSON and console output."""
+"""What every command shares: the error-to-exit-code contract, JSON and console output (options: :mod:`seqbench.cli.options`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.rule import Rule
 
-from seqbench.errors import InputError, RuntimeFailure, SeqbenchError, unknown_name
+from seqbench.coerce import parse_list
+from seqbench.errors import InputError, RuntimeFailure, SeqbenchError
 
 T = TypeVar("T")
 
@@ -46,20 +47,6 @@ class StreamConsole(Console):
 # Progress and logs go to stderr so that --json leaves exactly one document on stdout.
 err_console = StreamConsole(stderr=True)
 out_console = StreamConsole()
-
-DataDirOption = Annotated[
-    Path, typer.Option("--data-dir", envvar="SEQBENCH_DATA_DIR", help="Where prepared data sets live.")
-]
-ResultsOption = Annotated[
-    Path, typer.Option("--results", envvar="SEQBENCH_RESULTS", help="The run store directory.")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
-DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
-
-DEFAULT_DATA_DIR = Path("data")
-DEFAULT_RESULTS = Path("results")
-
 
 # How allocators word an out-of-memory RuntimeError (CUDA's says "out of memory", the CPU's not).
 OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
@@ -116,29 +103,12 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def parse_list(text: str | None, what: str, known: list[str] | None = None) -> list[str]:
-    """Split a comma-separated option; unknown names are an input error that lists the valid ones."""
-    items = [part.strip() for part in (text or "").split(",") if part.strip()]
-    if not items:
-        raise InputError(f"{what} list is empty: give at least one name")
-    if known is not None:
-        unknown = [item for item in items if item not in known]
-        if unknown:
-            raise InputError(unknown_name(what, unknown[0], known))
-    return items
-
-
 def env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
     return Path(value) if value else default
 
 
 __all__ = [
-    "DataDirOption",
-    "ResultsOption",
-    "JsonOption",
-    "QuietOption",
-    "DebugOption",
     "guarded",
     "fail",
     "emit_json",

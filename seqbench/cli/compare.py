@@ -1,4 +1,8 @@
-"""``seqbench compare``: run the model x loss grid that is not stored yet, then print paper-style tables."""
+"""``seqbench compare``: run the model x loss grid that is not stored yet, then print paper-style tables.
+
+The options become a :class:`~seqbench.services.compare.CompareRequest`; the service plans,
+trains and builds the tables, and this module renders them (and the live table of the grid).
+"""
 
 from __future__ import annotations
 
@@ -8,32 +12,25 @@ from typing import Annotated, Any, Optional
 import typer
 
 from seqbench.cli.app import app
-from seqbench.cli.common import (
+from seqbench.cli.common import emit_json, err_console, guarded, out_console
+from seqbench.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_RESULTS,
     DataDirOption,
     DebugOption,
+    DeviceOption,
     JsonOption,
+    LogToOption,
+    MirrorOption,
     QuietOption,
     ResultsOption,
-    emit_json,
-    err_console,
-    guarded,
-    parse_list,
+    SetOption,
 )
-from seqbench.cli.train import LogToOption, MirrorOption, SetOption
-from seqbench.errors import InputError
-from seqbench.reporting.stats import ADJUSTMENTS, TESTS
-from seqbench.reporting.study import SELECTIONS, TABLES, StudyRequest
+from seqbench.services import compare as service
+from seqbench.services.compare import REAL_DATA_SEEDS, SYNTHETIC_EPOCHS, CompareRequest, choice
+from seqbench.training.events import EventKind
 
 FORMATS = ("text", "markdown", "latex", "csv")
-# A verdict from one seed only measures user sampling (issue: one seed of LastFM SASRec-cce moved
-# NDCG@10 from 0.0226 to 0.0385), so real data sets get three seeds unless --seeds says otherwise.
-REAL_DATA_SEEDS = (0, 1, 2)
-EXECUTORS = ("local", "ray")
-# The bare command must finish in a few minutes on a laptop CPU; real data sets get the protocol's
-# 150 epochs with early stopping unless --epochs says otherwise.
-SYNTHETIC_EPOCHS = 5
 
 
 @app.command()
@@ -44,7 +41,7 @@ def compare(
     seeds: Annotated[Optional[str], typer.Option(help=f"Comma-separated seeds (default: {','.join(map(str, REAL_DATA_SEEDS))} on real data sets, 0 on synthetic alone).")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="A paper's protocol in one word: li2023 or xu2024 (default: the protocol's).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help=f"Max epochs per run (default: {SYNTHETIC_EPOCHS} on synthetic, else 150).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    device: DeviceOption = None,
     set_: SetOption = None,
     table: Annotated[str, typer.Option(help="grid, frontier, reference or all.")] = "grid",
     format_: Annotated[str, typer.Option("--format", help="text, markdown, latex or csv.")] = "text",
@@ -77,156 +74,71 @@ def compare(
     """Run every dataset x model x loss x seed combination not stored yet, then print tables."""
 
     def work() -> None:
-        choice("table", table, TABLES)
+        request = CompareRequest(
+            datasets=datasets, models=models, losses=losses, seeds=seeds, preset=preset, epochs=epochs, device=device,
+            sets=list(set_ or []), table=table, proposed=proposed, baselines=baselines, source=source, test=test,
+            adjust=adjust, alpha=alpha, runs=runs_, train=not no_train, retry_failed=retry_failed, executor=executor,
+            ray_address=ray_address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, jobs=jobs,
+            data_dir=data_dir, results=results, mirror=mirror, log_to=log_to, plots=plots, report_dir=report_dir, tune=tune,
+        )
         choice("format", format_, FORMATS)
-        choice("executor", executor, EXECUTORS)
-        choice("test", test, TESTS)
-        choice("adjustment", adjust, ADJUSTMENTS)
-        choice("run selection", runs_, SELECTIONS)
-        if not 0 < alpha < 1:
-            raise InputError(f"--alpha must be between 0 and 1, got {alpha}")
-        names = grid_names(datasets, models, losses, seeds, data_dir)
-        known_losses(proposed, baselines)
-        sets = [*([f"paper_preset={preset}"] if preset else []), *(set_ or [])]
-        configs = grid_configs(names, epochs, device, sets)
-        if dry_run and tune is not None:
-            from seqbench.cli.tune import show_tune_plan
-
-            return show_tune_plan(configs, names, tune, grid_overrides(names, epochs, device, sets), data_dir, results, retry_failed, json_)
+        service.check_request(request)
+        grid = service.plan(request)
         if dry_run:
-            return show_plan(configs, results, retry_failed, json_)
-        request = StudyRequest(configs, names, table, runs_, proposed, parse_list(baselines, "baseline") if baselines else None,
-                               source, test, adjust, alpha)
-        if tune is not None:  # the tuned setting beside the default one (seqbench.training.tune_grid)
-            from seqbench.cli.tune import tuned_request
+            rows = service.dry_run(request, grid)
+            if request.tune is not None:
+                from seqbench.cli.tune import show_tune_plan
 
-            request = tuned_request(request, tune, grid_overrides(names, epochs, device, sets), data_dir, results, mirror, no_train, plots, report_dir, quiet or json_)
-        if not no_train:
-            train_grid(configs, names["datasets"], data_dir, results, mirror, executor_for(executor, ray_address, cpus_per_run, gpus_per_run, jobs), retry_failed, quiet, log_to)
-        report(request, results, data_dir, format_, plots, report_dir, json_, mirror)
+                return show_tune_plan(rows, service.tune_plan(request, grid), request.tune, json_)
+            return show_plan(rows, json_)
+        # --tune's studies first: a bad tuning request is refused before the default grid trains
+        study_request = service.tune(request, grid, None if quiet or json_ else print_tuning)
+        if request.train:
+            train_grid(request, grid, quiet)
+        result = service.report(request, grid, print_note, study_request)
+        if json_:
+            return emit_json(service.compare_document(request, result))
+        show_tables(result, format_)
 
     guarded(work, debug, json_)
 
 
-def choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InputError(f"unknown {what} '{value}': choose one of {', '.join(allowed)}")
+def print_note(kind: EventKind, info: dict[str, Any]) -> None:
+    """The service's notes (files written, figures not drawn) as plain lines on stderr."""
+    if kind == EventKind.NOTE:
+        err_console.print(info["text"], highlight=False, markup=False)
 
 
-def known_losses(proposed: str, baselines: str | None) -> None:
-    """--proposed and --baselines name registered losses (a variant ``sampled-ce[...]`` counts as its loss)."""
-    from seqbench.losses.registry import LOSS_NAMES
+def print_tuning(kind: str, info: dict[str, Any]) -> None:
+    """``--tune``: one line per trial (the tuner's events) and the service's notes."""
+    from seqbench.cli.tune import show_progress
 
-    for option, name in [("--proposed", proposed), *(("--baselines", b) for b in (parse_list(baselines, "baseline") if baselines else []))]:
-        if name.split("[")[0] not in LOSS_NAMES:
-            raise InputError(f"unknown loss '{name}' in {option}: choose from {', '.join(LOSS_NAMES)}")
+    print_note(kind, info) if kind == EventKind.NOTE else show_progress(kind, info)
 
 
-def known_datasets(data_dir: Path) -> list[str]:
-    """Registered data sets plus any prepared directory (a user's own data set counts too)."""
-    from seqbench.data.registry import load_registry
-    from seqbench.data.sequences import is_prepared
-
-    from seqbench.names import SAFE_NAME
-
-    # Hidden folders (.raw, temporary ones) and names no data set may have are not candidates.
-    prepared = [p.name for p in Path(data_dir).glob("*") if p.is_dir() and SAFE_NAME.fullmatch(p.name) and is_prepared(p.name, data_dir)]
-    return sorted(set(load_registry().names()) | set(prepared))
-
-
-def grid_names(datasets: str, models: str, losses: str, seeds: str | None, data_dir: Path) -> dict[str, list[Any]]:
-    from seqbench.losses.registry import LOSS_NAMES
-    from seqbench.models.registry import MODELS
-
-    dataset_names = parse_list(datasets, "dataset", known_datasets(data_dir))
-    if seeds is None:
-        seeds = "0" if dataset_names == ["synthetic"] else ",".join(map(str, REAL_DATA_SEEDS))
-    try:
-        seed_values = [int(seed) for seed in parse_list(seeds, "seed")]
-    except ValueError:
-        raise InputError(f"--seeds expects comma-separated integers, got '{seeds}'") from None
-    return {
-        "datasets": dataset_names,
-        "models": parse_list(models, "model", sorted(MODELS)),
-        "losses": parse_list(losses, "loss", list(LOSS_NAMES)),
-        "seeds": seed_values,
-    }
-
-
-def grid_configs(names: dict[str, list[Any]], epochs: int | None, device: str | None, sets: list[str]) -> list[Any]:
-    from seqbench.training.grid import GridSpec, expand
-    from seqbench.training.trainer import make_config
-
-    spec = GridSpec(names["datasets"], names["models"], names["losses"], names["seeds"], grid_overrides(names, epochs, device, sets))
-    return expand(spec, make_config)
-
-
-def grid_overrides(names: dict[str, list[Any]], epochs: int | None, device: str | None, sets: list[str]) -> dict[str, Any]:
-    """What every run of the grid is given: --set (and --preset), --epochs, --device."""
-    from seqbench.training.config import parse_assignments
-
-    overrides: dict[str, Any] = parse_assignments(sets)
-    if epochs is not None:
-        overrides["epochs"] = epochs
-    elif "epochs" not in overrides and names["datasets"] == ["synthetic"]:
-        overrides["epochs"] = SYNTHETIC_EPOCHS
-    if device is not None:
-        overrides["device"] = device
-    return overrides
-
-
-def executor_for(name: str, address: str | None, cpus: float | None, gpus: float | None, jobs: int | None = None) -> Any:
-    if name == "ray":
-        if jobs is not None:
-            raise InputError("--jobs is for the local executor: with --executor ray use --cpus-per-run")
-        from seqbench.training.ray_executor import make_ray_executor
-
-        return make_ray_executor(address, cpus, gpus)
-    if jobs is not None and jobs < 1:
-        raise InputError(f"--jobs must be >= 1, got {jobs}")
-    from seqbench.training.parallel import ProcessExecutor
-
-    return ProcessExecutor(jobs)
-
-
-def train_grid(configs: list[Any], datasets: list[str], data_dir: Path, results: Path, mirror: Path | None, executor: Any, retry_failed: bool, quiet: bool, log_to: str | None = None) -> None:
+def train_grid(request: CompareRequest, grid: service.Grid, quiet: bool) -> None:
     from seqbench.cli.grid_progress import GridProgress
-    from seqbench.data.prepare import ensure_prepared
-    from seqbench.training.grid import run_grid, run_label
-    from seqbench.training.trainer import check_catalogues
 
-    for dataset in datasets:  # fail early, before any training, if a data set is missing
-        ensure_prepared(dataset, data_dir, mirror)
-    check_catalogues(configs, data_dir, mirror)
-    with GridProgress([run_label(config) for config in configs], quiet=quiet) as progress:
-        outcomes = run_grid(configs, data_dir, results, executor, mirror, retry_failed, tracked(progress, configs, executor, results, log_to))
-    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
-    if failed and not quiet:
-        err_console.print(
-            f"{len(failed)} of {len(outcomes)} runs failed: "
-            + "; ".join(f"{outcome.label}: {outcome.reason}" for outcome in failed[:3])
-            + (" ..." if len(failed) > 3 else "")
-            + " (see `seqbench runs --status failed`; retry with --retry-failed)",
-            highlight=False,
-        )
+    executor = service.make_executor(request)  # joins Ray first: a wrong address fails before any preparing
+    service.prepare(request, grid)
+    with GridProgress(service.labels(grid), quiet=quiet) as progress:
+        outcomes = service.train(request, grid, executor, progress)
+    note = service.failure_note(outcomes)
+    if note and not quiet:
+        err_console.print(note, highlight=False)
 
 
-def show_plan(configs: list[Any], results: Path, retry_failed: bool, as_json: bool) -> None:
+def show_plan(rows: list[dict[str, Any]], as_json: bool) -> None:
     """``--dry-run``: the grid, what is stored, what would train, and the estimated time."""
     from tabulate import tabulate
 
-    from seqbench.cli.common import out_console
     from seqbench.reporting.render import fmt_seconds
-    from seqbench.storage.records import document
-    from seqbench.storage.store import RunStore
-    from seqbench.training.grid import LocalExecutor
-    from seqbench.training.plan import plan_grid
 
-    rows = plan_grid(configs, RunStore(results), LocalExecutor().device_type, retry_failed)
+    document = service.plan_document(rows)
+    if as_json:
+        return emit_json(document)
     todo = [row for row in rows if row["action"] != "skip"]
     known = [row["estimated_seconds"] for row in todo if row["estimated_seconds"] is not None]
-    if as_json:
-        return emit_json(document("plan", runs=rows, to_train=len(todo), estimated_seconds=sum(known) if known else None))
     table = [[r["run"], r["run_id"], r["stored"] or "-", r["action"], fmt_seconds(r["estimated_seconds"]), r["estimate_basis"]] for r in rows]
     out_console.print(tabulate(table, headers=["run", "run id", "stored", "action", "est. training", "estimated from"], disable_numparse=True), highlight=False, markup=False)
     total = f"about {fmt_seconds(sum(known))} of training" + (f" plus {len(todo) - len(known)} run(s) with no estimate" if len(known) < len(todo) else "")
@@ -234,44 +146,10 @@ def show_plan(configs: list[Any], results: Path, retry_failed: bool, as_json: bo
                       + (total + " (at most: early stopping may end runs sooner; evaluation comes on top)" if todo else "nothing to do"), highlight=False, markup=False)
 
 
-def tracked(progress: Any, configs: list[Any], executor: Any, results: Path, log_to: str | None) -> Any:
-    """The grid's progress callback, mirrored into the ``--log-to`` tracker when one is named."""
-    from seqbench.tracking import make_tracker
-
-    tracker = make_tracker(log_to, results, progress)
-    if tracker is None:
-        return progress
-    tracker.planned = {config.run_id(executor.device_type(config)): config.hash_payload() for config in configs}
-    return tracker
-
-
-def report(request: StudyRequest, results: Path, data_dir: Path, fmt: str, plots: Path | None, report_dir: Path | None,
-           as_json: bool, mirror: Path | None) -> None:
-    from seqbench.cli.common import out_console
+def show_tables(result: service.CompareResult, fmt: str) -> None:
     from seqbench.reporting import render
-    from seqbench.storage.records import document, run_records
-    from seqbench.reporting.study import build_tables, verdict_records
-    from seqbench.storage.store import RunStore
 
-    store = RunStore(results)
-    study = build_tables(request, store)
-    figures = write_plots(store, study.completed, plots, data_dir, mirror) if plots else []
-    if report_dir is not None:
-        from seqbench.reporting.markdown_report import write_report
-
-        from seqbench.reporting import write_figures
-
-        # No per-timestamp curves here: they re-evaluate every run (use --plots for those).
-        report_figures = write_figures(store, study.completed, Path(report_dir) / "figures")
-        written = write_report(Path(report_dir), study, request, report_figures)
-        err_console.print(f"wrote {written}", highlight=False, markup=False)
-    for note in study.notes:
-        err_console.print(note, highlight=False, markup=False)
-    if as_json:
-        emit_json(document("compare", runs=run_records(study.runs), tables={name: as_records(value) for name, value in study.tables.items()},
-                           verdicts=verdict_records(study.tables.get("grid")), figures=[str(p) for p in figures],
-                           selection=request.selection, test=request.test, adjustment=request.adjustment))
-        return
+    study = result.study
     for name, value in study.tables.items():
         if fmt == "text":
             out_console.rule(TITLES[name])
@@ -281,7 +159,7 @@ def report(request: StudyRequest, results: Path, data_dir: Path, fmt: str, plots
         out_console.print(render(value, fmt), highlight=False, markup=False, soft_wrap=True)
         if name == "grid" and study.verdicts:
             out_console.print(study.verdict_heading + "\n" + "\n".join(f"  {line}" for line in study.verdicts), highlight=False, markup=False, soft_wrap=True)
-    for path in figures:
+    for path in result.figures:
         err_console.print(f"wrote {path}")
 
 
@@ -294,25 +172,3 @@ TITLES = {
     "tuning_budget": "Tuning budget per loss (compare --tune: trials x max epochs, completed/pruned, wall time)",
     "tuning_chosen": "Chosen hyper-parameters per loss (best trial by validation NDCG@10)",
 }
-
-
-def as_records(value: Any) -> list[dict[str, Any]]:
-    from seqbench.reporting import frame_records
-
-    return value.records() if hasattr(value, "records") else frame_records(value)
-
-
-def write_plots(store: Any, runs: Any, plots: Path, data_dir: Path, mirror: Path | None) -> list[Path]:
-    from seqbench.errors import SeqbenchError
-    from seqbench.reporting import write_figures
-    from seqbench.training.trainer import evaluate_stored
-
-    curves: dict[str, list[dict[str, float]]] = {}
-    for row in runs.itertuples():
-        try:
-            result = evaluate_stored(row.run_id, store.root, data_dir, "test", per_timestamp=True, mirror=mirror)
-        except SeqbenchError as error:  # e.g. a bidirectional model, or sequences too short
-            err_console.print(f"no per-timestamp curve for {row.run_id}: {error.message}")
-            continue
-        curves[row.run_id] = result["per_timestamp"]
-    return write_figures(store, runs, plots, per_timestamp=curves)

@@ -8,12 +8,13 @@ from rich.live import Live
 from rich.table import Table
 
 from seqbench.cli.common import err_console
+from seqbench.training.events import EventKind
 
 STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "skipped": "dim", "running": "cyan"}
 
 
 class GridProgress:
-    """An ``Update`` callback for :func:`seqbench.training.grid.run_grid`."""
+    """A :data:`~seqbench.training.events.Progress` callback for :func:`seqbench.training.grid.run_grid`."""
 
     def __init__(self, labels: list[str], quiet: bool = False) -> None:
         self.rows: dict[str, dict[str, Any]] = {label: {"status": "pending"} for label in labels}
@@ -33,17 +34,17 @@ class GridProgress:
                 # the next output would stick to the table's border.
                 self.live.console.line()
 
-    def __call__(self, event: str, info: dict[str, Any]) -> None:
+    def __call__(self, event: EventKind, info: dict[str, Any]) -> None:
         row = self.rows.setdefault(info["label"], {"status": "pending"})
-        if event == "run-start":
+        if event == EventKind.RUN_START:
             row.update(status="running", detail=f"starting on {info['host']}" if info.get("host") else "starting")
-        elif event == "batch":
+        elif event == EventKind.BATCH:
             row.update(detail=f"epoch {info['epoch']} step {info['step']}/{info['steps']}")
-        elif event == "epoch":
+        elif event == EventKind.EPOCH:
             row.update(detail=f"epoch {info['epoch']}", valid=info.get("valid_NDCG@10"), seconds=info.get("train_seconds"))
-        elif event == "run-end":
+        elif event == EventKind.RUN_END:
             row.update(status=info["status"], detail=info.get("reason", "")[:60], test=info.get("metrics", {}).get("NDCG@10"))
-        elif event == "skipped":
+        elif event == EventKind.SKIPPED:
             row.update(status="skipped", detail=info.get("reason", ""))
         if self.live is not None:
             self.live.update(self._table())

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from seqbench.cli.app import app
-from seqbench.cli.common import DebugOption, JsonOption, QuietOption, emit_json, err_console, guarded, out_console
+from seqbench.cli.common import emit_json, err_console, guarded, out_console
+from seqbench.cli.options import AutoDeviceOption, DebugOption, JsonOption, QuietOption
 from seqbench.errors import InputError, unknown_name
 from seqbench.storage.records import document
 from seqbench.memprof.profile import (
@@ -96,7 +97,7 @@ def memprof(
     max_len: Annotated[int, typer.Option("--max-len", help="Positions per sequence (L).")] = 50,
     hidden: Annotated[int, typer.Option("--hidden", help="Hidden size d.")] = 64,
     mode: Annotated[str, typer.Option("--mode", help="measure, predict (fake tensors) or auto.")] = "auto",
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: AutoDeviceOption = "auto",
     breakdown: Annotated[bool, typer.Option("--breakdown", help="Per-stage table for each loss.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a log-log plot of peak memory vs catalog.")] = None,
     json_output: JsonOption = False,

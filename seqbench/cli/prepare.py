@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -11,23 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from seqbench.cli.app import app
-from seqbench.cli.common import (
-    DEFAULT_DATA_DIR,
-    DataDirOption,
-    DebugOption,
-    JsonOption,
-    QuietOption,
-    emit_json,
-    guarded,
-    out_console,
-)
+from seqbench.cli.common import emit_json, guarded, out_console
+from seqbench.cli.options import DEFAULT_DATA_DIR, DataDirOption, DebugOption, GeneratorSetOption, JsonOption, PrepareMirrorOption, QuietOption
 from seqbench.errors import InputError
 from seqbench.storage.records import document
 
-MirrorOption = Annotated[
-    Optional[Path],
-    typer.Option("--mirror", envvar="SEQBENCH_MIRROR", help="Offline mirror directory to read raw files from instead of downloading."),
-]
 
 
 def parse_assignments(values: list[str] | None) -> dict[str, str]:
@@ -78,10 +65,10 @@ def _stdout() -> Console:
 @app.command("prepare")
 def prepare_command(
     names: Annotated[Optional[list[str]], typer.Argument(help="Registered data sets to prepare (see --list).", show_default=False)] = None,
-    mirror: MirrorOption = None,
+    mirror: PrepareMirrorOption = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if already prepared.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List registered data sets and whether each is prepared.")] = False,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Generator parameter key=value for synthetic (users, items, length, seed).")] = None,
+    set_: GeneratorSetOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     json_: JsonOption = False,
     quiet: QuietOption = False,

@@ -7,6 +7,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from seqbench.cli.common import err_console
+from seqbench.training.events import EventKind
 
 
 class TrainingProgress:
@@ -35,14 +36,14 @@ class TrainingProgress:
         if self.bar is not None:
             self.bar.stop()
 
-    def __call__(self, event: str, info: dict[str, Any]) -> None:
+    def __call__(self, event: EventKind, info: dict[str, Any]) -> None:
         if self.bar is None:
             return
-        if event == "start":
+        if event == EventKind.START:
             self.task = self.bar.add_task(f"{self.label} epoch 1", total=info["steps"])
-        elif event == "batch" and self.task is not None:
+        elif event == EventKind.BATCH and self.task is not None:
             self.bar.update(self.task, completed=info["step"], description=f"{self.label} epoch {info['epoch']}")
-        elif event == "epoch":
+        elif event == EventKind.EPOCH:
             self.bar.console.print(
                 f"{self.label} epoch {info['epoch']:>3}  loss {info['train_loss']:.4f}  "
                 f"valid NDCG@10 {info.get('valid_NDCG@10', float('nan')):.4f}  "

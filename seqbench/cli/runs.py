@@ -18,7 +18,8 @@ import pandas as pd
 import typer
 
 from seqbench.cli.app import app
-from seqbench.cli.common import DEFAULT_RESULTS, DebugOption, JsonOption, QuietOption, emit_json, err_console, guarded, out_console
+from seqbench.cli.common import emit_json, err_console, guarded, out_console
+from seqbench.cli.options import DEFAULT_RESULTS, DebugOption, JsonOption, QuietOption, ResultsOption, SubResultsOption
 from seqbench.errors import InputError, unknown_name
 
 runs_app = typer.Typer(
@@ -33,7 +34,6 @@ LIST_FORMATS = ("text", "markdown", "csv")
 # Fields that are already columns of their own, or say where a run ran rather than what it is.
 IDENTITY_FIELDS = ("dataset", "model", "loss", "seed", "device")
 SPARK = "▁▂▃▄▅▆▇█"
-ResultsArg = Annotated[Optional[Path], typer.Option("--results", envvar="SEQBENCH_RESULTS", help="The run store directory.", show_default="results")]
 
 
 def _results(ctx: typer.Context, given: Path | None) -> Path:
@@ -49,7 +49,7 @@ def config_delta(config: dict[str, Any]) -> str:
 
     Two runs of "gru4rec bce seed 0" differ in exactly these, so the column tells them apart.
     """
-    from seqbench.training.config import RunConfig
+    from seqbench.config import RunConfig
 
     defaults = dataclasses.asdict(RunConfig())
     defaults["ks"] = list(RunConfig().ks)
@@ -93,7 +93,7 @@ def pick_columns(table: pd.DataFrame, columns: str | None) -> list[str]:
 
 def metric_columns(text: str) -> list[str]:
     """``--metrics HR@10,MRR@10`` -> the ``test_`` columns to show; unknown names are InputErrors."""
-    from seqbench.training.metrics import parse_metric
+    from seqbench.measure.metrics import parse_metric
 
     return [f"test_{parse_metric(part.strip()).name}" for part in text.split(",") if part.strip()]
 
@@ -148,7 +148,7 @@ def runs(
     columns: Annotated[Optional[str], typer.Option("--columns", help="Comma-separated columns to show (any run.parquet column, or config).")] = None,
     format_: Annotated[str, typer.Option("--format", help="text, markdown or csv (csv keeps raw bytes and seconds).")] = "text",
     metrics: Annotated[Optional[str], typer.Option(help="Test metrics shown as columns: HR@k, NDCG@k, MRR@k or MRR (default HR@10,NDCG@10).")] = None,
-    results: Annotated[Path, typer.Option("--results", envvar="SEQBENCH_RESULTS", help="The run store directory.")] = DEFAULT_RESULTS,
+    results: ResultsOption = DEFAULT_RESULTS,
     json_: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -236,7 +236,7 @@ def _num(value: Any) -> str:
 def show(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="A run id or a unique prefix of one.")],
-    results: ResultsArg = None,
+    results: SubResultsOption = None,
     json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -279,7 +279,7 @@ def rm(
     run_ids: Annotated[list[str], typer.Argument(help="Run ids or unique prefixes.")],
     force: Annotated[bool, typer.Option("--force", help="Also remove completed runs (reports use them).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
-    results: ResultsArg = None,
+    results: SubResultsOption = None,
     json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -306,7 +306,7 @@ def rm(
 def gc(
     ctx: typer.Context,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
-    results: ResultsArg = None,
+    results: SubResultsOption = None,
     json_: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:

@@ -8,27 +8,26 @@ from typing import Annotated, Any, Optional
 import typer
 
 from seqbench.cli.app import app
-from seqbench.cli.common import (
+from seqbench.cli.common import emit_json, guarded, out_console
+from seqbench.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_RESULTS,
+    AutoDeviceOption,
     DataDirOption,
     DebugOption,
     JsonOption,
+    LogToOption,
+    MirrorOption,
     QuietOption,
     ResultsOption,
-    emit_json,
-    guarded,
-    out_console,
+    SetOption,
 )
 from seqbench.cli.progress import TrainingProgress
 from seqbench.errors import InputError
-from seqbench.training.config import RunConfig
+from seqbench.config import RunConfig
 
 DEFAULTS = RunConfig()  # what `train --help` shows as defaults: the protocol's values
 
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override any config field: key=value (repeatable), e.g. lr=5e-4, ce_impl=chunked.", show_default="none")]
-LogToOption = Annotated[Optional[str], typer.Option("--log-to", help="Also mirror runs into a tracker: mlflow (needs seqbench[mlflow]; MLFLOW_TRACKING_URI, else RESULTS/mlruns).", show_default="none")]
-MirrorOption = Annotated[Optional[Path], typer.Option("--mirror", envvar="SEQBENCH_MIRROR", help="Offline mirror of raw data files.", show_default="download")]
 
 
 def cli_overrides(**options: Any) -> dict[str, Any]:
@@ -62,7 +61,7 @@ def train(
     """Train one model with one loss on one data set; store the run."""
 
     def work() -> None:
-        from seqbench.training.config import load_yaml, parse_assignments
+        from seqbench.config import load_yaml, parse_assignments
         from seqbench.training.trainer import check_catalogues, make_config
 
         base = load_yaml(config_file) if config_file else {}
@@ -83,12 +82,13 @@ def train(
 def train_tracked(config: Any, data_dir: Path, results: Path, mirror: Path | None, progress: Any, log_to: str | None) -> Any:
     """``train_run``, mirrored into the ``--log-to`` tracker when one is named."""
     from seqbench.tracking import make_tracker
-    from seqbench.training.trainer import resolve_device, train_run
+    from seqbench.training.planned import plan_run
+    from seqbench.training.trainer import train_run
 
     tracker = make_tracker(log_to, results, progress)
     if tracker is None:
         return train_run(config, data_dir, results, mirror, progress)
-    run_id = config.run_id(resolve_device(config.device).type)
+    run_id = plan_run(config).run_id
     tracker.start(run_id, config.hash_payload())
     try:
         return train_run(config, data_dir, results, mirror, tracker)
@@ -118,7 +118,7 @@ def eval_(
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
     k: Annotated[Optional[str], typer.Option("--k", help="Cut-offs, e.g. 5,10,20.")] = None,
     per_timestamp: Annotated[bool, typer.Option("--per-timestamp", help="Also NDCG@10 per sequence position.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: AutoDeviceOption = "auto",
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
@@ -129,7 +129,7 @@ def eval_(
     """Re-evaluate a stored run's best checkpoint."""
 
     def work() -> None:
-        from seqbench.training.trainer import evaluate_stored
+        from seqbench.training.reevaluate import evaluate_stored
 
         ks = None
         if k:

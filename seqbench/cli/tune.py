@@ -8,23 +8,21 @@ from typing import Annotated, Any, Optional
 import typer
 
 from seqbench.cli.app import app
-from seqbench.cli.common import (
+from seqbench.cli.common import emit_json, err_console, guarded, out_console
+from seqbench.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_RESULTS,
     DataDirOption,
     DebugOption,
     JsonOption,
+    MirrorOption,
     QuietOption,
     ResultsOption,
-    emit_json,
-    err_console,
-    guarded,
-    out_console,
-    parse_list,
+    SetOption,
 )
-from seqbench.cli.compare import SYNTHETIC_EPOCHS, grid_overrides  # as for `compare`: a few epochs on synthetic, else 150
-from seqbench.cli.train import MirrorOption, SetOption
+from seqbench.coerce import parse_list
 from seqbench.errors import InputError
+from seqbench.services.compare import SYNTHETIC_EPOCHS, grid_overrides  # as for `compare`: a few epochs on synthetic, else 150
 
 
 @app.command()
@@ -80,47 +78,25 @@ def seed_list(text: str | None) -> list[int] | None:
         raise InputError(f"--retrain-seeds expects comma-separated integers, got '{text}'") from None
 
 
-def tuned_request(request: Any, trials: int, overrides: dict[str, Any], data_dir: Path, results: Path, mirror: Path | None,
-                  no_train: bool, plots: Path | None, report_dir: Path | None, silent: bool) -> Any:
-    """``compare --tune``: the grid's request with its "tuned" setting (seqbench.training.tune_grid)."""
-    from seqbench.training.tune_grid import tune_grid
-
-    figure_dirs = [plots, Path(report_dir) / "figures" if report_dir is not None else None]
-    tuned = tune_grid(request, trials, overrides, data_dir, results, mirror, not no_train, figure_dirs,
-                      update=None if silent else show_progress)
-    if not silent:
-        for path in tuned.tuning.figures:
-            err_console.print(f"wrote {path}", highlight=False)
-    return tuned
-
-
-def show_tune_plan(configs: list[Any], names: dict[str, list[Any]], trials: int, overrides: dict[str, Any], data_dir: Path,
-                   results: Path, retry_failed: bool, as_json: bool) -> None:
+def show_tune_plan(rows: list[dict[str, Any]], tuning: list[dict[str, Any]], trials: int, as_json: bool) -> None:
     """``compare --tune T --dry-run``: the default grid's plan, then what the tuning would add."""
     from tabulate import tabulate
 
     from seqbench.cli.compare import show_plan
     from seqbench.reporting.render import fmt_seconds
-    from seqbench.storage.records import document
-    from seqbench.storage.store import RunStore
-    from seqbench.training.grid import LocalExecutor
-    from seqbench.training.plan import plan_grid
-    from seqbench.training.tune_grid import plan_tuning
+    from seqbench.services.compare import plan_document
 
-    rows = plan_tuning(configs, names, trials, overrides, data_dir, results)
-    known = [row["estimated_seconds"] for row in rows if row["estimated_seconds"] is not None]
+    known = [row["estimated_seconds"] for row in tuning if row["estimated_seconds"] is not None]
     total = sum(known) if known else None
     if as_json:
-        runs = plan_grid(configs, RunStore(results), LocalExecutor().device_type, retry_failed)
-        return emit_json(document("plan", runs=runs, to_train=sum(r["action"] != "skip" for r in runs), tuning=rows,
-                                  tuning_estimated_seconds=total))
-    show_plan(configs, results, retry_failed, False)
+        return emit_json(plan_document(rows) | {"tuning": tuning, "tuning_estimated_seconds": total})
+    show_plan(rows, False)
     table = [[f"{r['dataset']}/{r['model']}/{r['loss']}", r["study_id"], f"{r['trials_stored']} of {trials}", r["trials_to_run"],
-              r["retrain_runs"], fmt_seconds(r["estimated_seconds"]), r["estimate_basis"]] for r in rows]
+              r["retrain_runs"], fmt_seconds(r["estimated_seconds"]), r["estimate_basis"]] for r in tuning]
     out_console.rule(f"--tune {trials}: the same {trials} trials per loss, then the best config retrained with the grid's seeds")
     out_console.print(tabulate(table, headers=["cell", "study", "trials stored", "to run", "retrain runs", "at most", "estimated from"],
                                disable_numparse=True), highlight=False, markup=False)
-    missing = len(rows) - len(known)
+    missing = len(tuning) - len(known)
     out_console.print(f"tuning: at most {fmt_seconds(total)} of training" + (f" plus {missing} cell(s) with no estimate" if missing else "")
                       + " (every trial at the full max epochs; pruning and early stopping cut it)", highlight=False, markup=False)
 

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import torch
 
-from seqbench.memprof.tracker import AllocationTracker
+from seqbench.measure.allocations import AllocationTracker
 
 
 @dataclass

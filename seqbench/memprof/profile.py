@@ -33,13 +33,14 @@ from typing import Any, Literal
 
 import torch
 
+from seqbench import devices
 from seqbench.errors import InputError, unknown_name
 from seqbench.losses.spec import LossSpec, parse_loss_spec, split_loss_list
 from seqbench.memprof.meters import CudaMeter, Meter, StageRecord, TrackerMeter
 from seqbench.memprof.predict import OpBudgetExceeded, PredictionError, predicting
 from seqbench.memprof.step import Registries, StepShape, StepState, default_registries, tracked_step
 from seqbench.memprof.step import train_step as _train_step
-from seqbench.memprof.tracker import AllocationTracker
+from seqbench.measure.allocations import AllocationTracker
 
 # What the profiler's callers import from here (the CLI, benchmarks, tests).
 __all__ = [
@@ -284,13 +285,8 @@ def _why_not_measure(predicted: ProfileRecord, device: str) -> str:
 
 
 def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda but no CUDA device is visible: use --device cpu or auto")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise InputError(f"unknown device {device!r}: choose auto, cpu or cuda")
-    return device
+    """``cpu``, ``cuda`` or ``cuda:N`` (``auto`` resolved), as the shared resolution names it."""
+    return str(devices.resolve_device(device))
 
 
 def profile_step(

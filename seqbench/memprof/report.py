@@ -137,7 +137,7 @@ def peaks_figure(records: list[ProfileRecord]) -> Any:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    from seqbench.reporting.colors import MARKERS, loss_color, variant_styles
+    from seqbench.colors import MARKERS, loss_color, variant_styles
 
     losses = list(dict.fromkeys(record.loss for record in records))
     styles = variant_styles(losses)

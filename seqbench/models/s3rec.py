@@ -1,7 +1,7 @@
 """S3-Rec (Zhou et al., 2020): a SASRec-style encoder pre-trained with four self-supervised objectives.
 
 The encoder is the ``s3rec`` SASRec preset (the paper's own code). Pre-training
-(:mod:`seqbench.models.pretrain`) runs it bidirectionally on masked sequences and optimises
+(:mod:`seqbench.training.pretrain`) runs it bidirectionally on masked sequences and optimises
 
 - AAP, associated attribute prediction: each unmasked item's hidden state predicts its attributes;
 - MIP, masked item prediction: a masked position's hidden state ranks the true item above a
@@ -50,7 +50,7 @@ class S3RecConfig(SASRecConfig):
 
 @dataclass
 class PretrainBatch:
-    """One pre-training batch, built by :func:`seqbench.models.pretrain.make_batch`."""
+    """One pre-training batch, built by :func:`seqbench.training.pretrain.make_batch`."""
 
     items: Tensor  # B x L original items (left-padded)
     masked_items: Tensor  # B x L with [MASK] at the masked positions

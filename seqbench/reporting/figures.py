@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from seqbench.reporting.colors import loss_color, loss_colors, variant_styles
+from seqbench.colors import loss_color, loss_colors, variant_styles
 from seqbench.reporting.frontier import NDCG_COLUMN, frontier_table
 from seqbench.reporting.runs import FRONTIER_METRIC, completed_runs, dataset_display, model_display
 
@@ -37,7 +37,7 @@ class EpochsSource(Protocol):
 
 
 def _colors(labels: Sequence[str]) -> dict[str, str]:
-    """One colour per loss, the same in every figure (seqbench.reporting.colors)."""
+    """One colour per loss, the same in every figure (seqbench.colors)."""
     return loss_colors(labels)
 
 

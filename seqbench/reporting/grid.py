@@ -33,7 +33,7 @@ from seqbench.reporting.runs import (
     one_run_per_seed,
     setting_labels,
 )
-from seqbench.training import metrics as metric_registry
+from seqbench.measure import metrics as metric_registry
 
 IMPROVE = "Improve."
 ALPHA = 0.05  # adjusted p below this marks a difference

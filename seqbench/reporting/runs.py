@@ -116,7 +116,7 @@ NOT_A_SETTING: frozenset[str] = frozenset({"dataset", "model", "loss", "seed", "
 
 
 def _setting_fields(text: Any) -> dict[str, str]:
-    from seqbench.training.config import RunConfig
+    from seqbench.config import RunConfig
 
     config = _params(text)
     defaults = {name: getattr(RunConfig(), name) for name in RunConfig.__dataclass_fields__}

@@ -26,7 +26,7 @@ from seqbench.reporting.reference import reference_table
 from seqbench.reporting.runs import setting_labels
 from seqbench.reporting.verdicts import sensitivity_table, verdict_heading, verdict_lines
 from seqbench.storage.store import RunStore
-from seqbench.training.config import RunConfig
+from seqbench.config import RunConfig
 
 SELECTIONS: tuple[str, ...] = ("grid", "stored")
 TABLES: tuple[str, ...] = ("grid", "frontier", "reference", "all")

@@ -52,7 +52,7 @@ def json_object(text: Any) -> dict[str, Any]:
 def run_config(row: Mapping[str, Any]) -> dict[str, Any]:
     """The run's config as a nested object (``loss_params``/``model_params`` as objects)."""
     config = json_object(row.get("config_json"))
-    from seqbench.training.config import LATER_FIELDS
+    from seqbench.config import LATER_FIELDS
 
     # Fields added after the first runs were stored (and any at their default) are not in config_json.
     for name, default in LATER_FIELDS.items():
@@ -63,7 +63,7 @@ def run_config(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def split_metrics(row: Mapping[str, Any], split: str) -> dict[str, float]:
     """The ``<split>_METRIC`` columns of a run row (any registered metric), without the prefix."""
-    from seqbench.training.metrics import is_metric
+    from seqbench.measure.metrics import is_metric
 
     prefix = f"{split}_"
     metrics = {}

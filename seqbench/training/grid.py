@@ -9,17 +9,18 @@ report each :class:`RunOutcome`; one failing combination never stops the others.
 from __future__ import annotations
 
 import itertools
+import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from seqbench.errors import InputError, SeqbenchError
 from seqbench.storage.store import DamagedRun, RunStore
-from seqbench.training.config import FIELD_TYPES, RunConfig, parse_value
-
-Update = Callable[[str, dict[str, Any]], None]
+from seqbench.config import FIELD_TYPES, RunConfig, parse_value
+from seqbench.training.events import EventKind, Progress
+from seqbench.training.planned import PlannedRun, local_device_type, plan_run, plan_runs
 
 
 @dataclass
@@ -46,23 +47,6 @@ class RunOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-# Fields a label leaves out: grid axes shown elsewhere in it, and what only chooses how a run is
-# computed (the synthetic grid's shorter epochs would otherwise label every run).
-UNLABELLED = frozenset({"dataset", "model", "loss", "seed", "loss_params", "model_params", "device", "threads",
-                        "eval_batch_size", "epochs"})
-_DEFAULTS = RunConfig()
-
-
-def run_label(config: RunConfig) -> str:
-    """``dataset/model/loss[params]/seedN``, plus ``{field=value}`` for protocol fields off their defaults."""
-    sweep = ",".join(f"{k}={v}" for k, v in sorted(config.loss_params.items()))
-    setting = [f"{k}={v}" for k, v in sorted(config.model_params.items())]
-    setting += [f"{name}={getattr(config, name)}" for name in FIELD_TYPES
-                if name not in UNLABELLED and getattr(config, name) != getattr(_DEFAULTS, name)]
-    suffix = f" {{{','.join(setting)}}}" if setting else ""
-    return f"{config.dataset}/{config.model}/{config.loss}{f'[{sweep}]' if sweep else ''}/seed{config.seed}{suffix}"
-
-
 def _is_sweep(key: str, value: Any) -> bool:
     """A comma list is a grid axis, except for fields whose value is itself a list (``ks=5,10``)."""
     return isinstance(value, str) and "," in value and not str(FIELD_TYPES.get(key, "")).startswith("tuple")
@@ -87,38 +71,48 @@ def expand(spec: GridSpec, make_config: Callable[[dict[str, Any] | None, dict[st
         for overrides in _sweeps(spec.overrides):
             config = make_config(None, overrides | {"dataset": dataset, "model": model, "loss": loss, "seed": seed})
             # A sweep over another loss's parameter yields identical configs for this loss: keep one.
-            configs.setdefault(config.run_id("grid"), config)
+            configs.setdefault(json.dumps(config.hash_payload(), sort_keys=True, default=str), config)
     return list(configs.values())
 
 
-def execute_run(config: RunConfig, data_dir: Path, results: Path, mirror: Path | None, update: Update | None = None) -> RunOutcome:
-    """Train one grid cell and store it; failures become a ``failed`` outcome, never an exception."""
-    from seqbench.training.trainer import resolve_device, train_run
+def execute_run(run: PlannedRun | RunConfig, data_dir: Path, results: Path, mirror: Path | None, update: Progress | None = None) -> RunOutcome:
+    """Train one grid cell in this process and store it; failures become a ``failed`` outcome, never an exception."""
+    from seqbench.training.trainer import train_run
 
-    label = run_label(config)
-    run_id = config.run_id(resolve_device(config.device).type)
+    run = run if isinstance(run, PlannedRun) else plan_run(run)
     started = time.perf_counter()
 
-    def forward(event: str, info: dict[str, Any]) -> None:
+    def forward(kind: EventKind, info: dict[str, Any]) -> None:
         if update is not None:
-            update(event, info | {"run_id": run_id, "label": label})
+            update(kind, info | {"run_id": run.run_id, "label": run.label})
 
-    forward("run-start", {})
+    forward(EventKind.RUN_START, {})
     try:
-        stored = train_run(config, data_dir, results, mirror, forward)
+        stored = train_run(run.config, data_dir, results, mirror, forward)
     except SeqbenchError as error:
-        outcome = RunOutcome(run_id, label, "failed", error.message, time.perf_counter() - started)
+        outcome = RunOutcome(run.run_id, run.label, "failed", error.message, time.perf_counter() - started)
     except Exception as error:  # one broken combination must not stop the grid
-        outcome = RunOutcome(run_id, label, "failed", f"{type(error).__name__}: {error}", time.perf_counter() - started)
+        outcome = RunOutcome(run.run_id, run.label, "failed", f"{type(error).__name__}: {error}", time.perf_counter() - started)
     else:
-        metrics = {k.removeprefix("test_"): v for k, v in stored.row.items() if k.startswith("test_")}
-        outcome = RunOutcome(run_id, label, "completed", "", time.perf_counter() - started, metrics)
-    forward("run-end", {"status": outcome.status, "reason": outcome.reason, "metrics": outcome.metrics})
+        outcome = RunOutcome(run.run_id, run.label, "completed", "", time.perf_counter() - started, test_metrics(stored.row))
+    forward(EventKind.RUN_END, end_info(outcome))
     return outcome
 
 
+def test_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """A stored run's test metrics by name (``NDCG@10``), as a grid outcome reports them."""
+    return {k.removeprefix("test_"): v for k, v in row.items() if k.startswith("test_")}
+
+
+def end_info(outcome: RunOutcome) -> dict[str, Any]:
+    """The details of a run's ``run-end`` event."""
+    return {"run_id": outcome.run_id, "label": outcome.label, "status": outcome.status, "reason": outcome.reason, "metrics": outcome.metrics}
+
+
 class Executor(Protocol):
-    def run(self, configs: list[RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Update | None) -> list[RunOutcome]: ...
+    """Trains planned runs (a config is planned on the executor's device first)."""
+
+    def run(self, runs: Sequence[PlannedRun | RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Progress | None) -> list[RunOutcome]: ...
 
     def device_type(self, config: RunConfig) -> str:
         """Where the executor will train ``config`` ("cpu"/"cuda"): part of the run id."""
@@ -129,47 +123,54 @@ class LocalExecutor:
     """Runs the pending cells one after another in this process."""
 
     def device_type(self, config: RunConfig) -> str:
-        from seqbench.training.trainer import resolve_device
+        return local_device_type(config)
 
-        return resolve_device(config.device).type
-
-    def run(self, configs: list[RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Update | None) -> list[RunOutcome]:
-        return [execute_run(config, data_dir, results, mirror, update) for config in configs]
+    def run(self, runs: Sequence[PlannedRun | RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Progress | None) -> list[RunOutcome]:
+        return [execute_run(run, data_dir, results, mirror, update) for run in plan_runs(runs, self.device_type)]
 
 
-def pending(configs: Iterable[RunConfig], store: RunStore, retry_failed: bool, executor: Executor) -> tuple[list[RunConfig], list[RunOutcome]]:
+def pending(runs: Sequence[PlannedRun], store: RunStore, retry_failed: bool) -> tuple[list[PlannedRun], list[RunOutcome]]:
     """Split the grid into runs to train and runs already stored (completed, or failed without retry).
 
     The run id depends on the device the *executor* trains on (a Ray cluster may have GPUs the
-    driver lacks), so the executor says which.
+    driver lacks), so the runs come planned by the executor (:func:`plan_grid_runs`).
     """
-    todo: list[RunConfig] = []
+    todo: list[PlannedRun] = []
     done: list[RunOutcome] = []
-    for config in configs:
-        run_id = config.run_id(executor.device_type(config))
+    for run in runs:
         try:
-            status = store.row(run_id).get("status") if store.has(run_id) else None
+            status = store.row(run.run_id).get("status") if store.has(run.run_id) else None
         except DamagedRun as problem:  # trained again: the new run replaces the damaged files
             store.warn(problem)
             status = None
-        if status == "completed" or (status == "failed" and not retry_failed):
-            done.append(RunOutcome(run_id, run_label(config), "skipped", f"already stored ({status})"))
+        if is_settled(status, retry_failed):
+            done.append(RunOutcome(run.run_id, run.label, "skipped", f"already stored ({status})"))
         else:
-            todo.append(config)
+            todo.append(run)
     return todo, done
 
 
+def is_settled(status: str | None, retry_failed: bool) -> bool:
+    """A stored status the grid does not train again: completed, or failed unless retried."""
+    return status == "completed" or (status == "failed" and not retry_failed)
+
+
+def plan_grid_runs(configs: Sequence[PlannedRun | RunConfig], executor: Executor) -> list[PlannedRun]:
+    """The grid's runs planned on the devices ``executor`` trains them on."""
+    return plan_runs(configs, executor.device_type)
+
+
 def run_grid(
-    configs: list[RunConfig],
+    configs: Sequence[PlannedRun | RunConfig],
     data_dir: Path,
     results: Path,
     executor: Executor,
     mirror: Path | None = None,
     retry_failed: bool = False,
-    update: Update | None = None,
+    update: Progress | None = None,
 ) -> list[RunOutcome]:
-    todo, done = pending(configs, RunStore(results), retry_failed, executor)
+    todo, done = pending(plan_grid_runs(configs, executor), RunStore(results), retry_failed)
     if update is not None:
         for outcome in done:
-            update("skipped", {"run_id": outcome.run_id, "label": outcome.label, "reason": outcome.reason})
+            update(EventKind.SKIPPED, {"run_id": outcome.run_id, "label": outcome.label, "reason": outcome.reason})
     return done + executor.run(todo, data_dir, results, mirror, update)

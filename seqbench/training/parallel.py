@@ -30,15 +30,17 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from seqbench.errors import InputError
-from seqbench.training.config import RunConfig
-from seqbench.training.grid import LocalExecutor, RunOutcome, Update, execute_run, run_label
+from seqbench.config import RunConfig
+from seqbench.training.events import EventKind, Progress, ProgressEvent, ignore
+from seqbench.training.grid import LocalExecutor, RunOutcome, end_info, execute_run
+from seqbench.training.planned import PlannedRun, local_device_type, plan_runs
 
 POLL_SECONDS = 0.2  # how often the driver looks at its workers when none reports
 BATCH_EVENT_SECONDS = 0.5  # workers forward at most two "batch" events a second per run
@@ -46,7 +48,7 @@ STOP_GRACE_SECONDS = 60.0  # time a stopped worker has to store its interrupted 
 PRELOAD = ["torch", "seqbench.training.trainer"]  # what the fork server imports once
 
 # (config, data_dir, results, mirror, update) -> outcome; tests pass their own module-level one.
-WorkerFn = Callable[[RunConfig, Path, Path, "Path | None", Update], RunOutcome]
+WorkerFn = Callable[[RunConfig, Path, Path, "Path | None", Progress], RunOutcome]
 
 
 def available_cores() -> int:
@@ -84,13 +86,13 @@ class _Relay:
     def __init__(self, conn: Connection) -> None:
         self.conn, self.last_batch = conn, 0.0
 
-    def __call__(self, event: str, info: dict[str, Any]) -> None:
-        if event == "batch":
+    def __call__(self, kind: EventKind, info: dict[str, Any]) -> None:
+        if kind == EventKind.BATCH:
             now = time.monotonic()
             if now - self.last_batch < BATCH_EVENT_SECONDS:
                 return
             self.last_batch = now
-        self.conn.send(("event", event, info))
+        self.conn.send(("event", ProgressEvent(kind, info)))
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
@@ -107,35 +109,27 @@ def _exit_with_driver(conn: Connection) -> None:
     os._exit(1)  # nobody would read this run's outcome
 
 
-def worker_main(config: RunConfig, data_dir: Path, results: Path, mirror: Path | None, threads: int, conn: Connection, worker_fn: WorkerFn) -> None:
-    """Entry point of a worker process: one run, its events and outcome sent down ``conn``."""
+def worker_main(run: PlannedRun, data_dir: Path, results: Path, mirror: Path | None, conn: Connection, worker_fn: WorkerFn) -> None:
+    """Entry point of a worker process: one run (on ``run.threads`` threads), its events and outcome sent down ``conn``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when workers stop
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     # Not the parent pid: the fork server, a worker's parent, outlives a killed driver.
     threading.Thread(target=_exit_with_driver, args=(conn,), daemon=True).start()
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(run.threads)
     try:
-        outcome = worker_fn(config, data_dir, results, mirror, _Relay(conn))
+        outcome = worker_fn(run.config, data_dir, results, mirror, _Relay(conn))
     except KeyboardInterrupt:  # the trainer stored the run as interrupted before this
-        outcome = RunOutcome(config.run_id(_device_type(config)), run_label(config), "interrupted", "interrupted by the user (Ctrl-C)")
+        outcome = RunOutcome(run.run_id, run.label, "interrupted", "interrupted by the user (Ctrl-C)")
     conn.send(("outcome", outcome))
     conn.close()
-
-
-def _device_type(config: RunConfig) -> str:
-    from seqbench.training.trainer import resolve_device
-
-    return resolve_device(config.device).type
 
 
 # --- the driver -------------------------------------------------------------------------------
 @dataclass
 class _Job:
-    config: RunConfig
-    run_id: str
-    label: str
+    run: PlannedRun
     process: Any
     conn: Connection
     outcome: RunOutcome | None = None
@@ -160,24 +154,25 @@ class ProcessExecutor:
     context: str = "forkserver"
 
     def device_type(self, config: RunConfig) -> str:
-        return LocalExecutor().device_type(config)
+        return local_device_type(config)
 
     def resolve_jobs(self, configs: list[RunConfig]) -> int:
         jobs = default_jobs(configs, self.cores) if self.jobs is None else self.jobs
         check_jobs(jobs, configs, self.cores)
         return max(1, min(jobs, len(configs)))
 
-    def run(self, configs: list[RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Update | None) -> list[RunOutcome]:
-        if not configs:
+    def run(self, runs: Sequence[PlannedRun | RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Progress | None) -> list[RunOutcome]:
+        planned = plan_runs(runs, self.device_type)
+        if not planned:
             return []
-        jobs = self.resolve_jobs(configs)
+        jobs = self.resolve_jobs([run.config for run in planned])
         if jobs == 1 and self.worker_fn is execute_run:
-            return LocalExecutor().run(configs, data_dir, results, mirror, update)
-        notify = update or (lambda event, info: None)
+            return LocalExecutor().run(planned, data_dir, results, mirror, update)
+        notify = update or ignore
         ctx = multiprocessing.get_context(self.context)
         if self.context == "forkserver":
             ctx.set_forkserver_preload(PRELOAD)
-        todo, running, outcomes = list(configs), [], {}
+        todo, running, outcomes = list(planned), [], {}
         try:
             while todo or running:
                 while todo and len(running) < jobs:
@@ -185,30 +180,29 @@ class ProcessExecutor:
                 self._wait(running)
                 for job in [job for job in running if self._poll(job, notify)]:
                     running.remove(job)
-                    outcomes[id(job.config)] = self._finish(job, notify, "failed")
+                    outcomes[id(job.run)] = self._finish(job, notify, "failed")
         except BaseException:
             outcomes.update(self._stop(running, notify))
             raise
-        return [outcomes[id(config)] for config in configs]
+        return [outcomes[id(run)] for run in planned]
 
-    def _start(self, ctx: Any, config: RunConfig, data_dir: Path, results: Path, mirror: Path | None, jobs: int) -> _Job:
+    def _start(self, ctx: Any, run: PlannedRun, data_dir: Path, results: Path, mirror: Path | None, jobs: int) -> _Job:
         # Duplex: the worker sends events one way and watches the other for the driver's EOF.
         reader, writer = ctx.Pipe(duplex=True)
-        threads = worker_threads(config, jobs, self.cores)
         process = ctx.Process(
             target=worker_main,
-            args=(config, Path(data_dir), Path(results), mirror, threads, writer, self.worker_fn),
-            name=f"seqbench:{run_label(config)}",
+            args=(run.with_threads(worker_threads(run.config, jobs, self.cores)), Path(data_dir), Path(results), mirror, writer, self.worker_fn),
+            name=f"seqbench:{run.label}",
         )
         process.start()
         writer.close()  # the worker holds the only other end: EOF here = worker gone
-        return _Job(config, config.run_id(self.device_type(config)), run_label(config), process, reader)
+        return _Job(run, process, reader)
 
     @staticmethod
     def _wait(running: list[_Job]) -> None:
         wait([job.conn for job in running] + [job.process.sentinel for job in running], timeout=POLL_SECONDS)
 
-    def _poll(self, job: _Job, notify: Update) -> bool:
+    def _poll(self, job: _Job, notify: Progress) -> bool:
         """Relay what the worker sent; True once it is gone (its pipe at EOF or the process dead)."""
         try:
             while job.conn.poll():
@@ -216,9 +210,9 @@ class ProcessExecutor:
                 if message[0] == "outcome":
                     job.outcome = message[1]
                 else:
-                    _, event, info = message
-                    job.ended = job.ended or event == "run-end"
-                    notify(event, info)
+                    kind, info = message[1]
+                    job.ended = job.ended or kind == EventKind.RUN_END
+                    notify(kind, info)
         except (EOFError, OSError):  # the worker exited (or was killed mid-message)
             job.process.join()
             return True
@@ -228,7 +222,7 @@ class ProcessExecutor:
             return True
         return not job.process.is_alive() and not job.conn.poll()
 
-    def _finish(self, job: _Job, notify: Update, missing: str) -> RunOutcome:
+    def _finish(self, job: _Job, notify: Progress, missing: str) -> RunOutcome:
         """The job's outcome; a worker that died without one gets ``missing`` (failed or interrupted)."""
         job.process.join()
         job.conn.close()
@@ -237,12 +231,12 @@ class ProcessExecutor:
             code = job.process.exitcode
             why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             reason = "interrupted by the user (Ctrl-C)" if missing == "interrupted" else f"worker process died ({why}); nothing was stored"
-            outcome = RunOutcome(job.run_id, job.label, missing, reason, time.perf_counter() - job.started)
+            outcome = RunOutcome(job.run.run_id, job.run.label, missing, reason, time.perf_counter() - job.started)
         if not job.ended:
-            notify("run-end", {"run_id": outcome.run_id, "label": outcome.label, "status": outcome.status, "reason": outcome.reason, "metrics": outcome.metrics})
+            notify(EventKind.RUN_END, end_info(outcome))
         return outcome
 
-    def _stop(self, running: list[_Job], notify: Update) -> dict[int, RunOutcome]:
+    def _stop(self, running: list[_Job], notify: Progress) -> dict[int, RunOutcome]:
         """Ctrl-C (or any error): stop every worker, let it store its interrupted run, reap it."""
         for job in running:
             if job.process.is_alive():
@@ -262,5 +256,5 @@ class ProcessExecutor:
         done: dict[int, RunOutcome] = {}
         for job in running:
             self._poll(job, notify)
-            done[id(job.config)] = self._finish(job, notify, "interrupted")
+            done[id(job.run)] = self._finish(job, notify, "interrupted")
         return done

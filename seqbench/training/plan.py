@@ -8,14 +8,14 @@ sooner, and evaluation time comes on top).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
 from seqbench.storage.store import RunStore
-from seqbench.training.config import RunConfig
-from seqbench.training.grid import run_label
+from seqbench.config import RunConfig
+from seqbench.training.grid import is_settled
+from seqbench.training.planned import PlannedRun
 
 # From the most to the least similar: a stored run of the same data set, model and loss is the
 # best guess; any run on the same data set is better than none.
@@ -44,22 +44,21 @@ def estimate(config: RunConfig, rates: pd.DataFrame) -> tuple[float | None, str]
     return None, "no similar stored run"
 
 
-def plan_grid(configs: list[RunConfig], store: RunStore, device_type: Callable[[RunConfig], str], retry_failed: bool) -> list[dict[str, Any]]:
+def plan_grid(runs: list[PlannedRun], store: RunStore, retry_failed: bool) -> list[dict[str, Any]]:
     """One row per grid run: label, run_id, stored status, action (skip/train/retrain), estimate."""
     stored = store.table()
     rates = seconds_per_epoch(stored)
     statuses = dict(zip(stored["run_id"], stored["status"])) if not stored.empty else {}
     rows = []
-    for config in configs:
-        run_id = config.run_id(device_type(config))
-        status = statuses.get(run_id)
-        if status == "completed" or (status == "failed" and not retry_failed):
+    for run in runs:
+        status = statuses.get(run.run_id)
+        if is_settled(status, retry_failed):
             action, seconds, basis = "skip", None, ""
         else:
             action = "train" if status is None else "retrain"
-            seconds, basis = estimate(config, rates)
-        rows.append({"run": run_label(config), "run_id": run_id, "stored": status, "action": action,
-                     "epochs": config.epochs, "estimated_seconds": seconds, "estimate_basis": basis})
+            seconds, basis = estimate(run.config, rates)
+        rows.append({"run": run.label, "run_id": run.run_id, "stored": status, "action": action,
+                     "epochs": run.config.epochs, "estimated_seconds": seconds, "estimate_basis": basis})
     return rows
 
 

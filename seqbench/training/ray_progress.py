@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-Event = tuple[str, dict[str, Any]]
+from seqbench.training.events import EventKind, ProgressEvent
 
 
 class ProgressInbox:
     """Workers push events without waiting; the driver drains them between results."""
 
     def __init__(self) -> None:
-        self.events: list[Event] = []
+        self.events: list[ProgressEvent] = []
 
-    def push(self, event: str, info: dict[str, Any]) -> None:
-        self.events.append((event, info))
+    def push(self, kind: EventKind, info: dict[str, Any]) -> None:
+        self.events.append(ProgressEvent(kind, info))
 
-    def drain(self) -> list[Event]:
+    def drain(self) -> list[ProgressEvent]:
         events, self.events = self.events, []
         return events

@@ -8,12 +8,8 @@ far (evaluation excluded), for the NDCG-versus-wall-clock figure.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import functools
-import json
-import platform
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,16 +18,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-import seqbench
 from seqbench.data.batches import TrainBatches
 from seqbench.data.sequences import PreparedDataset
 from seqbench.errors import InputError, RuntimeFailure
 from seqbench.losses.base import Loss, LossBatch
-from seqbench.memprof.tracker import AllocationTracker
+from seqbench.measure.allocations import AllocationTracker
+from seqbench.measure.ranking import Evaluation, evaluate_split
 from seqbench.models.base import SequentialRecommender
 from seqbench.storage.store import RunStore, StoredRun, ranks_frame
-from seqbench.training.config import RunConfig, build_config
-from seqbench.training.evaluate import Evaluation, evaluate_split
+from seqbench.config import RunConfig, build_config
+from seqbench.training.events import EventKind, Progress
+from seqbench.training.planned import plan_run, resolve_device
+from seqbench.training.record import RunLog, run_row
 from seqbench.training.threads import run_threads
 
 CURVE_METRIC = "NDCG@10"  # the test metric recorded per epoch for the wall-clock figure
@@ -39,27 +37,12 @@ CURVE_METRIC = "NDCG@10"  # the test metric recorded per epoch for the wall-cloc
 # tracking every operator of every step would slow training down.
 TRACKED_STEPS = 2
 
-Progress = Callable[[str, dict[str, Any]], None]
-
-
 class StopRun(Exception):
     """Raised by a progress callback to end a run on purpose (a tuner's pruner, after an epoch).
 
     The run is evaluated with its best weights and stored with status ``pruned``: a decision,
     not a failure, so nothing is re-raised to the caller.
     """
-
-
-def resolve_device(name: str) -> torch.device:
-    from seqbench.training.config import DEVICES
-
-    if name not in DEVICES:
-        raise InputError(f"unknown device '{name}': choose one of {', '.join(DEVICES)}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was asked for but CUDA is not available: use --device cpu or auto")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @functools.cache
@@ -192,7 +175,7 @@ class Trainer:
         self.peak_bytes = 0
 
     def _pretrain(self, cache: Path | None) -> None:
-        from seqbench.models.pretrain import cached_pretrain
+        from seqbench.training.pretrain import cached_pretrain
 
         state, note = cached_pretrain(self.dataset, self.config, self.device, cache)
         self.model.load_state_dict(state, strict=False)
@@ -240,13 +223,13 @@ class Trainer:
             total += value
             steps += 1
             if progress:
-                progress("batch", {"epoch": epoch, "step": steps, "steps": len(self.batches)})
+                progress(EventKind.BATCH, {"epoch": epoch, "step": steps, "steps": len(self.batches)})
         mean = float(total) / max(steps, 1)
         if not np.isfinite(mean):
             raise RuntimeFailure(f"training loss became NaN/inf in epoch {epoch}: lower the learning rate (--set lr=...)")
         return mean
 
-    def _memory(self) -> int:
+    def peak_memory(self) -> int:
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
         return int(self.peak_bytes)
@@ -263,7 +246,7 @@ class Trainer:
         """Evaluate, store the epoch row, keep the best weights; True if validation improved."""
         valid = self.evaluate("valid").metrics
         test = self.evaluate("test").metrics
-        self.records.append(EpochRecord(epoch, train_loss, seconds, self._memory(), valid, test.get(CURVE_METRIC, float("nan"))))
+        self.records.append(EpochRecord(epoch, train_loss, seconds, self.peak_memory(), valid, test.get(CURVE_METRIC, float("nan"))))
         metric = self.config.selection_metric
         best_so_far = max((r.valid.get(metric, -1.0) for r in self.records[:-1]), default=-1.0)
         improved = valid.get(metric, -1.0) > best_so_far
@@ -278,7 +261,7 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         self._optimizer_bytes_before = 0
         if progress:
-            progress("start", {"epochs": config.epochs, "steps": len(self.batches)})
+            progress(EventKind.START, {"epochs": config.epochs, "steps": len(self.batches)})
         if config.epochs == 0:
             self._record_evaluation(0, float("nan"), 0.0)
             return
@@ -291,7 +274,7 @@ class Trainer:
             if epoch % config.eval_every == 0 or epoch == config.epochs or out_of_time:
                 stale = 0 if self._record_evaluation(epoch, train_loss, seconds) else stale + 1
                 if progress:
-                    progress("epoch", self.records[-1].as_row() | {"best_epoch": self.best_epoch})
+                    progress(EventKind.EPOCH, self.records[-1].as_row() | {"best_epoch": self.best_epoch})
                 if stale >= config.patience:
                     break
             if out_of_time:
@@ -319,96 +302,6 @@ def _optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     )
 
 
-# --- the run as stored ------------------------------------------------------------------------
-def run_row(
-    run_id: str,
-    trainer: Trainer,
-    status: str,
-    reason: str,
-    evaluations: dict[str, Evaluation],
-) -> dict[str, Any]:
-    config, dataset = trainer.config, trainer.dataset
-    row: dict[str, Any] = {
-        "run_id": run_id,
-        "status": status,
-        "reason": reason,
-        "dataset": config.dataset,
-        "model": config.model,
-        "loss": config.loss,
-        "seed": config.seed,
-        "split": split_method(dataset.meta),
-        "exclude_seen": config.exclude_seen,
-        "positions": trainer.loss.positions,
-        "augment": config.augment,
-        "negatives": int(config.loss_params.get("num_negatives", _default_negatives(trainer.loss))),
-        "ce_impl": trainer.loss.implementation_used(),  # what ran: ``auto`` resolved
-        "device": trainer.device.type,
-        "epochs_run": max((r.epoch for r in trainer.records), default=0),
-        "best_epoch": trainer.best_epoch,
-        "train_seconds": trainer.records[-1].train_seconds if trainer.records else 0.0,
-        "peak_memory_bytes": trainer._memory(),
-        "num_items": dataset.num_items,
-        "num_params": sum(p.numel() for p in trainer.model.parameters()),
-        "notes": "; ".join(trainer.notes),
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "seqbench_version": seqbench.__version__,
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "config_json": json.dumps(config.hash_payload(), sort_keys=True, default=str),
-    }
-    row["threads_used"] = trainer.threads_used  # torch's intra-op threads (config threads=0: the process's)
-    row["selection_metric"] = config.selection_metric
-    row["paper_preset"] = config.paper_preset
-    row["sampler"] = config.sampler
-    for name in ("epochs", "patience", "batch_size", "max_len", "lr", "weight_decay", "eval_every", "pretrain_epochs"):
-        row[name] = getattr(config, name)
-    row["time_budget"] = float(config.time_budget) if config.time_budget is not None else float("nan")
-    row["loss_params_json"] = json.dumps(config.loss_params, sort_keys=True, default=str)
-    row["model_params_json"] = json.dumps(config.model_params, sort_keys=True, default=str)
-    for split, evaluation in evaluations.items():
-        row.update({f"{split}_{name}": value for name, value in evaluation.metrics.items()})
-    return row
-
-
-def split_method(meta: dict[str, Any]) -> str:
-    """The split a prepared data set was cut with (meta.json's ``split.method``)."""
-    split = meta.get("split", "leave-one-out")
-    return str(split.get("method", "leave-one-out")) if isinstance(split, dict) else str(split)
-
-
-def _default_negatives(loss: Loss) -> int:
-    if not loss.needs_negatives:
-        return 0
-    return int(getattr(loss.params, "num_negatives", 1))
-
-
-class RunLog:
-    """A run's progress as plain text lines (stored as ``run.log``); forwards every event."""
-
-    def __init__(self, run_id: str, config: RunConfig, device: torch.device, progress: Progress | None) -> None:
-        self.progress = progress
-        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        self.lines = [
-            f"{started} seqbench {seqbench.__version__} run {run_id} on {device.type}",
-            "config " + json.dumps(config.hash_payload(), sort_keys=True, default=str),
-        ]
-
-    def __call__(self, event: str, info: dict[str, Any]) -> None:
-        if event == "epoch":
-            valid = " ".join(f"{k} {v:.4f}" for k, v in info.items() if k.startswith("valid_"))
-            self.lines.append(
-                f"epoch {info['epoch']} loss {info['train_loss']:.4f} {valid} test_NDCG@10 {info['test_NDCG@10']:.4f} "
-                f"train_seconds {info['train_seconds']:.2f} peak_memory_bytes {info['peak_memory_bytes']} best_epoch {info['best_epoch']}"
-            )
-        if self.progress is not None:
-            self.progress(event, info)
-
-    def text(self, row: dict[str, Any]) -> str:
-        test = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("test_") and isinstance(v, float))
-        end = f"{row['status']}{': ' + row['reason'] if row['reason'] else ''} best_epoch {row['best_epoch']} of {row['epochs_run']}"
-        return "\n".join([*self.lines, end + (f" {test}" if test else "")]) + "\n"
-
-
 def run_training(
     config: RunConfig,
     dataset: PreparedDataset,
@@ -433,7 +326,7 @@ def _train_and_evaluate(
     pretrain_cache: Path | None,
     progress: Progress | None,
 ) -> tuple[StoredRun, BaseException | None]:
-    run_id = config.run_id(device.type)
+    run_id = plan_run(config, device.type).run_id
     trainer = Trainer(config, dataset, device, pretrain_cache)
     log = RunLog(run_id, config, device, progress)
     status, reason, error = "completed", "", None
@@ -489,45 +382,3 @@ def train_run(
     store.write(stored)
     raise_for_outcome(stored, error)
     return stored
-
-
-def evaluate_stored(
-    run_id: str,
-    results: Path,
-    data_dir: Path,
-    split: str = "test",
-    ks: tuple[int, ...] | None = None,
-    per_timestamp: bool = False,
-    device_name: str = "auto",
-    mirror: Path | None = None,
-) -> dict[str, Any]:
-    """Re-evaluate a stored run's best checkpoint (loaded with ``weights_only=True``)."""
-    from seqbench.models.registry import build_model
-    from seqbench.training.evaluate import per_timestamp_ndcg
-
-    if split not in ("valid", "test"):
-        raise InputError(f"split must be 'valid' or 'test', got '{split}'")
-    if ks is not None and (not ks or min(ks) < 1):
-        raise InputError(f"--k cut-offs must be integers >= 1, got {','.join(map(str, ks))}")
-    resolve_device(device_name)  # an unknown device fails before the data set is loaded
-    store = RunStore(results)
-    run_id = store.resolve(run_id)
-    config = make_config(store.config(run_id))
-    device = resolve_device(device_name)
-    dataset = load_dataset(config.dataset, data_dir, mirror)
-    model = build_model(config.model, dataset.num_items, config.max_len, config.model_params, num_attributes=dataset.num_attributes)
-    try:
-        model.load_state_dict(store.checkpoint(run_id))
-    except RuntimeError as error:
-        raise InputError(f"checkpoint of run '{run_id}' does not fit its model ({str(error).splitlines()[0]})") from None
-    model.to(device)
-    with run_threads(config.threads):  # the run's thread count: the same reduction order as stored
-        evaluation = evaluate_split(
-            model, getattr(dataset, split), config.max_len, device, config.eval_batch_size, config.exclude_seen, ks or config.ks
-        )
-        result: dict[str, Any] = {"run_id": run_id, "split": split, "metrics": evaluation.metrics}
-        if per_timestamp:
-            result["per_timestamp"] = per_timestamp_ndcg(
-                model, getattr(dataset, split), config.max_len, device, exclude_seen=config.exclude_seen
-            )
-    return result

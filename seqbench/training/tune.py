@@ -22,7 +22,6 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from seqbench.errors import InputError, RuntimeFailure
 from seqbench.reporting.tuning import best_trial, budget_table, cell_figures, chosen_table
 from seqbench.space import SHARED_SPACE, Space, cap_at_catalogue
 from seqbench.storage.store import RunStore
+from seqbench.training.events import Progress
 
 STUDIES_DIR = "studies"
 PRUNERS = ("median", "none")
@@ -44,7 +44,7 @@ TRIAL_COLUMNS = [
     "number", "run_id", "state", "value", "params_json", "intermediate_json", "epochs_run", "best_epoch",
     "train_seconds", "wall_seconds", "reused", "reason",
 ]
-Update = Callable[[str, dict[str, Any]], None]
+Update = Progress  # the trainer's progress callback, forwarded with the trial's details
 
 
 def require_optuna() -> Any:
@@ -266,14 +266,15 @@ def _stored_elsewhere(store: RunStore, run_id: str) -> bool:
 
 def run_trial(study: Study, trials: pd.DataFrame, data_dir: Path, results: Path, mirror: Path | None, update: Update | None) -> dict[str, Any]:
     """Draw trial number ``len(trials)``, train it unless its run is stored, return its table row."""
-    from seqbench.training.trainer import make_config, resolve_device, train_run
+    from seqbench.training.planned import plan_run
+    from seqbench.training.trainer import make_config, train_run
 
     number = len(trials)
     frozen = _optuna_study(study, trials, number)
     trial = frozen.ask({s.name: s.distribution() for s in study.space})
     params = dict(trial.params)
     config = make_config(None, study.trial_overrides(params) | {"seed": study.seed})
-    run_id = config.run_id(resolve_device(config.device).type)
+    run_id = plan_run(config).run_id
     store = RunStore(results)
     earlier = trials[trials["run_id"] == run_id]
     if len(earlier):  # the sampler proposed this config before: the same trial again, not trained twice
@@ -316,12 +317,13 @@ def best_overrides(study: Study, trials: pd.DataFrame) -> dict[str, Any]:
 
 def retrain_best(study: Study, trials: pd.DataFrame, seeds: list[int], data_dir: Path, results: Path, mirror: Path | None = None, update: Update | None = None) -> pd.DataFrame:
     """The chosen config trained with each seed (stored runs are reused), without pruning."""
-    from seqbench.training.trainer import make_config, resolve_device, train_run
+    from seqbench.training.planned import plan_run
+    from seqbench.training.trainer import make_config, train_run
 
     overrides, store, rows = best_overrides(study, trials), RunStore(results), []
     for seed in seeds:
         config = make_config(None, overrides | {"seed": seed})
-        run_id = config.run_id(resolve_device(config.device).type)
+        run_id = plan_run(config).run_id
         reused = store.has(run_id) and store.row(run_id).get("status") == "completed"
         if not reused:
             forward = (lambda event, info, s=seed: update(event, info | {"loss": study.loss, "retrain_seed": s})) if update else None

@@ -27,7 +27,7 @@ from seqbench.errors import InputError, RuntimeFailure
 from seqbench.reporting.study import StudyRequest
 from seqbench.reporting.tuning import budget_table, cell_figures, chosen_table
 from seqbench.storage.store import RunStore
-from seqbench.training.config import RunConfig
+from seqbench.config import RunConfig
 from seqbench.training.tune import (
     Study,
     TuneSettings,
@@ -154,10 +154,9 @@ def _retrains_left(study: Study, stored: pd.DataFrame, trials: int, seeds: list[
     the study's own (that run is the best trial's)."""
     if len(stored) < trials or not (stored["state"] == "completed").any():
         return len([seed for seed in seeds if seed != study.seed])
-    from seqbench.training.trainer import resolve_device
+    from seqbench.training.planned import plan_run
 
-    configs = [_config(best_overrides(study, stored), seed) for seed in seeds]
-    run_ids = [config.run_id(resolve_device(config.device).type) for config in configs]
+    run_ids = [plan_run(_config(best_overrides(study, stored), seed)).run_id for seed in seeds]
     return sum(1 for run_id in run_ids if not (store.has(run_id) and store.row(run_id).get("status") == "completed"))
 
 

@@ -21,10 +21,10 @@ import numpy as np
 import yaml
 
 from seqbench.coerce import coerce
+from seqbench.devices import DEVICES
 from seqbench.errors import InputError, did_you_mean, unknown_name
 from seqbench.names import check_name
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -170,7 +170,7 @@ def build_config(
 
 def _preset_source(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """A paper preset's values (lowest priority: the file, options and --set override them)."""
-    from seqbench.training.presets import preset_values
+    from seqbench.presets import preset_values
 
     name = overrides.get("paper_preset", base.get("paper_preset")) or ""
     if not name:
@@ -251,6 +251,6 @@ def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, m
 
 def selectable_metrics(ks: tuple[int, ...]) -> list[str]:
     """Validation metrics an evaluation with cut-offs ``ks`` produces (what early stopping may use)."""
-    from seqbench.training.metrics import metrics_from_ranks
+    from seqbench.measure.metrics import metrics_from_ranks
 
     return list(metrics_from_ranks(np.zeros(1, dtype=np.int64), ks))

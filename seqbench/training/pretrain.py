@@ -32,7 +32,7 @@ from seqbench.data.sequences import PreparedDataset, Ragged, windows_ending_at
 from seqbench.errors import InputError, RuntimeFailure
 from seqbench.models.s3rec import PretrainBatch, S3Rec, S3RecConfig
 
-Progress = Callable[[int, dict[str, float]], None]
+EpochLosses = Callable[[int, dict[str, float]], None]  # (epoch, mean loss per objective), after each epoch
 CACHE_VERSION = 1
 NEGATIVE_RETRIES = 3  # rejection rounds for MIP negatives; a rare leftover collision is accepted
 
@@ -189,7 +189,7 @@ def pretrain_s3rec(
     epochs: int,
     seed: int = 0,
     device: str | torch.device = "cpu",
-    progress: Progress | None = None,
+    progress: EpochLosses | None = None,
     max_len: int = 50,
 ) -> PretrainResult:
     """Pre-train S3-Rec on ``dataset``'s training sequences; returns CPU weights and epoch losses.
@@ -272,7 +272,7 @@ def load_or_pretrain(
     epochs: int,
     seed: int = 0,
     device: str | torch.device = "cpu",
-    progress: Progress | None = None,
+    progress: EpochLosses | None = None,
     max_len: int = 50,
 ) -> PretrainResult:
     """:func:`pretrain_s3rec`, reusing weights stored under ``cache_dir`` for the same key
@@ -326,7 +326,7 @@ def cached_pretrain(
     run: RunSettings,
     device: str | torch.device,
     cache_dir: Path | None,
-    progress: Progress | None = None,
+    progress: EpochLosses | None = None,
 ) -> tuple[dict[str, Tensor], str]:
     """The trainer's entry point: pre-train (or reuse) for a run; returns (weights, note for the run)."""
     from seqbench.models.registry import make_config

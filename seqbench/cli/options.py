@@ -1,0 +1,41 @@
+"""The options several commands share, each spelled once: flag, environment variable and help.
+
+A command takes one as a parameter annotation (``data_dir: DataDirOption = DEFAULT_DATA_DIR``).
+Where a command needs a variant (``prepare``'s own help for ``--mirror``, ``runs``'s sub-commands'
+optional ``--results``), the variant is built here from the same flag and variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+DEFAULT_DATA_DIR = Path("data")
+DEFAULT_RESULTS = Path("results")
+
+_DATA_DIR = dict(envvar="SEQBENCH_DATA_DIR", help="Where prepared data sets live.")
+_RESULTS = dict(envvar="SEQBENCH_RESULTS", help="The run store directory.")
+_MIRROR_ENV = "SEQBENCH_MIRROR"
+
+DataDirOption = Annotated[Path, typer.Option("--data-dir", **_DATA_DIR)]
+ResultsOption = Annotated[Path, typer.Option("--results", **_RESULTS)]
+# A sub-command's --results: None = the one given to the parent command (``runs --results R show``).
+SubResultsOption = Annotated[Optional[Path], typer.Option("--results", **_RESULTS, show_default=str(DEFAULT_RESULTS))]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
+
+MirrorOption = Annotated[Optional[Path], typer.Option("--mirror", envvar=_MIRROR_ENV, help="Offline mirror of raw data files.", show_default="download")]
+PrepareMirrorOption = Annotated[
+    Optional[Path],
+    typer.Option("--mirror", envvar=_MIRROR_ENV, help="Offline mirror directory to read raw files from instead of downloading."),
+]
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override any config field: key=value (repeatable), e.g. lr=5e-4, ce_impl=chunked.", show_default="none")]
+GeneratorSetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Generator parameter key=value for synthetic (users, items, length, seed).")]
+LogToOption = Annotated[Optional[str], typer.Option("--log-to", help="Also mirror runs into a tracker: mlflow (needs seqbench[mlflow]; MLFLOW_TRACKING_URI, else RESULTS/mlruns).", show_default="none")]
+
+_DEVICE_HELP = "auto, cpu or cuda."
+DeviceOption = Annotated[Optional[str], typer.Option("--device", help=_DEVICE_HELP)]  # None: the config's (auto)
+AutoDeviceOption = Annotated[str, typer.Option("--device", help=_DEVICE_HELP)]

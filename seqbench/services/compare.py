@@ -1,0 +1,351 @@
+"""The ``compare`` service: plan the grid, train what is not stored, build the study's tables.
+
+The command line (:mod:`seqbench.cli.compare`) turns options into a :class:`CompareRequest` and
+renders what comes back; everything else happens here, in order:
+
+1. :func:`check_request` refuses bad choices before anything runs;
+2. :func:`plan` expands the grid (names checked against the registries, the epochs and seeds
+   policies for synthetic versus real data sets) into validated run configs;
+3. :func:`dry_run` (``--dry-run``) says what is stored and what would train, and how long;
+4. :func:`make_executor`, :func:`prepare` and :func:`train` run the grid's missing runs;
+5. :func:`report` builds the tables (and figures, a Markdown report) from the store, and
+   :func:`compare_document` / :func:`plan_document` assemble the ``--json`` documents.
+
+Progress and notes (a file written, a figure that could not be drawn) go to the caller's
+:data:`~seqbench.training.events.Progress` callback; nothing here prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqbench.coerce import parse_list
+from seqbench.errors import InputError, SeqbenchError
+from seqbench.reporting.stats import ADJUSTMENTS, TESTS
+from seqbench.reporting.study import SELECTIONS, TABLES, StudyRequest, StudyTables
+from seqbench.config import RunConfig
+from seqbench.training.events import EventKind, Progress, ignore
+from seqbench.training.grid import Executor, RunOutcome
+from seqbench.training.planned import PlannedRun
+
+# A verdict from one seed only measures user sampling (issue: one seed of LastFM SASRec-cce moved
+# NDCG@10 from 0.0226 to 0.0385), so real data sets get three seeds unless --seeds says otherwise.
+REAL_DATA_SEEDS = (0, 1, 2)
+EXECUTORS = ("local", "ray")
+# The bare command must finish in a few minutes on a laptop CPU; real data sets get the protocol's
+# 150 epochs with early stopping unless --epochs says otherwise.
+SYNTHETIC_EPOCHS = 5
+
+
+@dataclass
+class CompareRequest:
+    """One ``compare``: the grid (comma-separated names, as on the command line), training, tables."""
+
+    datasets: str = "synthetic"
+    models: str = "gru4rec,sasrec"
+    losses: str = "bce,ce,cce"
+    seeds: str | None = None  # None: REAL_DATA_SEEDS on real data sets, 0 on synthetic alone
+    preset: str | None = None
+    epochs: int | None = None  # None: SYNTHETIC_EPOCHS on synthetic alone, else the config's
+    device: str | None = None
+    sets: list[str] = field(default_factory=list)  # --set key=value (a comma list is a sweep axis)
+    table: str = "grid"
+    proposed: str = "cce"
+    baselines: str | None = None
+    source: str = "li2023_cce_table2"
+    test: str = "hierarchical"
+    adjust: str = "holm"
+    alpha: float = 0.05
+    runs: str = "grid"  # which stored runs the tables use: SELECTIONS
+    train: bool = True
+    retry_failed: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    cpus_per_run: float | None = None
+    gpus_per_run: float | None = None
+    jobs: int | None = None
+    data_dir: Path = Path("data")
+    results: Path = Path("results")
+    mirror: Path | None = None
+    log_to: str | None = None
+    plots: Path | None = None
+    report_dir: Path | None = None
+    tune: int | None = None  # --tune T: every loss tuned with T trials, shown as setting "tuned"
+
+
+@dataclass
+class Grid:
+    """The planned grid: its axes (as the tables name them), what every run is given, its run configs."""
+
+    names: dict[str, list[Any]]  # datasets, models, losses, seeds
+    overrides: dict[str, Any]  # --set, --preset, --epochs, --device (a comma list is still a sweep)
+    configs: list[RunConfig]
+
+
+@dataclass
+class CompareResult:
+    study: StudyTables
+    figures: list[Path]  # --plots: the figures written
+    report: Path | None = None  # --report: the Markdown file written
+
+
+def choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(f"unknown {what} '{value}': choose one of {', '.join(allowed)}")
+
+
+def check_request(request: CompareRequest) -> None:
+    """The request's choices, before anything is planned or trained."""
+    choice("table", request.table, TABLES)
+    choice("executor", request.executor, EXECUTORS)
+    choice("test", request.test, TESTS)
+    choice("adjustment", request.adjust, ADJUSTMENTS)
+    choice("run selection", request.runs, SELECTIONS)
+    if not 0 < request.alpha < 1:
+        raise InputError(f"--alpha must be between 0 and 1, got {request.alpha}")
+
+
+# --- planning ---------------------------------------------------------------------------------
+def known_losses(proposed: str, baselines: str | None) -> None:
+    """--proposed and --baselines name registered losses (a variant ``sampled-ce[...]`` counts as its loss)."""
+    from seqbench.losses.registry import LOSS_NAMES
+
+    for option, name in [("--proposed", proposed), *(("--baselines", b) for b in (parse_list(baselines, "baseline") if baselines else []))]:
+        if name.split("[")[0] not in LOSS_NAMES:
+            raise InputError(f"unknown loss '{name}' in {option}: choose from {', '.join(LOSS_NAMES)}")
+
+
+def known_datasets(data_dir: Path) -> list[str]:
+    """Registered data sets plus any prepared directory (a user's own data set counts too)."""
+    from seqbench.data.registry import load_registry
+    from seqbench.data.sequences import is_prepared
+    from seqbench.names import SAFE_NAME
+
+    # Hidden folders (.raw, temporary ones) and names no data set may have are not candidates.
+    prepared = [p.name for p in Path(data_dir).glob("*") if p.is_dir() and SAFE_NAME.fullmatch(p.name) and is_prepared(p.name, data_dir)]
+    return sorted(set(load_registry().names()) | set(prepared))
+
+
+def grid_names(datasets: str, models: str, losses: str, seeds: str | None, data_dir: Path) -> dict[str, list[Any]]:
+    """The grid's axes from comma lists, each name checked; the seeds policy when none are given."""
+    from seqbench.losses.registry import LOSS_NAMES
+    from seqbench.models.registry import MODELS
+
+    dataset_names = parse_list(datasets, "dataset", known_datasets(data_dir))
+    if seeds is None:
+        seeds = "0" if dataset_names == ["synthetic"] else ",".join(map(str, REAL_DATA_SEEDS))
+    try:
+        seed_values = [int(seed) for seed in parse_list(seeds, "seed")]
+    except ValueError:
+        raise InputError(f"--seeds expects comma-separated integers, got '{seeds}'") from None
+    return {
+        "datasets": dataset_names,
+        "models": parse_list(models, "model", sorted(MODELS)),
+        "losses": parse_list(losses, "loss", list(LOSS_NAMES)),
+        "seeds": seed_values,
+    }
+
+
+def grid_overrides(names: dict[str, list[Any]], epochs: int | None, device: str | None, sets: list[str]) -> dict[str, Any]:
+    """What every run of the grid (and every tuning trial) is given; the epochs policy applies
+    when --epochs is not given."""
+    from seqbench.config import parse_assignments
+
+    overrides: dict[str, Any] = parse_assignments(sets)
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    elif "epochs" not in overrides and names["datasets"] == ["synthetic"]:
+        overrides["epochs"] = SYNTHETIC_EPOCHS
+    if device is not None:
+        overrides["device"] = device
+    return overrides
+
+
+def grid_configs(names: dict[str, list[Any]], overrides: dict[str, Any]) -> list[RunConfig]:
+    """Every run of the grid as a validated config."""
+    from seqbench.training.grid import GridSpec, expand
+    from seqbench.training.trainer import make_config
+
+    spec = GridSpec(names["datasets"], names["models"], names["losses"], names["seeds"], overrides)
+    return expand(spec, make_config)
+
+
+def plan(request: CompareRequest) -> Grid:
+    names = grid_names(request.datasets, request.models, request.losses, request.seeds, request.data_dir)
+    known_losses(request.proposed, request.baselines)
+    sets = [*([f"paper_preset={request.preset}"] if request.preset else []), *request.sets]
+    overrides = grid_overrides(names, request.epochs, request.device, sets)
+    return Grid(names, overrides, grid_configs(names, overrides))
+
+
+def dry_run(request: CompareRequest, grid: Grid) -> list[dict[str, Any]]:
+    """``--dry-run``: one row per run (label, run id, stored status, action, estimated seconds)."""
+    from seqbench.storage.store import RunStore
+    from seqbench.training.grid import LocalExecutor, plan_grid_runs
+    from seqbench.training.plan import plan_grid
+
+    return plan_grid(plan_grid_runs(grid.configs, LocalExecutor()), RunStore(request.results), request.retry_failed)
+
+
+def tune_plan(request: CompareRequest, grid: Grid) -> list[dict[str, Any]]:
+    """``--tune T --dry-run``: per cell the trials stored and to run, the retrain runs, an estimate."""
+    from seqbench.training.tune_grid import plan_tuning
+
+    return plan_tuning(grid.configs, grid.names, request.tune, grid.overrides, request.data_dir, request.results)
+
+
+def plan_document(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``--dry-run --json`` document."""
+    from seqbench.storage.records import document
+
+    todo = [row for row in rows if row["action"] != "skip"]
+    known = [row["estimated_seconds"] for row in todo if row["estimated_seconds"] is not None]
+    return document("plan", runs=rows, to_train=len(todo), estimated_seconds=sum(known) if known else None)
+
+
+# --- training ---------------------------------------------------------------------------------
+def make_executor(request: CompareRequest) -> Executor:
+    """The executor the request names (joining or starting Ray for ``ray``)."""
+    if request.executor == "ray":
+        if request.jobs is not None:
+            raise InputError("--jobs is for the local executor: with --executor ray use --cpus-per-run")
+        from seqbench.training.ray_executor import make_ray_executor
+
+        return make_ray_executor(request.ray_address, request.cpus_per_run, request.gpus_per_run)
+    if request.jobs is not None and request.jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {request.jobs}")
+    from seqbench.training.parallel import ProcessExecutor
+
+    return ProcessExecutor(request.jobs)
+
+
+def prepare(request: CompareRequest, grid: Grid) -> None:
+    """Every data set prepared and every config checked against its catalogue, before any training."""
+    from seqbench.data.prepare import ensure_prepared
+    from seqbench.training.trainer import check_catalogues
+
+    for dataset in grid.names["datasets"]:
+        ensure_prepared(dataset, request.data_dir, request.mirror)
+    check_catalogues(grid.configs, request.data_dir, request.mirror)
+
+
+def labels(grid: Grid) -> list[str]:
+    """The grid's run labels, in order (a live table's rows)."""
+    from seqbench.training.planned import run_label
+
+    return [run_label(config) for config in grid.configs]
+
+
+def train(request: CompareRequest, grid: Grid, executor: Executor, progress: Progress | None = None) -> list[RunOutcome]:
+    """Train the grid's runs that are not stored; progress (and the ``--log-to`` tracker) sees every event."""
+    from seqbench.training.grid import plan_grid_runs, run_grid
+
+    runs = plan_grid_runs(grid.configs, executor)
+    outcomes = run_grid(runs, request.data_dir, request.results, executor, request.mirror, request.retry_failed,
+                        tracked(progress or ignore, runs, request))
+    return outcomes
+
+
+def failure_note(outcomes: list[RunOutcome]) -> str | None:
+    """One line on the runs that failed (the first three named), or None."""
+    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+    if not failed:
+        return None
+    return (f"{len(failed)} of {len(outcomes)} runs failed: "
+            + "; ".join(f"{outcome.label}: {outcome.reason}" for outcome in failed[:3])
+            + (" ..." if len(failed) > 3 else "")
+            + " (see `seqbench runs --status failed`; retry with --retry-failed)")
+
+
+def tracked(progress: Progress, runs: list[PlannedRun], request: CompareRequest) -> Progress:
+    """The grid's progress callback, mirrored into the ``--log-to`` tracker when one is named."""
+    from seqbench.tracking import make_tracker
+
+    tracker = make_tracker(request.log_to, request.results, progress)
+    if tracker is None:
+        return progress
+    tracker.planned = {run.run_id: run.config.hash_payload() for run in runs}
+    return tracker
+
+
+# --- tables -----------------------------------------------------------------------------------
+def study_request(request: CompareRequest, grid: Grid) -> StudyRequest:
+    baselines = parse_list(request.baselines, "baseline") if request.baselines else None
+    return StudyRequest(grid.configs, grid.names, request.table, request.runs, request.proposed, baselines,
+                        request.source, request.test, request.adjust, request.alpha)
+
+
+def tune(request: CompareRequest, grid: Grid, progress: Progress | None = None) -> StudyRequest:
+    """The grid's study request, with the setting "tuned" beside "default" when ``--tune`` asks for it
+    (:mod:`seqbench.training.tune_grid`; trials are trained unless ``--no-train``)."""
+    study_req = study_request(request, grid)
+    if request.tune is None:
+        return study_req
+    from seqbench.training.tune_grid import tune_grid
+
+    notify = progress or ignore
+    figure_dirs = [request.plots, Path(request.report_dir) / "figures" if request.report_dir is not None else None]
+    tuned = tune_grid(study_req, request.tune, grid.overrides, request.data_dir, request.results, request.mirror,
+                      request.train, figure_dirs, update=notify)
+    for path in tuned.tuning.figures:
+        notify(EventKind.NOTE, {"text": f"wrote {path}"})
+    return tuned
+
+
+def report(request: CompareRequest, grid: Grid, progress: Progress | None = None, study_req: StudyRequest | None = None) -> CompareResult:
+    """The study's tables from the store (``study_req``: :func:`tune`'s, else the grid's own);
+    ``--plots`` figures and the ``--report`` directory written."""
+    from seqbench.reporting.study import build_tables
+    from seqbench.storage.store import RunStore
+
+    notify = progress or ignore
+    store = RunStore(request.results)
+    study_req = study_req or study_request(request, grid)
+    study = build_tables(study_req, store)
+    figures = write_plots(store, study.completed, request.plots, request.data_dir, request.mirror, notify) if request.plots else []
+    written = None
+    if request.report_dir is not None:
+        from seqbench.reporting import write_figures
+        from seqbench.reporting.markdown_report import write_report
+
+        # No per-timestamp curves here: they re-evaluate every run (use --plots for those).
+        report_figures = write_figures(store, study.completed, Path(request.report_dir) / "figures")
+        written = write_report(Path(request.report_dir), study, study_req, report_figures)
+        notify(EventKind.NOTE, {"text": f"wrote {written}"})
+    for note in study.notes:
+        notify(EventKind.NOTE, {"text": note})
+    return CompareResult(study, figures, written)
+
+
+def write_plots(store: Any, runs: Any, plots: Path, data_dir: Path, mirror: Path | None, notify: Progress) -> list[Path]:
+    from seqbench.reporting import write_figures
+    from seqbench.training.reevaluate import evaluate_stored
+
+    curves: dict[str, list[dict[str, float]]] = {}
+    for row in runs.itertuples():
+        try:
+            result = evaluate_stored(row.run_id, store.root, data_dir, "test", per_timestamp=True, mirror=mirror)
+        except SeqbenchError as error:  # e.g. a bidirectional model, or sequences too short
+            notify(EventKind.NOTE, {"text": f"no per-timestamp curve for {row.run_id}: {error.message}"})
+            continue
+        curves[row.run_id] = result["per_timestamp"]
+    return write_figures(store, runs, plots, per_timestamp=curves)
+
+
+def as_records(value: Any) -> list[dict[str, Any]]:
+    from seqbench.reporting import frame_records
+
+    return value.records() if hasattr(value, "records") else frame_records(value)
+
+
+def compare_document(request: CompareRequest, result: CompareResult) -> dict[str, Any]:
+    """The ``compare --json`` document."""
+    from seqbench.reporting.study import verdict_records
+    from seqbench.storage.records import document, run_records
+
+    study = result.study
+    return document("compare", runs=run_records(study.runs), tables={name: as_records(value) for name, value in study.tables.items()},
+                    verdicts=verdict_records(study.tables.get("grid")), figures=[str(p) for p in result.figures],
+                    selection=request.runs, test=request.test, adjustment=request.adjust)

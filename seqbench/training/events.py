@@ -1,0 +1,37 @@
+"""Progress events: what a run, a grid and the compare service report while they work.
+
+Every producer (the trainer, the grid runner, the process and Ray executors, the compare service)
+calls a :data:`Progress` callback with an :class:`EventKind` and a dict of details; events that
+travel between processes (a worker's pipe, Ray's inbox actor) travel as a :class:`ProgressEvent`.
+The kinds are string-valued, so an event pickled by another process and a callback that compares
+with the plain name (``kind == "epoch"``) both keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+
+class EventKind(StrEnum):
+    START = "start"  # the trainer: training begins (info: epochs, steps per epoch)
+    BATCH = "batch"  # the trainer: one optimiser step (epoch, step, steps); executors throttle it
+    EPOCH = "epoch"  # the trainer: an evaluated epoch (its epochs.parquet row and best_epoch)
+    RUN_START = "run-start"  # a grid: one run starts (run_id, label; host under Ray)
+    RUN_END = "run-end"  # a grid: one run ended (status, reason, test metrics)
+    SKIPPED = "skipped"  # a grid: a run already stored is not trained again (reason)
+    NOTE = "note"  # a service: one line for the user (text), e.g. a file written or runs that failed
+
+
+class ProgressEvent(NamedTuple):
+    kind: EventKind
+    info: dict[str, Any]
+
+
+# The one callback type of progress: ``progress(kind, info)``.
+Progress = Callable[[EventKind, dict[str, Any]], None]
+
+
+def ignore(kind: EventKind, info: dict[str, Any]) -> None:
+    """A :data:`Progress` that drops every event (for callers that passed none)."""

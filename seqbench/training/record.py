@@ -1,0 +1,126 @@
+"""A run as stored: its ``run.parquet`` row and its ``run.log`` text, from a finished trainer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+import seqbench
+from seqbench.config import RunConfig
+from seqbench.losses.base import Loss
+from seqbench.training.events import EventKind, Progress
+
+if TYPE_CHECKING:
+    from seqbench.data.sequences import PreparedDataset
+    from seqbench.measure.ranking import Evaluation
+
+
+class FinishedTraining(Protocol):
+    """What a row is made of: the trainer (:class:`seqbench.training.trainer.Trainer`) after ``fit``."""
+
+    config: RunConfig
+    dataset: PreparedDataset
+    loss: Loss
+    device: torch.device
+    model: torch.nn.Module
+    records: list[Any]  # EpochRecord, one per evaluation
+    best_epoch: int
+    notes: list[str]
+    threads_used: int
+
+    def peak_memory(self) -> int: ...
+
+
+def run_row(
+    run_id: str,
+    trainer: FinishedTraining,
+    status: str,
+    reason: str,
+    evaluations: dict[str, Evaluation],
+) -> dict[str, Any]:
+    config, dataset = trainer.config, trainer.dataset
+    row: dict[str, Any] = {
+        "run_id": run_id,
+        "status": status,
+        "reason": reason,
+        "dataset": config.dataset,
+        "model": config.model,
+        "loss": config.loss,
+        "seed": config.seed,
+        "split": split_method(dataset.meta),
+        "exclude_seen": config.exclude_seen,
+        "positions": trainer.loss.positions,
+        "augment": config.augment,
+        "negatives": int(config.loss_params.get("num_negatives", _default_negatives(trainer.loss))),
+        "ce_impl": trainer.loss.implementation_used(),  # what ran: ``auto`` resolved
+        "device": trainer.device.type,
+        "epochs_run": max((r.epoch for r in trainer.records), default=0),
+        "best_epoch": trainer.best_epoch,
+        "train_seconds": trainer.records[-1].train_seconds if trainer.records else 0.0,
+        "peak_memory_bytes": trainer.peak_memory(),
+        "num_items": dataset.num_items,
+        "num_params": sum(p.numel() for p in trainer.model.parameters()),
+        "notes": "; ".join(trainer.notes),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seqbench_version": seqbench.__version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "config_json": json.dumps(config.hash_payload(), sort_keys=True, default=str),
+    }
+    row["threads_used"] = trainer.threads_used  # torch's intra-op threads (config threads=0: the process's)
+    row["selection_metric"] = config.selection_metric
+    row["paper_preset"] = config.paper_preset
+    row["sampler"] = config.sampler
+    for name in ("epochs", "patience", "batch_size", "max_len", "lr", "weight_decay", "eval_every", "pretrain_epochs"):
+        row[name] = getattr(config, name)
+    row["time_budget"] = float(config.time_budget) if config.time_budget is not None else float("nan")
+    row["loss_params_json"] = json.dumps(config.loss_params, sort_keys=True, default=str)
+    row["model_params_json"] = json.dumps(config.model_params, sort_keys=True, default=str)
+    for split, evaluation in evaluations.items():
+        row.update({f"{split}_{name}": value for name, value in evaluation.metrics.items()})
+    return row
+
+
+def split_method(meta: dict[str, Any]) -> str:
+    """The split a prepared data set was cut with (meta.json's ``split.method``)."""
+    split = meta.get("split", "leave-one-out")
+    return str(split.get("method", "leave-one-out")) if isinstance(split, dict) else str(split)
+
+
+def _default_negatives(loss: Loss) -> int:
+    if not loss.needs_negatives:
+        return 0
+    return int(getattr(loss.params, "num_negatives", 1))
+
+
+class RunLog:
+    """A run's progress as plain text lines (stored as ``run.log``); forwards every event."""
+
+    def __init__(self, run_id: str, config: RunConfig, device: torch.device, progress: Progress | None) -> None:
+        self.progress = progress
+        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.lines = [
+            f"{started} seqbench {seqbench.__version__} run {run_id} on {device.type}",
+            "config " + json.dumps(config.hash_payload(), sort_keys=True, default=str),
+        ]
+
+    def __call__(self, event: EventKind, info: dict[str, Any]) -> None:
+        if event == EventKind.EPOCH:
+            valid = " ".join(f"{k} {v:.4f}" for k, v in info.items() if k.startswith("valid_"))
+            self.lines.append(
+                f"epoch {info['epoch']} loss {info['train_loss']:.4f} {valid} test_NDCG@10 {info['test_NDCG@10']:.4f} "
+                f"train_seconds {info['train_seconds']:.2f} peak_memory_bytes {info['peak_memory_bytes']} best_epoch {info['best_epoch']}"
+            )
+        if self.progress is not None:
+            self.progress(event, info)
+
+    def text(self, row: dict[str, Any]) -> str:
+        test = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("test_") and isinstance(v, float))
+        end = f"{row['status']}{': ' + row['reason'] if row['reason'] else ''} best_epoch {row['best_epoch']} of {row['epochs_run']}"
+        return "\n".join([*self.lines, end + (f" {test}" if test else "")]) + "\n"
+
+
