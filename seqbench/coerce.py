@@ -132,3 +132,15 @@ def parse_list(text: str | None, what: str, known: list[str] | None = None) -> l
         if unknown:
             raise InputError(unknown_name(what, unknown[0], known))
     return items
+
+
+def split_assignments(pairs: list[str] | None, example: str) -> dict[str, str]:
+    """``key=value`` pairs of ``--set`` as text (each command types the values its own way);
+    ``example`` goes into the error for a pair without ``=``."""
+    result: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set expects key=value, got '{pair}': for example --set {example}")
+        result[key.strip()] = value.strip()
+    return result

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from seqbench.coerce import coerce
+from seqbench.coerce import coerce, split_assignments
 from seqbench.devices import DEVICES
 from seqbench.errors import InputError, did_you_mean, unknown_name
 from seqbench.names import check_name
@@ -106,13 +106,8 @@ def parse_value(text: str) -> Any:
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set expects key=value, got '{pair}': for example --set epochs=5")
-        result[key.strip()] = parse_value(value.strip())
-    return result
+    """``--set key=value`` pairs of a run config, each value read as YAML would read it."""
+    return {key: parse_value(value) for key, value in split_assignments(pairs, "epochs=5").items()}
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -229,7 +229,7 @@ def test_figures_share_one_colour_per_loss_and_label_the_per_timestamp_figure(st
     from seqbench.reporting.runs import completed_runs
 
     saved = {}
-    monkeypatch.setattr(figures, "_save", lambda figure, stem: saved.setdefault(stem.name, figure) and [stem])
+    monkeypatch.setattr(figures, "save_figure", lambda figure, stem: saved.setdefault(stem.name, figure) and [stem])
     runs = completed_runs(RunStore(store["results"]).table())
     curves = {run_id: [{"position": t, "NDCG@10": 0.1 * t} for t in range(1, 6)] for run_id in runs["run_id"]}
     figures.write_figures(RunStore(store["results"]), runs, Path("unused"), per_timestamp=curves)

@@ -12,20 +12,9 @@ from rich.table import Table
 from seqbench.cli.app import app
 from seqbench.cli.common import emit_json, guarded, out_console
 from seqbench.cli.options import DEFAULT_DATA_DIR, DataDirOption, DebugOption, GeneratorSetOption, JsonOption, PrepareMirrorOption, QuietOption
+from seqbench.coerce import split_assignments
 from seqbench.errors import InputError
 from seqbench.storage.records import document
-
-
-
-def parse_assignments(values: list[str] | None) -> dict[str, str]:
-    """``key=value`` pairs of ``--set``."""
-    pairs: dict[str, str] = {}
-    for value in values or []:
-        key, sep, text = value.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set expects key=value, got '{value}': e.g. --set users=5000")
-        pairs[key.strip()] = text.strip()
-    return pairs
 
 
 def _table(title: str, headers: list[str], cells: list[list[str]], squeezable: str | None = None) -> Table:
@@ -84,7 +73,7 @@ def prepare_command(
             return
         if not names:
             raise InputError("no data set named: give one or more names, e.g. `seqbench prepare synthetic`, or use --list")
-        params = parse_assignments(set_)
+        params = split_assignments(set_, "users=5000")
         rows = [prepare(name, data_dir, mirror, force, progress=not quiet, params=params or None) for name in names]
         emit_json(document("prepared", datasets=rows)) if json_ else _stdout().print(_statistics_table(rows))
 

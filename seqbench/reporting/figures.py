@@ -36,12 +36,7 @@ class EpochsSource(Protocol):
     def epochs(self, run_id: str) -> pd.DataFrame: ...
 
 
-def _colors(labels: Sequence[str]) -> dict[str, str]:
-    """One colour per loss, the same in every figure (seqbench.colors)."""
-    return loss_colors(labels)
-
-
-def _save(figure: Figure, stem: Path) -> list[Path]:
+def save_figure(figure: Figure, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for path in paths:
@@ -69,7 +64,7 @@ def _plain_minor(value: float, position: int) -> str:
     return _plain(value, position) if round(mantissa) in (2, 5) else ""
 
 
-def _slug(text: str) -> str:
+def file_slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
@@ -81,7 +76,7 @@ def frontier_figure(table: pd.DataFrame, stem: Path) -> list[Path]:
     if points.empty:
         return []
     scale, unit = (GIB, "GiB") if points["peak_memory_bytes"].max() >= GIB else (MIB, "MiB")
-    colors = _colors(points["loss"])
+    colors = loss_colors(points["loss"])
     markers = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(sorted(points["model"].unique()))}
     datasets = sorted(points["dataset"].unique())
     figure, axes = _grid(len(datasets))
@@ -108,7 +103,7 @@ def frontier_figure(table: pd.DataFrame, stem: Path) -> list[Path]:
     handles.append(Line2D([], [], color="black", linestyle="--", marker="o", markerfacecolor="none", label="Pareto frontier"))
     figure.legend(handles=handles, loc="outside right center", title="loss / model")  # clear of the title
     figure.suptitle(f"Test {FRONTIER_METRIC} versus peak training memory (one point per run)")
-    return _save(figure, stem)
+    return save_figure(figure, stem)
 
 
 # --- NDCG@10 versus training time -----------------------------------------------------------------
@@ -152,7 +147,7 @@ def time_figure(runs: pd.DataFrame, epochs: Mapping[str, pd.DataFrame], dataset:
     handles = [Line2D([], [], color=colors[l], marker="o", linestyle=styles[l][0], label=l) for l in sorted(shown)]
     figure.legend(handles=handles, loc="outside right upper", title="loss")
     figure.suptitle(f"{dataset_display(dataset)}: NDCG@10 versus training time (one line per run)")
-    return _save(figure, stem)
+    return save_figure(figure, stem)
 
 
 # --- per-timestamp NDCG ---------------------------------------------------------------------------
@@ -205,7 +200,7 @@ def per_timestamp_figure(per_timestamp: PerTimestamp, stem: Path, title: str = "
     figure.legend(handles=handles, loc="outside right upper", title="loss")
     names = ", ".join(dict.fromkeys(dataset_display(d) for d, _ in panels if d)) or "stored runs"
     figure.suptitle(title or f"{names}, {split} split: {metric} per position t (figure 3 of the CCE paper)")
-    return _save(figure, stem)
+    return save_figure(figure, stem)
 
 
 def write_figures(store: EpochsSource, runs: pd.DataFrame, plots_dir: Path, per_timestamp: PerTimestamp | None = None,
@@ -220,9 +215,9 @@ def write_figures(store: EpochsSource, runs: pd.DataFrame, plots_dir: Path, per_
     done = completed_runs(runs)
     paths = frontier_figure(frontier_table(runs), plots_dir / "frontier")
     epochs = {run_id: _read_epochs(store, run_id) for run_id in done["run_id"]}
-    colors = _colors(done["label"])
+    colors = loss_colors(done["label"])
     for dataset in sorted(done["dataset"].unique()):
-        paths += time_figure(done, epochs, dataset, plots_dir / f"ndcg_vs_time_{_slug(dataset)}", colors)
+        paths += time_figure(done, epochs, dataset, plots_dir / f"ndcg_vs_time_{file_slug(dataset)}", colors)
     if per_timestamp:
         paths += per_timestamp_figure(per_timestamp, plots_dir / "per_timestamp", runs=done, split=split)
     return paths

@@ -106,9 +106,10 @@ def trials_figure(studies: Studies, stem: Path, title: str = "") -> list[Path]:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    from seqbench.reporting.figures import _colors, _save
+    from seqbench.colors import loss_colors
+    from seqbench.reporting.figures import save_figure
 
-    colors = _colors([study.loss for study, _ in studies])
+    colors = loss_colors([study.loss for study, _ in studies])
     figure = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = figure.subplots()
     metric = studies[0][0].settings.metric if studies else "NDCG@10"
@@ -128,12 +129,12 @@ def trials_figure(studies: Studies, stem: Path, title: str = "") -> list[Path]:
     handles.append(Line2D([], [], color="grey", label="best completed so far"))
     ax.legend(handles=handles, loc="best")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return _save(figure, stem)
+    return save_figure(figure, stem)
 
 
 def cell_figures(studies: Studies, directory: Path) -> list[Path]:
     """One validation-per-trial figure per (data set, model), every loss of that cell in it."""
-    from seqbench.reporting.figures import _slug
+    from seqbench.reporting.figures import file_slug
 
     groups: dict[tuple[str, str], list[tuple[Study, pd.DataFrame]]] = {}
     for study, trials in studies:
@@ -141,7 +142,7 @@ def cell_figures(studies: Studies, directory: Path) -> list[Path]:
     paths: list[Path] = []
     for (dataset, model), members in sorted(groups.items()):
         title = f"{dataset_display(dataset)} / {model_display(model)}: validation per trial"
-        paths += trials_figure(members, Path(directory) / f"tune_{_slug(dataset)}_{_slug(model)}", title)
+        paths += trials_figure(members, Path(directory) / f"tune_{file_slug(dataset)}_{file_slug(model)}", title)
     return paths
 
 
