@@ -17,6 +17,7 @@ from seqbench.models.registry import MODELS
 from seqbench.models.registry import make_config as model_config
 from seqbench.space import Space, choice, integer, real
 from seqbench.storage.store import RunStore
+from seqbench.services import tune as tune_service
 from seqbench.training import tune as tuning
 from seqbench.config import FIELD_TYPES
 from seqbench.training.trainer import StopRun, Trainer, make_config, train_run
@@ -35,12 +36,12 @@ COMPARED = ["number", "run_id", "state", "value", "params_json", "intermediate_j
 
 
 def study(data: Path, results: Path, trials: int, losses: tuple[str, ...] = ("bce",), seed_override: int = 3,
-          overrides_extra: dict | None = None, **kwargs: object) -> tuning.TuneReport:
+          overrides_extra: dict | None = None, **kwargs: object) -> tune_service.TuneReport:
     overrides = TINY | (overrides_extra or {})
-    return tuning.tune("toy", "sasrec", list(losses), trials, data, results, seed=seed_override, overrides=overrides, settings=EAGER, **kwargs)
+    return tune_service.tune("toy", "sasrec", list(losses), trials, data, results, seed=seed_override, overrides=overrides, settings=EAGER, **kwargs)
 
 
-def table(report: tuning.TuneReport, loss: str = "bce") -> pd.DataFrame:
+def table(report: tune_service.TuneReport, loss: str = "bce") -> pd.DataFrame:
     return report.studies[loss][1][COMPARED]
 
 

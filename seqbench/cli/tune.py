@@ -55,7 +55,7 @@ def tune(
     def work() -> None:
         from seqbench.losses.registry import LOSS_NAMES
         from seqbench.training.tune import TuneSettings
-        from seqbench.training.tune import tune as run_tune
+        from seqbench.services.tune import tune as run_tune
 
         names = parse_list(losses, "loss", list(LOSS_NAMES))
         overrides = grid_overrides({"datasets": [dataset]}, epochs, device, set_ or [])  # as compare's grid gets them

@@ -46,7 +46,7 @@ class StudyRequest:
     adjustment: str = "holm"
     alpha: float = 0.05
     arms: dict[str, list[RunConfig]] = field(default_factory=dict)  # named settings; {} = the configs alone
-    tuning: Any = None  # compare --tune: a seqbench.training.tune_grid.GridTuning (its tables join the study's)
+    tuning: Any = None  # compare --tune: a seqbench.services.tune_grid.GridTuning (its tables join the study's)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -24,25 +24,12 @@ Studies = Sequence[tuple["Study", pd.DataFrame]]
 CELL = ["dataset", "model", "loss"]
 
 
-def best_trial(trials: pd.DataFrame) -> dict[str, Any]:
-    """The completed trial with the highest validation value (ties: the earliest trial)."""
-    from seqbench.errors import RuntimeFailure
-
-    completed = trials[trials["state"] == "completed"]
-    if completed.empty:
-        raise RuntimeFailure("no trial of the study completed (all pruned or failed): give more --trials or --epochs")
-    ranked = completed.sort_values(["value", "number"], ascending=[False, True], kind="mergesort")
-    return ranked.iloc[0].to_dict()
-
-
 def budget_table(studies: Studies) -> pd.DataFrame:
     """Per study what the search spent, so a reader sees the budget was equal."""
-    from seqbench.training.trainer import make_config
-
     rows = []
     for study, trials in studies:
         unique = trials.drop_duplicates("run_id")  # a config proposed twice was trained once
-        max_epochs = make_config(None, study.trial_overrides({})).epochs
+        max_epochs = study.max_epochs
         rows.append({
             "dataset": study.dataset, "model": study.model, "loss": study.loss, "trials": len(trials),
             "completed": int((trials["state"] == "completed").sum()), "pruned": int((trials["state"] == "pruned").sum()),
@@ -83,7 +70,7 @@ def chosen_table(studies: Studies) -> pd.DataFrame:
     """Per study the best trial, its validation value and the chosen hyper-parameters (one column each)."""
     rows = []
     for study, trials in studies:
-        best = best_trial(trials)
+        best = study.best(trials)
         metric = study.settings.metric
         rows.append({"dataset": study.dataset, "model": study.model, "loss": study.loss, "best_trial": int(best["number"]),
                      f"valid_{metric}": float(best["value"])} | json.loads(best["params_json"]))
@@ -146,4 +133,4 @@ def cell_figures(studies: Studies, directory: Path) -> list[Path]:
     return paths
 
 
-__all__ = ["best_trial", "budget_table", "budget_notes", "chosen_table", "trials_figure", "cell_figures"]
+__all__ = ["budget_table", "budget_notes", "chosen_table", "trials_figure", "cell_figures"]

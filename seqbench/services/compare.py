@@ -191,7 +191,7 @@ def dry_run(request: CompareRequest, grid: Grid) -> list[dict[str, Any]]:
 
 def tune_plan(request: CompareRequest, grid: Grid) -> list[dict[str, Any]]:
     """``--tune T --dry-run``: per cell the trials stored and to run, the retrain runs, an estimate."""
-    from seqbench.training.tune_grid import plan_tuning
+    from seqbench.services.tune_grid import plan_tuning
 
     return plan_tuning(grid.configs, grid.names, request.tune, grid.overrides, request.data_dir, request.results)
 
@@ -279,11 +279,11 @@ def study_request(request: CompareRequest, grid: Grid) -> StudyRequest:
 
 def tune(request: CompareRequest, grid: Grid, progress: Progress | None = None) -> StudyRequest:
     """The grid's study request, with the setting "tuned" beside "default" when ``--tune`` asks for it
-    (:mod:`seqbench.training.tune_grid`; trials are trained unless ``--no-train``)."""
+    (:mod:`seqbench.services.tune_grid`; trials are trained unless ``--no-train``)."""
     study_req = study_request(request, grid)
     if request.tune is None:
         return study_req
-    from seqbench.training.tune_grid import tune_grid
+    from seqbench.services.tune_grid import tune_grid
 
     notify = progress or ignore
     figure_dirs = [request.plots, Path(request.report_dir) / "figures" if request.report_dir is not None else None]

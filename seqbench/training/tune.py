@@ -33,7 +33,6 @@ import pyarrow.parquet as pq
 
 from seqbench.atomic import atomic_file
 from seqbench.errors import InputError, RuntimeFailure
-from seqbench.reporting.tuning import best_trial, budget_table, cell_figures, chosen_table
 from seqbench.space import SHARED_SPACE, Space, cap_at_catalogue
 from seqbench.storage.store import RunStore
 from seqbench.training.events import Progress
@@ -97,6 +96,25 @@ class Study:
     def trial_overrides(self, params: dict[str, Any]) -> dict[str, Any]:
         """The full overrides of a trial (or of the chosen config): ``make_config(None, this)``."""
         return self.base | {"dataset": self.dataset, "model": self.model, "loss": self.loss} | params
+
+    @property
+    def max_epochs(self) -> int:
+        """Every trial's epoch budget (the budget table multiplies it by the trials)."""
+        from seqbench.training.trainer import make_config
+
+        return make_config(None, self.trial_overrides({})).epochs
+
+    def best(self, trials: pd.DataFrame) -> dict[str, Any]:
+        return best_trial(trials)
+
+
+def best_trial(trials: pd.DataFrame) -> dict[str, Any]:
+    """The completed trial with the highest validation value (ties: the earliest trial)."""
+    completed = trials[trials["state"] == "completed"]
+    if completed.empty:
+        raise RuntimeFailure("no trial of the study completed (all pruned or failed): give more --trials or --epochs")
+    ranked = completed.sort_values(["value", "number"], ascending=[False, True], kind="mergesort")
+    return ranked.iloc[0].to_dict()
 
 
 # --- the space of a study ------------------------------------------------------------------------
@@ -371,49 +389,3 @@ def tuned_configs(
         study = study_from_meta(rows.iloc[0].to_dict())
         chosen[loss] = best_overrides(study, load_trials(results, study.study_id))
     return chosen
-
-
-# --- the whole command ---------------------------------------------------------------------------
-@dataclass
-class TuneReport:
-    studies: dict[str, tuple[Study, pd.DataFrame]]
-    budget: pd.DataFrame
-    chosen: pd.DataFrame
-    best: dict[str, dict[str, Any]]
-    retrained: pd.DataFrame
-    figures: list[Path]
-
-
-def tune(
-    dataset: str,
-    model: str,
-    losses: list[str],
-    trials: int,
-    data_dir: Path,
-    results: Path,
-    seed: int = 0,
-    overrides: dict[str, Any] | None = None,
-    settings: TuneSettings | None = None,
-    retrain_seeds: list[int] | None = None,
-    plots: Path | None = None,
-    mirror: Path | None = None,
-    update: Update | None = None,
-) -> TuneReport:
-    """Tune every loss with the same budget, then report (and optionally retrain) the chosen configs."""
-    from seqbench.training.trainer import load_dataset, make_config
-
-    require_optuna()
-    settings = settings or TuneSettings()
-    num_items = load_dataset(dataset, data_dir, mirror).num_items  # a missing data set fails before any training
-    planned = {loss: plan_study(dataset, model, loss, seed, dict(overrides or {}), settings, num_items) for loss in losses}
-    for study in planned.values():  # a bad --set fails before any training, too
-        make_config(None, study.trial_overrides({}) | {"seed": seed})
-    studies = {loss: (study, run_study(study, trials, data_dir, results, mirror, update)) for loss, study in planned.items()}
-    best = {loss: best_overrides(study, table) for loss, (study, table) in studies.items()}
-    retrained = pd.concat(
-        [retrain_best(study, table, retrain_seeds, data_dir, results, mirror, update) for study, table in studies.values()],
-        ignore_index=True,
-    ) if retrain_seeds else pd.DataFrame()
-    figures = cell_figures(list(studies.values()), Path(plots)) if plots else []
-    listed = list(studies.values())
-    return TuneReport(studies, budget_table(listed), chosen_table(listed), best, retrained, figures)
