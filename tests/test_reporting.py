@@ -255,6 +255,20 @@ def test_frontier_table_per_dataset_matches_brute_force(tmp_path):
     assert table.groupby("dataset")["peak_memory_bytes"].apply(lambda s: s.is_monotonic_increasing).all()
 
 
+def test_frontier_names_the_setting_of_a_sweep(tmp_path):
+    # Two runs of one (model, loss, seed) that differ in patience are two points, each with its setting.
+    store = new_store(tmp_path)
+    for patience, value in ((10, 0.2), (40, 0.3)):
+        row = run_row(f"p{patience}", "lastfm", "sasrec", "bce", 0, {"NDCG@10": value})
+        row["config_json"] = json.dumps({"patience": patience})
+        write(store, row)
+    table = frontier_table(store.table())
+    assert "setting" in table.columns
+    assert dict(zip(table["setting"], table["test_NDCG@10"])) == {"patience=10": 0.2, "patience=40": 0.3}
+    plain = frontier_table(store.table().query("run_id == 'p10'"))
+    assert "setting" not in plain.columns  # one config: no setting column
+
+
 # --- the reference table --------------------------------------------------------------------------
 def test_packaged_paper_csv_is_the_spec_copy():
     if not SPEC_CSV.is_file():

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from seqbench.reporting.runs import FRONTIER_METRIC, completed_runs, loss_labels, metric_column
+from seqbench.reporting.runs import FRONTIER_METRIC, completed_runs, loss_labels, metric_column, setting_labels
 
 NDCG_COLUMN = metric_column("test", FRONTIER_METRIC)
 COLUMNS = ["dataset", "model", "loss", "seed", "run_id", "peak_memory_bytes", NDCG_COLUMN, "train_seconds", "on_frontier"]
@@ -43,6 +43,9 @@ def frontier_table(runs: pd.DataFrame, group_by: Sequence[str] = ("dataset",)) -
     """
     done = completed_runs(runs)
     done = done.assign(loss=loss_labels(done, with_impl=True).to_numpy())
+    if "setting" not in done.columns:  # a sweep (patience=10,40): two runs of one seed are told apart
+        done["setting"] = setting_labels(done).to_numpy() if not done.empty else []
+    with_setting = bool((done["setting"].astype(str) != "").any()) if not done.empty else False
     for column in ("peak_memory_bytes", NDCG_COLUMN, "train_seconds"):
         if column not in done.columns:
             done[column] = np.nan
@@ -52,7 +55,8 @@ def frontier_table(runs: pd.DataFrame, group_by: Sequence[str] = ("dataset",)) -
         points.loc[group.index, "on_frontier"] = pareto_mask(group["peak_memory_bytes"].to_numpy(), group[NDCG_COLUMN].to_numpy())
     points["on_frontier"] = points["on_frontier"].astype(bool)
     table = points.sort_values([*group_by, "peak_memory_bytes", NDCG_COLUMN], ascending=[True] * len(group_by) + [True, False])
-    table = table[COLUMNS].reset_index(drop=True)
+    columns = [*COLUMNS[:3], "setting", *COLUMNS[3:]] if with_setting else COLUMNS
+    table = table[columns].reset_index(drop=True)
     table.attrs.update({
         "title": f"Peak training memory versus test {FRONTIER_METRIC} (Pareto frontier per data set)",
         "formats": {"peak_memory_bytes": "bytes", NDCG_COLUMN: "number", "train_seconds": "seconds", "on_frontier": "text", "seed": "text"},
@@ -60,7 +64,7 @@ def frontier_table(runs: pd.DataFrame, group_by: Sequence[str] = ("dataset",)) -
         "hidden": ["run_id"],
         "headers": {"peak_memory_bytes": "peak memory", NDCG_COLUMN: f"test {FRONTIER_METRIC}", "train_seconds": "train time",
                     "on_frontier": "frontier"},
-        "stub": ["dataset", "model", "loss", "seed"],
+        "stub": ["dataset", "model", "loss", *(["setting"] if with_setting else []), "seed"],
         "notes": ["on_frontier: no run of the data set needs less memory and reaches a higher NDCG@10."],
     })
     return table
