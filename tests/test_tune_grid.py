@@ -159,3 +159,35 @@ def test_the_cap_matters_and_keeps_uncapped_spaces_and_study_ids() -> None:
     assert tuning.plan_study("toy", "sasrec", "cce", 0, {}, tuning.TuneSettings(), num_items=3).study_id == plain.study_id
     assert tuning.plan_study("toy", "sasrec", "bce", 0, {}, tuning.TuneSettings(), num_items=TOY_ITEMS).study_id != \
         tuning.plan_study("toy", "sasrec", "bce", 0, {}, tuning.TuneSettings()).study_id
+
+
+def test_compare_tune_jobs_2_runs_the_studies_in_workers_with_the_same_trials(toy_data: Path, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqbench.training import study_pool
+
+    pools: list[int] = []
+
+    class CountingPool(study_pool.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs) -> None:
+            pools.append(kwargs["max_workers"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(study_pool, "ProcessPoolExecutor", CountingPool)
+    one_at_a_time = [*GRID, "--tune", "2", "--set", "threads=1"]
+    side_by_side = [part if part != "1" or one_at_a_time[i - 1] != "--jobs" else "2" for i, part in enumerate(one_at_a_time)]
+    assert "--jobs" in side_by_side and side_by_side[side_by_side.index("--jobs") + 1] == "2"
+    serial = invoke(one_at_a_time, toy_data, tmp_path / "serial")
+    assert serial.exit_code == 0, serial.output
+    assert pools == []
+    parallel = invoke(side_by_side, toy_data, tmp_path / "parallel")
+    assert parallel.exit_code == 0, parallel.output
+    assert pools == [2]  # the two losses' studies ran in two worker processes
+    for loss in ("bce", "cce"):  # progress from the workers reached this process's output
+        assert f"{loss} trial 1 (2 of 2)" in parallel.output
+    keys = ["number", "run_id", "state", "value", "params_json"]
+    for study_dir in sorted((tmp_path / "serial" / tuning.STUDIES_DIR).iterdir()):
+        serial_trials = pd.read_parquet(study_dir / "trials.parquet")[keys]
+        parallel_trials = pd.read_parquet(tmp_path / "parallel" / tuning.STUDIES_DIR / study_dir.name / "trials.parquet")[keys]
+        pd.testing.assert_frame_equal(serial_trials, parallel_trials)
+    chosen = [compare_json([*one_at_a_time, "--no-train"], toy_data, tmp_path / store)["tables"]["tuning_chosen"] for store in ("serial", "parallel")]
+    assert chosen[0] == chosen[1] and len(chosen[0]) == 2

@@ -277,6 +277,19 @@ def study_request(request: CompareRequest, grid: Grid) -> StudyRequest:
                         request.source, request.test, request.adjust, request.alpha)
 
 
+def study_jobs(request: CompareRequest, grid: Grid) -> int:
+    """How many tuning studies run at once: ``--jobs`` (default: cores / threads per run) on the
+    local executor; one at a time with Ray (its cluster trains the default grid)."""
+    if request.executor != "local":
+        return 1
+    from seqbench.training.parallel import available_cores, check_jobs, default_jobs
+
+    cores = available_cores()
+    jobs = request.jobs if request.jobs is not None else default_jobs(grid.configs, cores)
+    check_jobs(jobs, grid.configs, cores)
+    return jobs
+
+
 def tune(request: CompareRequest, grid: Grid, progress: Progress | None = None) -> StudyRequest:
     """The grid's study request, with the setting "tuned" beside "default" when ``--tune`` asks for it
     (:mod:`seqbench.services.tune_grid`; trials are trained unless ``--no-train``)."""
@@ -288,7 +301,7 @@ def tune(request: CompareRequest, grid: Grid, progress: Progress | None = None) 
     notify = progress or ignore
     figure_dirs = [request.plots, Path(request.report_dir) / "figures" if request.report_dir is not None else None]
     tuned = tune_grid(study_req, request.tune, grid.overrides, request.data_dir, request.results, request.mirror,
-                      request.train, figure_dirs, update=notify)
+                      request.train, figure_dirs, update=notify, jobs=study_jobs(request, grid))
     for path in tuned.tuning.figures:
         notify(EventKind.NOTE, {"text": f"wrote {path}"})
     return tuned

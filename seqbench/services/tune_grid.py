@@ -68,12 +68,14 @@ def tune_grid(
     figure_dirs: Sequence[Path | None] = (),
     settings: TuneSettings | None = None,
     update: Update | None = None,
+    jobs: int = 1,
 ) -> StudyRequest:
     """``request`` with the settings "default" and "tuned" and the tuning tables (``compare --tune``).
 
     ``overrides``: the grid's --epochs/--set/--preset, the fixed part of every trial (a key there is
     not searched). ``train=False`` (``--no-train``) reads stored studies and runs only.
     ``figure_dirs``: where the validation-per-trial figures go (``--plots``, the report's figures).
+    ``jobs``: studies trained at once, one process each (the same trials and numbers as one at a time).
     """
     require_optuna()
     if trials < 1:
@@ -86,28 +88,34 @@ def tune_grid(
     check_catalogues(request.configs, data_dir, mirror)  # the default grid trains after the studies: fail first
     settings = settings or TuneSettings()
     seeds = list(request.names["seeds"])
+    items = {dataset: catalogue_size(dataset, data_dir, mirror) for dataset in request.names["datasets"]}
+    cells = [
+        (plan_study(dataset, model, loss, seeds[0], dict(overrides), settings, items[dataset]),
+         _in_cell(update, dataset, model))
+        for dataset in request.names["datasets"] for model in request.names["models"] for loss in request.names["losses"]
+    ]
+    if train:  # every study (and its retrains) first, side by side; the loop below then reads them
+        from seqbench.training.study_pool import run_studies
+
+        run_studies([study for study, _ in cells], trials, data_dir, results, mirror, [u for _, u in cells], jobs, seeds)
     studies, tuned, notes = [], [], []
-    for dataset in request.names["datasets"]:
-        num_items = catalogue_size(dataset, data_dir, mirror)
-        for model in request.names["models"]:
-            for loss in request.names["losses"]:
-                study = plan_study(dataset, model, loss, seeds[0], dict(overrides), settings, num_items)
-                table = _trials(study, trials, data_dir, results, mirror, train, _in_cell(update, dataset, model))
-                if len(table) < trials:
-                    notes.append(f"{_where(study)}: the stored study has {len(table)} of {trials} trials "
-                                 f"(--no-train reads it as it is; drop --no-train to finish it).")
-                if table.empty:
-                    continue
-                studies.append((study, table))
-                try:
-                    chosen = best_overrides(study, table)
-                except RuntimeFailure:
-                    notes.append(f"{_where(study)}: no trial completed (all pruned or failed), so no tuned column: "
-                                 "give more --tune trials or --epochs.")
-                    continue
-                if train:
-                    retrain_best(study, table, seeds, data_dir, results, mirror, _in_cell(update, dataset, model))
-                tuned += [_config(chosen, seed) for seed in seeds]
+    for study, cell_update in cells:
+        table = _trials(study, trials, data_dir, results, mirror, train, cell_update)
+        if len(table) < trials:
+            notes.append(f"{_where(study)}: the stored study has {len(table)} of {trials} trials "
+                         f"(--no-train reads it as it is; drop --no-train to finish it).")
+        if table.empty:
+            continue
+        studies.append((study, table))
+        try:
+            chosen = best_overrides(study, table)
+        except RuntimeFailure:
+            notes.append(f"{_where(study)}: no trial completed (all pruned or failed), so no tuned column: "
+                         "give more --tune trials or --epochs.")
+            continue
+        if train:
+            retrain_best(study, table, seeds, data_dir, results, mirror, cell_update)
+        tuned += [_config(chosen, seed) for seed in seeds]
     if not studies:
         raise InputError(f"no stored tuning study for this grid in {results}: run `seqbench compare --tune {trials}` without --no-train")
     selectable = [(study, table) for study, table in studies if (table["state"] == "completed").any()]
