@@ -109,6 +109,31 @@ def test_pretraining_is_seeded_and_leaves_the_callers_rng_alone() -> None:
     assert losses_a == losses_b and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
 
 
+def test_two_runs_at_once_pretrain_once(tmp_path: Path, monkeypatch) -> None:
+    # Two parallel S3-Rec runs of one key (compare --jobs): the second waits for the first's cache.
+    import threading
+    import time
+
+    from seqbench.training import pretrain
+
+    real, calls = pretrain.pretrain_s3rec, []
+
+    def slow(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.5)  # long enough that the second caller arrives while the first trains
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain, "pretrain_s3rec", slow)
+    dataset, results = tiny_dataset(), []
+    workers = [threading.Thread(target=lambda: results.append(load_or_pretrain(dataset, SMALL, tmp_path, epochs=1, seed=0, max_len=10)))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(calls) == 1 and sorted(r.from_cache for r in results) == [False, True]
+
+
 def test_cache_reuses_weights_and_keys_on_the_config(tmp_path: Path) -> None:
     dataset = tiny_dataset()
     first = load_or_pretrain(dataset, SMALL, tmp_path, epochs=1, seed=0, max_len=10)
@@ -116,7 +141,9 @@ def test_cache_reuses_weights_and_keys_on_the_config(tmp_path: Path) -> None:
     assert not first.from_cache and second.from_cache and first.key == second.key
     assert second.epoch_losses == first.epoch_losses
     assert all(torch.equal(first.state_dict[k], second.state_dict[k]) for k in first.state_dict)
-    assert [p.name for p in tmp_path.iterdir()] == [cache_path(tmp_path, "tiny", first.key).name]  # no temp files
+    # no temp files; the lock file parallel runs wait on stays (removing it would race)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([cache_path(tmp_path, "tiny", first.key).name,
+                                                                 cache_path(tmp_path, "tiny", first.key).name + ".lock"])
     changed = S3RecConfig(**{**SMALL.__dict__, "mip_weight": 0.5})
     assert pretrain_key(dataset, changed, 1, 0, 10) != first.key
     assert pretrain_key(dataset, SMALL, 2, 0, 10) != first.key

@@ -13,6 +13,7 @@ Adam (lr 1e-3, no weight decay). Reported per epoch: each objective's mean per p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -279,20 +280,41 @@ def load_or_pretrain(
     (``cache_dir=None``: no cache)."""
     key = pretrain_key(dataset, config, epochs, seed, max_len)
     path = None if cache_dir is None else cache_path(cache_dir, dataset.name, key)
-    if path is not None and path.is_file():
-        cached = _read_cache(path, key)
-        if cached is not None:
-            return cached
-    result = pretrain_s3rec(dataset, config, epochs, seed, device, progress, max_len)
-    result.key = key
-    if path is not None:
-        payload = {
-            "key": key, "state_dict": result.state_dict, "epoch_losses": result.epoch_losses,
-            "objectives": result.objectives, "note": result.note, "seconds": result.seconds,
-        }
-        with atomic_file(path) as tmp:
-            torch.save(payload, tmp)
-    return result
+    with _cache_lock(path):  # two parallel runs (--jobs) of one key: the second waits and reads
+        if path is not None and path.is_file():
+            cached = _read_cache(path, key)
+            if cached is not None:
+                return cached
+        result = pretrain_s3rec(dataset, config, epochs, seed, device, progress, max_len)
+        result.key = key
+        if path is not None:
+            payload = {
+                "key": key, "state_dict": result.state_dict, "epoch_losses": result.epoch_losses,
+                "objectives": result.objectives, "note": result.note, "seconds": result.seconds,
+            }
+            with atomic_file(path) as tmp:
+                torch.save(payload, tmp)
+        return result
+
+
+@contextlib.contextmanager
+def _cache_lock(path: Path | None) -> Iterator[None]:
+    """An exclusive lock on ``path``'s sibling ``.lock`` file (POSIX ``flock``; held per open file,
+    so threads and processes alike wait). Without a cache, or without ``fcntl``, no lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the atomic write alone (a second run pre-trains again)
+        fcntl = None
+    if path is None or fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read_cache(path: Path, key: str) -> PretrainResult | None:
