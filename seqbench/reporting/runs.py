@@ -6,6 +6,7 @@ only ever uses ``completed`` runs: a failed or interrupted run has no trustworth
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -115,11 +116,18 @@ def metric_column(split: str, metric: str) -> str:
 NOT_A_SETTING: frozenset[str] = frozenset({"dataset", "model", "loss", "seed", "loss_params", "device", "threads", "eval_batch_size"})
 
 
-def _setting_fields(text: Any) -> dict[str, str]:
+@functools.cache
+def _config_defaults() -> dict[str, Any]:
+    """Every run-config field's default (a stored config leaves out fields added later)."""
     from seqbench.config import RunConfig
 
+    default = RunConfig()
+    return {name: getattr(default, name) for name in RunConfig.__dataclass_fields__}
+
+
+def _setting_fields(text: Any) -> dict[str, str]:
     config = _params(text)
-    defaults = {name: getattr(RunConfig(), name) for name in RunConfig.__dataclass_fields__}
+    defaults = _config_defaults()
     fields = {k: json.dumps(v, default=str) for k, v in (defaults | config).items()
               if k not in NOT_A_SETTING and k != "model_params" and k != "ks"}
     fields["ks"] = json.dumps(list(config.get("ks", defaults["ks"])))
