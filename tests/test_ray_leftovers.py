@@ -73,12 +73,14 @@ def test_no_ray_process_outlives_a_killed_driver(tmp_path: Path) -> None:
 
 
 FAKE_DRIVER = """
-import os, subprocess, sys, time
+import os, select, subprocess, sys, time
 clean = {k: v for k, v in os.environ.items() if k != "SEQBENCH_RAY_OWNER"}
 # a child that carries no mark, as a Ray agent whose setproctitle overwrote /proc/PID/environ
 unmarked = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=clean)
 watcher = subprocess.Popen([sys.executable, "-m", "seqbench.training.ray_reaper", str(os.getpid()), sys.argv[1]],
-                           env=clean, start_new_session=True)
+                           env=clean, start_new_session=True, stdout=subprocess.PIPE, text=True)
+ready, _, _ = select.select([watcher.stdout], [], [], 60)  # its first record of this process's children is taken
+assert ready and watcher.stdout.readline().strip() == "watching"
 print(unmarked.pid, watcher.pid, flush=True)
 time.sleep(600)
 """
@@ -97,8 +99,7 @@ def test_the_watcher_stops_a_descendant_that_lost_its_mark(tmp_path: Path) -> No
     driver = subprocess.Popen([sys.executable, "-c", FAKE_DRIVER, value], env=env, stdout=subprocess.PIPE, text=True)
     unmarked, watcher = (int(pid) for pid in driver.stdout.readline().split())
     try:
-        time.sleep(2.0)  # the watcher records the driver's descendants every half second
-        driver.kill()
+        driver.kill()  # the watcher has recorded the unmarked child (the fake driver waited for it)
         driver.wait(timeout=30)
         assert wait_for(lambda: not _running(unmarked), 30), "the unmarked descendant outlived the driver"
         assert wait_for(lambda: not _running(watcher), 30), "the watcher did not finish"

@@ -126,7 +126,8 @@ def _alive(pid: int) -> bool:
 
 
 def main(driver: int, value: str) -> None:
-    recorded: set[ProcessKey] = set()
+    recorded: set[ProcessKey] = descendants(driver)
+    print("watching", flush=True)  # for whoever waits on the first record (stdout is /dev/null in use)
     while _alive(driver):
         recorded |= descendants(driver)
         time.sleep(POLL_SECONDS)
