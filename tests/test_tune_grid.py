@@ -163,25 +163,26 @@ def test_the_cap_matters_and_keeps_uncapped_spaces_and_study_ids() -> None:
 
 def test_compare_tune_jobs_2_runs_the_studies_in_workers_with_the_same_trials(toy_data: Path, tmp_path: Path,
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from seqbench.training import study_pool
+    from seqbench.training import workers
 
-    pools: list[int] = []
+    started: list[str] = []
+    start = workers.start
 
-    class CountingPool(study_pool.ProcessPoolExecutor):
-        def __init__(self, *args, **kwargs) -> None:
-            pools.append(kwargs["max_workers"])
-            super().__init__(*args, **kwargs)
+    def counting_start(*args, **kwargs) -> workers.Worker:
+        started.append(args[3])
+        return start(*args, **kwargs)
 
-    monkeypatch.setattr(study_pool, "ProcessPoolExecutor", CountingPool)
+    monkeypatch.setattr(workers, "start", counting_start)
     one_at_a_time = [*GRID, "--tune", "2", "--set", "threads=1"]
     side_by_side = [part if part != "1" or one_at_a_time[i - 1] != "--jobs" else "2" for i, part in enumerate(one_at_a_time)]
     assert "--jobs" in side_by_side and side_by_side[side_by_side.index("--jobs") + 1] == "2"
     serial = invoke(one_at_a_time, toy_data, tmp_path / "serial")
     assert serial.exit_code == 0, serial.output
-    assert pools == []
+    assert started == []
     parallel = invoke(side_by_side, toy_data, tmp_path / "parallel")
     assert parallel.exit_code == 0, parallel.output
-    assert pools == [2]  # the two losses' studies ran in two worker processes
+    studies = sorted(name for name in started if name.startswith("seqbench:study:"))
+    assert studies == ["seqbench:study:bce", "seqbench:study:cce"]  # one worker process per study
     for loss in ("bce", "cce"):  # progress from the workers reached this process's output
         assert f"{loss} trial 1 (2 of 2)" in parallel.output
     keys = ["number", "run_id", "state", "value", "params_json"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,13 +55,38 @@ out_console = StreamConsole()
 OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, ``kill``): stops a command as Ctrl-C does, so the runs in
+    progress are stored as interrupted and worker processes are stopped, not orphaned."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def guarded(work: Callable[[], T], debug: bool = False, as_json: bool = False) -> T:
     """Run a command body; turn known failures into a one-line error and the contract's exit code
     (with ``--json``, also one JSON object ``{"error": ..., "exit_code": ...}`` on stdout)."""
     try:
-        return work()
+        with sigterm_as_interrupt():
+            return work()
     except SeqbenchError as error:
         fail(error.message, error.exit_code, debug, as_json)
+    except Terminated:
+        fail("terminated (SIGTERM); the runs in progress are stored as interrupted", 143, debug, as_json)
     except KeyboardInterrupt:
         fail("interrupted", 130, debug, as_json)
     except MemoryError:

@@ -9,6 +9,7 @@ with the plain name (``kind == "epoch"``) both keep working.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -22,6 +23,26 @@ class EventKind(StrEnum):
     RUN_END = "run-end"  # a grid: one run ended (status, reason, test metrics)
     SKIPPED = "skipped"  # a grid: a run already stored is not trained again (reason)
     NOTE = "note"  # a service: one line for the user (text), e.g. a file written or runs that failed
+
+
+BATCH_EVENT_SECONDS = 0.5  # across processes, at most two "batch" events a second per run
+
+
+class BatchThrottle:
+    """For events that cross processes: every kind passes, "batch" (one per optimiser step, which
+    would flood the driver) at most once per :data:`BATCH_EVENT_SECONDS`."""
+
+    def __init__(self) -> None:
+        self.last_batch = 0.0
+
+    def passes(self, kind: str) -> bool:
+        if kind != EventKind.BATCH:
+            return True
+        now = time.monotonic()
+        if now - self.last_batch < BATCH_EVENT_SECONDS:
+            return False
+        self.last_batch = now
+        return True
 
 
 class ProgressEvent(NamedTuple):

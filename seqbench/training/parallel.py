@@ -14,37 +14,32 @@ The default ``jobs`` is ``cores // T`` (T = the largest ``threads`` of the grid,
 For numbers equal bit for bit across ``--jobs`` values set ``threads`` explicitly
 (``--set threads=1``); ``jobs = 1`` runs in this process like the local executor.
 
-Stopping. Workers ignore the terminal's SIGINT: on Ctrl-C the driver sends each running worker
-one SIGTERM, which the worker turns into the KeyboardInterrupt that stores its run as
-``interrupted`` (as a Ctrl-C does to a local run); workers that have not exited after
-``STOP_GRACE_SECONDS`` (or at a second Ctrl-C) are killed. A worker that dies (killed, out of
-memory) becomes a ``failed`` outcome (nothing stored, as with Ray) and the grid goes on. A worker
-whose driver disappeared exits by itself, so no process outlives the grid.
+Stopping (the worker processes are :mod:`seqbench.training.workers`'): on Ctrl-C the driver sends
+each running worker one SIGTERM, which stores its run as ``interrupted`` (as a Ctrl-C does to a
+local run); workers that have not exited after ``STOP_GRACE_SECONDS`` (or at a second Ctrl-C) are
+killed. A worker that dies (killed, out of memory) becomes a ``failed`` outcome (nothing stored,
+as with Ray) and the grid goes on. A worker whose driver disappeared exits by itself, so no
+process outlives the grid.
 """
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from seqbench.errors import InputError
 from seqbench.config import RunConfig
-from seqbench.training.events import EventKind, Progress, ProgressEvent, ignore
+from seqbench.training import workers
+from seqbench.training.events import EventKind, Progress, ignore
 from seqbench.training.grid import LocalExecutor, RunOutcome, end_info, execute_run
 from seqbench.training.planned import PlannedRun, local_device_type, plan_runs
 
-POLL_SECONDS = 0.2  # how often the driver looks at its workers when none reports
-BATCH_EVENT_SECONDS = 0.5  # workers forward at most two "batch" events a second per run
-STOP_GRACE_SECONDS = 60.0  # time a stopped worker has to store its interrupted run
+STOP_GRACE_SECONDS = workers.STOP_GRACE_SECONDS  # time a stopped worker has to store its interrupted run
 PRELOAD = ["torch", "seqbench.training.trainer"]  # what the fork server imports once
 
 # (config, data_dir, results, mirror, update) -> outcome; tests pass their own module-level one.
@@ -80,61 +75,17 @@ def worker_threads(config: RunConfig, jobs: int, cores: int) -> int:
 
 
 # --- the worker process -----------------------------------------------------------------------
-class _Relay:
-    """The worker's progress callback: sends trainer events down the pipe, "batch" ones throttled."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn, self.last_batch = conn, 0.0
-
-    def __call__(self, kind: EventKind, info: dict[str, Any]) -> None:
-        if kind == EventKind.BATCH:
-            now = time.monotonic()
-            if now - self.last_batch < BATCH_EVENT_SECONDS:
-                return
-            self.last_batch = now
-        self.conn.send(("event", ProgressEvent(kind, info)))
-
-
-def _stop_on_sigterm(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop request; the interrupted run gets stored
-    raise KeyboardInterrupt
-
-
-def _exit_with_driver(conn: Connection) -> None:
-    """Block on the pipe, which the driver never writes to: EOF means the driver is gone (killed)."""
-    try:
-        conn.recv()
-    except (EOFError, OSError):
-        pass
-    os._exit(1)  # nobody would read this run's outcome
-
-
-def worker_main(run: PlannedRun, data_dir: Path, results: Path, mirror: Path | None, conn: Connection, worker_fn: WorkerFn) -> None:
-    """Entry point of a worker process: one run (on ``run.threads`` threads), its events and outcome sent down ``conn``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when workers stop
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    # Not the parent pid: the fork server, a worker's parent, outlives a killed driver.
-    threading.Thread(target=_exit_with_driver, args=(conn,), daemon=True).start()
-    import torch
-
-    torch.set_num_threads(run.threads)
-    try:
-        outcome = worker_fn(run.config, data_dir, results, mirror, _Relay(conn))
-    except KeyboardInterrupt:  # the trainer stored the run as interrupted before this
-        outcome = RunOutcome(run.run_id, run.label, "interrupted", "interrupted by the user (Ctrl-C)")
-    conn.send(("outcome", outcome))
-    conn.close()
+def train_in_worker(run: PlannedRun, data_dir: Path, results: Path, mirror: Path | None, worker_fn: WorkerFn, relay: Progress) -> RunOutcome:
+    """What a worker process runs (:func:`seqbench.training.workers.start`): one run, its outcome."""
+    return worker_fn(run.config, data_dir, results, mirror, relay)
 
 
 # --- the driver -------------------------------------------------------------------------------
 @dataclass
 class _Job:
     run: PlannedRun
-    process: Any
-    conn: Connection
-    outcome: RunOutcome | None = None
+    worker: workers.Worker
     ended: bool = False  # a run-end event was relayed
-    started: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
@@ -177,7 +128,7 @@ class ProcessExecutor:
             while todo or running:
                 while todo and len(running) < jobs:
                     running.append(self._start(ctx, todo.pop(0), data_dir, results, mirror, jobs))
-                self._wait(running)
+                workers.wait_any([job.worker for job in running])
                 for job in [job for job in running if self._poll(job, notify)]:
                     running.remove(job)
                     outcomes[id(job.run)] = self._finish(job, notify, "failed")
@@ -187,74 +138,41 @@ class ProcessExecutor:
         return [outcomes[id(run)] for run in planned]
 
     def _start(self, ctx: Any, run: PlannedRun, data_dir: Path, results: Path, mirror: Path | None, jobs: int) -> _Job:
-        # Duplex: the worker sends events one way and watches the other for the driver's EOF.
-        reader, writer = ctx.Pipe(duplex=True)
-        process = ctx.Process(
-            target=worker_main,
-            args=(run.with_threads(worker_threads(run.config, jobs, self.cores)), Path(data_dir), Path(results), mirror, writer, self.worker_fn),
-            name=f"seqbench:{run.label}",
-        )
-        process.start()
-        writer.close()  # the worker holds the only other end: EOF here = worker gone
-        return _Job(run, process, reader)
+        threads = worker_threads(run.config, jobs, self.cores)
+        args = (run.with_threads(threads), Path(data_dir), Path(results), mirror, self.worker_fn)
+        return _Job(run, workers.start(ctx, train_in_worker, args, f"seqbench:{run.label}", threads))
 
     @staticmethod
-    def _wait(running: list[_Job]) -> None:
-        wait([job.conn for job in running] + [job.process.sentinel for job in running], timeout=POLL_SECONDS)
+    def _relay(job: _Job, notify: Progress) -> workers.Notify:
+        """The job's events to ``notify``, noting when its run ended."""
+
+        def relay(kind: str, info: dict[str, Any]) -> None:
+            job.ended = job.ended or kind == EventKind.RUN_END
+            notify(kind, info)  # type: ignore[arg-type]  # kinds arrive as EventKind, pickled
+
+        return relay
 
     def _poll(self, job: _Job, notify: Progress) -> bool:
-        """Relay what the worker sent; True once it is gone (its pipe at EOF or the process dead)."""
-        try:
-            while job.conn.poll():
-                message = job.conn.recv()
-                if message[0] == "outcome":
-                    job.outcome = message[1]
-                else:
-                    kind, info = message[1]
-                    job.ended = job.ended or kind == EventKind.RUN_END
-                    notify(kind, info)
-        except (EOFError, OSError):  # the worker exited (or was killed mid-message)
-            job.process.join()
-            return True
-        except Exception:  # a message cut off by a kill does not unpickle
-            job.process.kill()
-            job.process.join()
-            return True
-        return not job.process.is_alive() and not job.conn.poll()
+        """Relay the worker's events; True once it is gone."""
+        return workers.poll(job.worker, self._relay(job, notify))
 
     def _finish(self, job: _Job, notify: Progress, missing: str) -> RunOutcome:
         """The job's outcome; a worker that died without one gets ``missing`` (failed or interrupted)."""
-        job.process.join()
-        job.conn.close()
-        outcome = job.outcome
-        if outcome is None:
-            code = job.process.exitcode
-            why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-            reason = "interrupted by the user (Ctrl-C)" if missing == "interrupted" else f"worker process died ({why}); nothing was stored"
-            outcome = RunOutcome(job.run.run_id, job.run.label, missing, reason, time.perf_counter() - job.started)
+        worker = job.worker
+        workers.reap(worker)
+        outcome = worker.result
+        if worker.interrupted:
+            outcome = RunOutcome(job.run.run_id, job.run.label, "interrupted", "interrupted by the user (Ctrl-C)", time.perf_counter() - worker.started)
+        elif worker.error is not None:
+            outcome = RunOutcome(job.run.run_id, job.run.label, "failed", f"{type(worker.error).__name__}: {worker.error}", time.perf_counter() - worker.started)
+        elif outcome is None:
+            reason = "interrupted by the user (Ctrl-C)" if missing == "interrupted" else f"worker process died ({worker.why_gone()}); nothing was stored"
+            outcome = RunOutcome(job.run.run_id, job.run.label, missing, reason, time.perf_counter() - worker.started)
         if not job.ended:
             notify(EventKind.RUN_END, end_info(outcome))
         return outcome
 
     def _stop(self, running: list[_Job], notify: Progress) -> dict[int, RunOutcome]:
         """Ctrl-C (or any error): stop every worker, let it store its interrupted run, reap it."""
-        for job in running:
-            if job.process.is_alive():
-                os.kill(job.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        try:
-            # A second Ctrl-C ends the wait at once; the workers are killed below either way.
-            with contextlib.suppress(KeyboardInterrupt):
-                while any(job.process.is_alive() for job in running) and time.monotonic() < deadline:
-                    self._wait(running)
-                    for job in running:
-                        self._poll(job, notify)
-        finally:
-            for job in running:
-                if job.process.is_alive():
-                    job.process.kill()
-        done: dict[int, RunOutcome] = {}
-        for job in running:
-            self._poll(job, notify)
-            done[id(job.run)] = self._finish(job, notify, "interrupted")
-        return done
+        workers.stop([job.worker for job in running], [self._relay(job, notify) for job in running], STOP_GRACE_SECONDS)
+        return {id(job.run): self._finish(job, notify, "interrupted") for job in running}

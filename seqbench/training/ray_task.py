@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seqbench.errors import SeqbenchError
-from seqbench.training.events import EventKind
+from seqbench.training.events import BatchThrottle, EventKind
 from seqbench.training.planned import PlannedRun
 from seqbench.training.ray_data import DataSource, load_on_worker
 
 if TYPE_CHECKING:
     from seqbench.storage.store import StoredRun
 
-BATCH_EVENT_SECONDS = 0.5  # workers forward at most two "batch" events a second per run
 
 # (config, dataset, device, pretrain_cache, progress) -> (stored run, error or None)
 TrainFn = Callable[..., "tuple[StoredRun, BaseException | None]"]
@@ -62,15 +61,12 @@ class _Relay:
 
     def __init__(self, inbox: Any, run_id: str, label: str) -> None:
         self.inbox, self.run_id, self.label = inbox, run_id, label
-        self.last_batch = 0.0
+        self.throttle = BatchThrottle()
         self.last_push: Any = None
 
     def __call__(self, kind: EventKind, info: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if kind == EventKind.BATCH:
-            if now - self.last_batch < BATCH_EVENT_SECONDS:
-                return  # every step would flood the driver; the table needs a few per second
-            self.last_batch = now
+        if not self.throttle.passes(kind):
+            return
         self.last_push = self.inbox.push.remote(kind, info | {"run_id": self.run_id, "label": self.label})
 
     def flush(self) -> None:

@@ -7,24 +7,23 @@ gives the same trials, in the same order, with the same numbers as running it he
 
 Workers are started with ``spawn`` (a fresh interpreter: no forked torch state). A run whose
 ``threads`` is 0 gets ``cores // jobs`` threads in its worker, as ``--jobs`` does for the grid.
-The workers' progress events come back through a queue and reach the caller's callback for
-that study; an error in a study is raised here once the running studies are done.
+The workers' progress events come back through their pipes and reach the caller's callback for
+that study; an error in a study is raised here once the running studies are done. The worker
+processes are :mod:`seqbench.training.workers`': Ctrl-C here stops them with their trials stored
+as ``interrupted`` (the next run of the command draws the same trial again), and a worker whose
+driver was killed exits by itself.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import queue as queue_module
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from seqbench.training import workers
 from seqbench.training.tune import Study, Update, load_trials, retrain_best, run_study
-
-POLL_SECONDS = 0.2
 
 
 def run_studies(
@@ -42,23 +41,30 @@ def run_studies(
     updates = list(updates) or [None] * len(studies)
     if jobs <= 1 or len(studies) <= 1:
         return [_one(study, trials, data_dir, results, mirror, update, list(retrain_seeds)) for study, update in zip(studies, updates)]
+    from seqbench.training.parallel import available_cores
+
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager:
-        events = manager.Queue()
-        with ProcessPoolExecutor(max_workers=min(jobs, len(studies)), mp_context=context,
-                                 initializer=_pin_threads, initargs=(jobs,)) as pool:
-            pending: set[Future[None]] = {
-                pool.submit(_worker, index, study, trials, data_dir, results, mirror, list(retrain_seeds), events, updates[index] is not None)
-                for index, study in enumerate(studies)
-            }
-            errors: list[BaseException] = []
-            while pending:
-                done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-                _forward(events, updates)
-                errors += [error for future in done if (error := future.exception()) is not None]
-            _forward(events, updates)
-        if errors:
-            raise errors[0]
+    threads = max(1, available_cores() // jobs)  # a worker's default; a run's own ``threads`` wins
+    todo = list(range(len(studies)))
+    running: dict[int, workers.Worker] = {}
+    errors: list[BaseException] = []
+    try:
+        while todo or running:
+            while todo and len(running) < jobs:
+                index = todo.pop(0)
+                args = (studies[index], trials, data_dir, results, mirror, list(retrain_seeds), updates[index] is not None)
+                running[index] = workers.start(context, _study_in_worker, args, f"seqbench:study:{studies[index].loss}", threads)
+            workers.wait_any(list(running.values()))
+            for index, worker in list(running.items()):
+                if workers.poll(worker, _notify(updates[index])):
+                    workers.reap(running.pop(index))
+                    errors += _failure(worker, studies[index])
+    except BaseException:
+        indices = list(running)
+        workers.stop([running[i] for i in indices], [_notify(updates[i]) for i in indices])
+        raise
+    if errors:
+        raise errors[0]
     return [load_trials(results, study.study_id) for study in studies]
 
 
@@ -71,27 +77,22 @@ def _one(study: Study, trials: int, data_dir: Path, results: Path, mirror: Path 
     return table
 
 
-def _pin_threads(jobs: int) -> None:
-    """A worker's default thread count: its share of the cores (a run's own ``threads`` wins)."""
-    import torch
-
-    from seqbench.training.parallel import available_cores
-
-    torch.set_num_threads(max(1, available_cores() // jobs))
+def _study_in_worker(study: Study, trials: int, data_dir: Path, results: Path, mirror: Path | None,
+                     retrain_seeds: list[int], report: bool, relay: Update) -> None:
+    """What a worker process runs (:func:`seqbench.training.workers.start`): one study, then its retrains."""
+    _one(study, trials, data_dir, results, mirror, relay if report else None, retrain_seeds)
 
 
-def _worker(index: int, study: Study, trials: int, data_dir: Path, results: Path, mirror: Path | None,
-            retrain_seeds: list[int], events: Any, report: bool) -> None:
-    send = (lambda kind, info: events.put((index, kind, info))) if report else None
-    _one(study, trials, data_dir, results, mirror, send, retrain_seeds)
+def _notify(update: Update | None) -> workers.Notify:
+    return update if update is not None else (lambda kind, info: None)
 
 
-def _forward(events: Any, updates: list[Update | None]) -> None:
-    while True:
-        try:
-            index, kind, info = events.get_nowait()
-        except queue_module.Empty:
-            return
-        update = updates[index]
-        if update is not None:
-            update(kind, info)
+def _failure(worker: workers.Worker, study: Study) -> list[BaseException]:
+    """What went wrong in a finished worker (nothing if it completed its study)."""
+    if worker.error is not None:
+        return [worker.error]
+    if worker.interrupted:
+        return [KeyboardInterrupt()]
+    if not worker.answered:
+        return [RuntimeError(f"the {study.loss} study's worker process died ({worker.why_gone()}); run the command again to resume it")]
+    return []

@@ -1,0 +1,166 @@
+"""Child processes that each run one task for a driver, report through a pipe and never outlive it.
+
+Both ways of running work side by side on this machine use it: a grid's runs (``compare --jobs``,
+:mod:`seqbench.training.parallel`) and tuning studies (``compare --tune --jobs``,
+:mod:`seqbench.training.study_pool`). A task is a module-level function ``target(*args, relay)``;
+``relay(kind, info)`` sends progress events to the driver ("batch" ones throttled).
+
+Stopping. Workers ignore the terminal's SIGINT (the driver decides): the driver's :func:`stop` sends
+each one SIGTERM, which the worker turns into a KeyboardInterrupt, so the trainer stores its run as
+``interrupted`` (as Ctrl-C does to a run in the driver's own process), then kills those still
+alive after the grace time. A worker also watches its end of the pipe, which the driver never
+writes to: end of file means the driver is gone (killed, even by SIGKILL), and the worker exits at
+once, so no worker outlives its driver. (Not the parent pid: a fork server is a worker's parent
+and outlives a killed driver.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from seqbench.training.events import BatchThrottle, ProgressEvent
+
+POLL_SECONDS = 0.2  # how often the driver looks at its workers when none reports
+STOP_GRACE_SECONDS = 60.0  # time a stopped worker has to store its interrupted run
+
+Notify = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class Worker:
+    """The driver's handle on one child process and what it sent back."""
+
+    name: str
+    process: Any
+    conn: Connection
+    result: Any = None
+    error: BaseException | None = None
+    interrupted: bool = False  # the task ended with a KeyboardInterrupt (a stop request)
+    answered: bool = False  # a result, an error or an interruption arrived
+    started: float = field(default_factory=time.perf_counter)
+
+    def why_gone(self) -> str:
+        code = self.process.exitcode
+        return f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+
+
+def start(context: Any, target: Callable[..., Any], args: tuple[Any, ...], name: str, threads: int = 0) -> Worker:
+    """Start ``target(*args, relay)`` in a child of ``context`` (torch on ``threads`` threads if > 0)."""
+    # Duplex: the worker sends one way and watches the other for the driver's end of file.
+    reader, writer = context.Pipe(duplex=True)
+    process = context.Process(target=_main, args=(writer, target, args, threads), name=name)
+    process.start()
+    writer.close()  # the worker holds the only other end: end of file here = worker gone
+    return Worker(name, process, reader)
+
+
+def wait_any(workers: Sequence[Worker], timeout: float = POLL_SECONDS) -> None:
+    """Block until a worker sends something or exits (or ``timeout`` passes)."""
+    wait([w.conn for w in workers] + [w.process.sentinel for w in workers], timeout=timeout)
+
+
+def poll(worker: Worker, notify: Notify) -> bool:
+    """Hand the worker's events to ``notify``, keep its answer; True once it is gone."""
+    try:
+        while worker.conn.poll():
+            kind, payload = worker.conn.recv()
+            if kind == "event":
+                notify(*payload)
+                continue
+            worker.answered = True
+            if kind == "result":
+                worker.result = payload
+            elif kind == "error":
+                worker.error = payload
+            else:
+                worker.interrupted = True
+    except (EOFError, OSError):  # the worker exited (or was killed mid-message)
+        worker.process.join()
+        return True
+    except Exception:  # a message cut off by a kill does not unpickle
+        worker.process.kill()
+        worker.process.join()
+        return True
+    return not worker.process.is_alive() and not worker.conn.poll()
+
+
+def reap(worker: Worker) -> None:
+    worker.process.join()
+    worker.conn.close()
+
+
+def stop(workers: Sequence[Worker], notifies: Sequence[Notify], grace: float = STOP_GRACE_SECONDS) -> None:
+    """Ask every live worker to stop (SIGTERM), relay what they send (worker i's events to
+    ``notifies[i]``) for up to ``grace`` seconds, kill the rest, reap them all. A Ctrl-C during the
+    wait ends it at once."""
+    for worker in workers:
+        if worker.process.is_alive():
+            os.kill(worker.process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            while any(w.process.is_alive() for w in workers) and time.monotonic() < deadline:
+                wait_any(workers)
+                for worker, notify in zip(workers, notifies):
+                    poll(worker, notify)
+    finally:
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.kill()
+    for worker, notify in zip(workers, notifies):
+        poll(worker, notify)
+        reap(worker)
+
+
+# --- inside the child ---------------------------------------------------------------------------
+class _Relay:
+    """The task's progress callback: events down the pipe, "batch" ones throttled."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn, self.throttle = conn, BatchThrottle()
+
+    def __call__(self, kind: str, info: dict[str, Any]) -> None:
+        if self.throttle.passes(kind):
+            self.conn.send(("event", ProgressEvent(kind, info)))  # type: ignore[arg-type]  # a tuner adds its own kinds
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop request; the interrupted run gets stored
+    raise KeyboardInterrupt
+
+
+def _exit_with_driver(conn: Connection) -> None:
+    """Block on the pipe, which the driver never writes to: end of file means the driver is gone."""
+    try:
+        conn.recv()
+    except (EOFError, OSError):
+        pass
+    os._exit(1)  # nobody would read this task's answer
+
+
+def _main(conn: Connection, target: Callable[..., Any], args: tuple[Any, ...], threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    threading.Thread(target=_exit_with_driver, args=(conn,), daemon=True).start()
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        conn.send(("result", target(*args, _Relay(conn))))
+    except KeyboardInterrupt:  # the trainer stored its run as interrupted before this
+        conn.send(("interrupted", None))
+    except Exception as error:  # raised again in the driver
+        try:
+            conn.send(("error", error))
+        except Exception:  # an exception that does not pickle travels as its text
+            conn.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
+    conn.close()
