@@ -27,6 +27,9 @@ class SequentialRecommender(nn.Module, abc.ABC):
     # Extra left padding changes no real position's output (right-aligned positions, packed
     # recurrences): lets evaluation and the length sampler cut batches to their longest sequence.
     left_padding_free: ClassVar[bool] = True
+    # Training work per position relative to GRU4Rec's, roughly: only orders a grid's runs
+    # (the longest first, so that parallel runs end together), never changes a result.
+    relative_cost: ClassVar[float] = 1.0
 
     def __init__(self, config: object, num_items: int, max_len: int) -> None:
         super().__init__()

@@ -41,6 +41,7 @@ class BERT4Rec(SequentialRecommender):
     name: ClassVar[str] = "bert4rec"
     Config: ClassVar[type] = BERT4RecConfig
     target_positions: ClassVar[str] = "masked"
+    relative_cost: ClassVar[float] = 2.0  # attention blocks: an epoch measured 1.5-2.2x GRU4Rec's (docs/performance.md)
 
     def __init__(self, config: BERT4RecConfig, num_items: int, max_len: int) -> None:
         if config.inner_size is None:

@@ -66,6 +66,7 @@ class S3Rec(SASRec):
     name: ClassVar[str] = "s3rec"
     Config: ClassVar[type] = S3RecConfig
     target_positions: ClassVar[str] = "causal"
+    relative_cost: ClassVar[float] = 2.0  # attention blocks: an epoch measured 1.5-2.2x GRU4Rec's (docs/performance.md)
 
     def __init__(self, config: S3RecConfig, num_items: int, max_len: int, num_attributes: int = 0) -> None:
         resolved = config.resolved()

@@ -89,6 +89,7 @@ class SASRec(SequentialRecommender):
     name: ClassVar[str] = "sasrec"
     Config: ClassVar[type] = SASRecConfig
     target_positions: ClassVar[str] = "causal"
+    relative_cost: ClassVar[float] = 2.0  # attention blocks: an epoch measured 1.5-2.2x GRU4Rec's (docs/performance.md)
 
     def __init__(self, config: SASRecConfig, num_items: int, max_len: int) -> None:
         resolved = config.resolved()

@@ -169,7 +169,11 @@ def run_grid(
     retry_failed: bool = False,
     update: Progress | None = None,
 ) -> list[RunOutcome]:
-    todo, done = pending(plan_grid_runs(configs, executor), RunStore(results), retry_failed)
+    from seqbench.training.plan import longest_first  # plan reads this module's is_settled
+
+    store = RunStore(results)
+    todo, done = pending(plan_grid_runs(configs, executor), store, retry_failed)
+    todo = longest_first(todo, store)
     if update is not None:
         for outcome in done:
             update(EventKind.SKIPPED, {"run_id": outcome.run_id, "label": outcome.label, "reason": outcome.reason})

@@ -62,4 +62,45 @@ def plan_grid(runs: list[PlannedRun], store: RunStore, retry_failed: bool) -> li
     return rows
 
 
-__all__ = ["plan_grid", "estimate", "seconds_per_epoch"]
+# --- the order runs start in ---------------------------------------------------------------------
+FULL_CATALOGUE = 10_000  # items a full-softmax loss is taken to score (the data set is not opened)
+
+
+def work_proxy(config: RunConfig) -> tuple[float, float]:
+    """A rough (loss, model) work per epoch, for ordering only: scored items per position x
+    positions carrying a loss, then the model's relative cost per position."""
+    from seqbench.losses.registry import default_params, loss_class
+    from seqbench.models.registry import model_class
+
+    loss = loss_class(config.loss)
+    positions = config.positions or loss.model_positions.get(config.model, loss.default_positions)
+    scored = float(FULL_CATALOGUE)
+    if loss.needs_negatives:
+        negatives = (default_params(config.loss) | config.loss_params).get("num_negatives") or 1
+        scored = float(negatives) + 1
+    span = config.max_len if positions == "all" else 1
+    return scored * span, model_class(config.model).relative_cost
+
+
+def longest_first(runs: list[PlannedRun], store: RunStore) -> list[PlannedRun]:
+    """The runs, expected longest first, so that parallel runs finish close together instead of
+    one long run starting last while the other cores idle.
+
+    The expectation is the stored seconds per epoch of the same data set, model and loss when
+    every run has one (a grid given more seeds), else :func:`work_proxy`. Stable: equal runs keep
+    the grid's order. The order changes no run: each is trained from its own config and seed.
+    """
+    rates = seconds_per_epoch(store.table())
+    stored = [estimate(run.config, rates) for run in runs]
+    if runs and all(seconds is not None and basis == "same dataset/model/loss" for seconds, basis in stored):
+        keys: list[Any] = [seconds for seconds, _ in stored]
+    else:
+        keys = [work_proxy(run.config) for run in runs]
+    return [runs[i] for i in sorted(range(len(runs)), key=lambda i: (_negate(keys[i]), i))]
+
+
+def _negate(key: Any) -> Any:
+    return tuple(-part for part in key) if isinstance(key, tuple) else -key
+
+
+__all__ = ["plan_grid", "estimate", "seconds_per_epoch", "longest_first", "work_proxy"]
