@@ -8,7 +8,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from seqbench.losses import chunked_ce
 from seqbench.losses.base import LossBatch
-from seqbench.losses.chunked_ce import chunked_cross_entropy, dense_cross_entropy
+from seqbench.losses.chunked_ce import chunked_cross_entropy, dense_cross_entropy, fused_cross_entropy
 from seqbench.losses.registry import build_loss
 from seqbench.measure.allocations import AllocationTracker
 
@@ -49,6 +49,34 @@ def test_chunked_equals_dense_in_value_and_gradients(
     assert float(got[1][0].abs().sum()) == 0.0  # the padding row gets no gradient
 
 
+@pytest.mark.parametrize("strip_bytes", [1, 5 * 4 * N, 2**20])  # 16-row strips, 5 rows (16 win), all rows
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("signs", ["positive", "mixed"])
+def test_fused_equals_dense_in_value_and_gradients(strip_bytes: int, with_bias: bool, signs: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chunked_ce, "STRIP_BYTES", strip_bytes)
+    x, table, bias, targets = leaves(strip_bytes, 53, with_bias)
+    weights = torch.rand(53) + 0.1
+    if signs == "mixed":
+        weights[::3] = 0.0
+        weights[1::3] *= -1
+    params = [p for p in (x, table, bias) if p is not None]
+    dense = dense_cross_entropy(x, table, bias, targets)
+    fused = fused_cross_entropy(x, table, bias, targets)
+    torch.testing.assert_close(fused, dense, rtol=1e-5, atol=1e-6)
+    want = torch.autograd.grad((dense * weights).sum(), params)
+    got = torch.autograd.grad((fused * weights).sum(), params)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert float(got[1][0].abs().sum()) == 0.0  # the padding row gets no gradient
+
+
+def test_fused_strips_fit_the_cache_on_cpu_and_take_every_row_on_cuda() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert chunked_ce.strip_rows(5900, 3646, cpu) * 3646 * 4 <= chunked_ce.STRIP_BYTES
+    assert chunked_ce.strip_rows(5900, 10**6, cpu) == 16  # never a matrix-vector product
+    assert chunked_ce.strip_rows(5900, 10**6, cuda) == 5900
+
+
 @pytest.mark.parametrize("chunk", [64, 600])
 def test_cce_impls_agree_with_padding_rows(chunk: int) -> None:
     g = torch.Generator().manual_seed(chunk)
@@ -56,7 +84,7 @@ def test_cce_impls_agree_with_padding_rows(chunk: int) -> None:
     positives[0, :4] = 0
     positives[2, :] = 0
     results = []
-    for impl in ("dense", "chunked"):
+    for impl in ("dense", "chunked", "fused"):
         hidden = torch.randn(4, 9, D, generator=torch.Generator().manual_seed(1)).requires_grad_()
         table = torch.randn(N + 1, D, generator=torch.Generator().manual_seed(2)).requires_grad_()
         loss = build_loss("cce", N, {"ce_impl": impl, "chunk_size": chunk})
@@ -64,17 +92,19 @@ def test_cce_impls_agree_with_padding_rows(chunk: int) -> None:
         out.value.backward()
         assert out.diagnostics["chunked"] == float(impl == "chunked")
         results.append((out.value.detach(), hidden.grad, table.grad))
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    assert float(results[1][1][2].abs().sum()) == 0.0  # padding positions get no gradient
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert float(other[1][2].abs().sum()) == 0.0  # padding positions get no gradient
 
 
 def test_only_requested_gradients_are_computed() -> None:
     x, table, _, targets = leaves(0, 10, False)
     table.requires_grad_(False)
-    (grad_x,) = torch.autograd.grad(chunked_cross_entropy(x, table, None, targets, 64).sum(), [x])
     (want,) = torch.autograd.grad(dense_cross_entropy(x, table, None, targets).sum(), [x])
-    torch.testing.assert_close(grad_x, want, rtol=1e-5, atol=1e-6)
+    for loss in (chunked_cross_entropy(x, table, None, targets, 64), fused_cross_entropy(x, table, None, targets)):
+        (grad_x,) = torch.autograd.grad(loss.sum(), [x])
+        torch.testing.assert_close(grad_x, want, rtol=1e-5, atol=1e-6)
 
 
 def test_auto_switches_to_chunked_above_the_budget() -> None:

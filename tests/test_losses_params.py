@@ -49,7 +49,7 @@ def test_unknown_loss_lists_the_valid_names() -> None:
         ("sce", {"b_y": 11}, "b_y must be at most the number of items N = 10"),
         ("sce", {"n_b": 0}, "n_b must be >= 1"),
         ("gbce", {"t": 1.5}, "t must be in [0, 1]"),
-        ("ce", {"ce_impl": "fast"}, "valid: dense, chunked, auto, cut"),
+        ("ce", {"ce_impl": "fast"}, "valid: dense, chunked, fused, auto, cut"),
         ("cce", {"chunk_size": 0}, "chunk_size must be >= 1"),
         ("bce", {"sampler": "zipf"}, "valid: uniform, popularity"),
         ("bce", {"sampler": "popularity"}, "exclude_history=true needs sampler=uniform"),

@@ -1,9 +1,11 @@
 """``ce`` and ``cce``: the full softmax cross-entropy over items 1..N, at the last or every timestamp.
 
-One mathematical loss, three interchangeable implementations (``ce_impl``): ``dense`` builds the
-n x N logits, ``chunked`` is the exact chunked autograd function of ``chunked_ce`` (no logits
-matrix), ``auto`` picks chunked when n x N x 4 bytes would exceed ``memory_budget_mib``; ``cut``
-calls Apple's ``cut-cross-entropy`` kernels (CUDA only, when the package is installed).
+One mathematical loss, interchangeable implementations (``ce_impl``): ``dense`` builds the
+n x N logits through torch's cross-entropy, ``chunked`` is the exact chunked autograd function of
+``chunked_ce`` (no logits matrix), ``fused`` keeps the logits as dense does but computes them and
+their gradient in cache-sized strips (the fastest on CPU while n x N fits in memory), ``auto``
+picks chunked when n x N x 4 bytes would exceed ``memory_budget_mib`` and dense otherwise;
+``cut`` calls Apple's ``cut-cross-entropy`` kernels (CUDA only, when the package is installed).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import Tensor
 
 from seqbench.errors import InputError
 from seqbench.losses.base import Loss, LossBatch, LossOutput, Positions, gather_selected, zero_loss
-from seqbench.losses.chunked_ce import DEFAULT_CHUNK, chunked_cross_entropy, dense_cross_entropy
+from seqbench.losses.chunked_ce import DEFAULT_CHUNK, chunked_cross_entropy, dense_cross_entropy, fused_cross_entropy
 
 
 
@@ -30,6 +32,7 @@ class CeImpl(str, Enum):
 
     DENSE = "dense"  # the n x N logits matrix
     CHUNKED = "chunked"  # exact, tiled, no logits matrix
+    FUSED = "fused"  # the logits kept, computed and used in cache-sized strips (dense memory, less time)
     AUTO = "auto"  # chunked above memory_budget_mib, else dense
     CUT = "cut"  # Apple's cut-cross-entropy kernels (CUDA, optional package)
 
@@ -56,7 +59,7 @@ class CrossEntropyParams:
         self.ce_impl = CeImpl(self.ce_impl)
         if self.ce_impl == CeImpl.CUT and not cut_available():
             raise InputError(
-                "ce_impl=cut needs the cut-cross-entropy package and CUDA; valid here: dense, chunked, auto"
+                "ce_impl=cut needs the cut-cross-entropy package and CUDA; valid here: dense, chunked, fused, auto"
             )
         if self.chunk_size < 1:
             raise InputError(f"chunk_size must be >= 1 (got {self.chunk_size})")
@@ -93,7 +96,7 @@ class CrossEntropy(Loss):
         ``auto``: chunked when the logits would exceed the memory budget. On CPU chunked is also
         faster from a few million logits (1 thread: 1.4-1.7x, docs/performance.md), but ``auto``
         keeps the memory rule: runs stored with ``auto`` keep their numbers under the same run id.
-        Ask for speed with ``ce_impl=chunked`` (its own run id).
+        Ask for speed with ``ce_impl=fused`` or ``chunked`` (each its own run id).
         """
         impl = self.params.ce_impl
         if impl != CeImpl.AUTO:
@@ -117,6 +120,8 @@ class CrossEntropy(Loss):
         self.used.add(impl)
         if impl == CeImpl.CHUNKED:
             per_row = chunked_cross_entropy(x, table, bias, targets, self.params.chunk_size)
+        elif impl == CeImpl.FUSED:
+            per_row = fused_cross_entropy(x, table, bias, targets)
         elif impl == CeImpl.CUT:
             per_row = _cut_cross_entropy(x, table, bias, targets)
         else:

@@ -3,7 +3,7 @@
 - ``cce`` -- the loss with its defaults (for ``ce``/``cce``: ``ce_impl=dense``, the baseline
   that memory ratios are taken against);
 - ``cce[chunked]`` -- shorthand for ``cce[ce_impl=chunked]``: any :class:`CeImpl` value alone
-  names the cross-entropy implementation (``dense``, ``chunked``, ``auto``, ``cut``);
+  names the cross-entropy implementation (``dense``, ``chunked``, ``fused``, ``auto``, ``cut``);
 - ``sce[b_y=128;mix=true]`` -- ``key=value`` options separated by ``;`` (the keys of ``--set``).
 
 Used by ``seqbench memprof --losses``, the benchmarks, and matching the labels that reports give
