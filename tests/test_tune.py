@@ -248,3 +248,26 @@ def test_tune_command_rejects_an_unknown_loss_in_one_line(toy_data: Path, tmp_pa
     result = invoke(["--dataset", "toy", "--losses", "bce,nosuch"], toy_data, tmp_path / "r")
     assert result.exit_code == 2 and "unknown loss 'nosuch'" in result.output
     assert not (tmp_path / "r" / "studies").exists()
+
+
+@needs_optuna
+def test_tune_jobs_2_runs_the_studies_side_by_side_with_the_same_trials_and_choices(toy_data: Path, tmp_path: Path) -> None:
+    args = [*CLI, "--set", "threads=1", "--retrain-seeds", "0,1", "--json"]
+    serial = invoke(args, toy_data, tmp_path / "serial")
+    parallel = invoke([*args, "--jobs", "2"], toy_data, tmp_path / "parallel")
+    assert serial.exit_code == 0 and parallel.exit_code == 0, serial.output + parallel.output
+    one, two = json.loads(serial.stdout), json.loads(parallel.stdout)
+    assert one["chosen"] == two["chosen"] and one["best_overrides"] == two["best_overrides"]
+    keys = ["number", "run_id", "state", "value", "params_json"]
+    for entry in one["studies"].values():
+        trials = [pd.read_parquet(tmp_path / store / "studies" / entry["study_id"] / "trials.parquet")[keys] for store in ("serial", "parallel")]
+        pd.testing.assert_frame_equal(*trials)
+    tables = [RunStore(tmp_path / store).table().set_index("run_id").sort_index() for store in ("serial", "parallel")]
+    assert list(tables[0].index) == list(tables[1].index)  # the same trial and retrain runs
+    assert tables[0]["test_NDCG@10"].equals(tables[1]["test_NDCG@10"])  # threads=1: the same numbers
+
+
+def test_tune_rejects_jobs_beyond_the_cores_in_one_line(toy_data: Path, tmp_path: Path) -> None:
+    result = invoke([*CLI, "--set", "threads=2", "--jobs", "64"], toy_data, tmp_path / "r")
+    assert result.exit_code == 2 and "--jobs 64 runs of threads=2 need 128 cores" in result.output
+    assert not (tmp_path / "r" / "studies").exists()

@@ -40,6 +40,7 @@ def tune(
     prune_warmup: Annotated[int, typer.Option("--prune-warmup", help="Never prune before this epoch.")] = 5,
     random_trials: Annotated[int, typer.Option("--random-trials", help="First trials drawn at random before TPE models the space.")] = 4,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write the validation-per-trial figure (PNG and PDF) here.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", help="Studies at once, one process each (same trials as one at a time).")] = 1,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
@@ -62,7 +63,7 @@ def tune(
         settings = TuneSettings(random_trials=random_trials, pruner=pruner, prune_warmup_epochs=prune_warmup)
         report = run_tune(
             dataset, model, names, trials, data_dir, results, seed, overrides, settings,
-            seed_list(retrain_seeds), plots, mirror, None if quiet or json_ else show_progress,
+            seed_list(retrain_seeds), plots, mirror, None if quiet or json_ else show_progress, jobs,
         )
         print_report(report, json_)
 

@@ -22,7 +22,6 @@ from seqbench.training.tune import (
     plan_study,
     require_optuna,
     retrain_best,
-    run_study,
 )
 
 
@@ -50,22 +49,31 @@ def tune(
     plots: Path | None = None,
     mirror: Path | None = None,
     update: Update | None = None,
+    jobs: int = 1,
 ) -> TuneReport:
-    """Tune every loss with the same budget, then report (and optionally retrain) the chosen configs."""
+    """Tune every loss with the same budget, then report (and optionally retrain) the chosen configs.
+
+    ``jobs`` studies run at once, one process each (:mod:`seqbench.training.study_pool`), with the
+    same trials and choices as one after another. Only the first ``trials`` trials of a stored
+    study count (a study once run longer keeps its extra trials but they do not choose).
+    """
+    from seqbench.training.parallel import available_cores, check_jobs
+    from seqbench.training.study_pool import run_studies
     from seqbench.training.trainer import load_dataset, make_config
 
     require_optuna()
     settings = settings or TuneSettings()
     num_items = load_dataset(dataset, data_dir, mirror).num_items  # a missing data set fails before any training
     planned = {loss: plan_study(dataset, model, loss, seed, dict(overrides or {}), settings, num_items) for loss in losses}
-    for study in planned.values():  # a bad --set fails before any training, too
-        make_config(None, study.trial_overrides({}) | {"seed": seed})
-    studies = {loss: (study, run_study(study, trials, data_dir, results, mirror, update)) for loss, study in planned.items()}
+    configs = [make_config(None, study.trial_overrides({}) | {"seed": seed}) for study in planned.values()]  # a bad --set fails here
+    check_jobs(jobs, configs, available_cores())
+    tables = run_studies(list(planned.values()), trials, data_dir, results, mirror, [update] * len(planned), jobs, retrain_seeds or [])
+    studies = {loss: (study, table[table["number"] < trials]) for (loss, study), table in zip(planned.items(), tables)}
     best = {loss: best_overrides(study, table) for loss, (study, table) in studies.items()}
     retrained = pd.concat(
         [retrain_best(study, table, retrain_seeds, data_dir, results, mirror, update) for study, table in studies.values()],
         ignore_index=True,
-    ) if retrain_seeds else pd.DataFrame()
+    ) if retrain_seeds else pd.DataFrame()  # the runs were trained above: read back, not trained again
     figures = cell_figures(list(studies.values()), Path(plots)) if plots else []
     listed = list(studies.values())
     return TuneReport(studies, budget_table(listed), chosen_table(listed), best, retrained, figures)
