@@ -275,3 +275,29 @@ def test_cuda_without_gpus_per_run_is_an_input_error(ray_local: Any) -> None:
     config.device = "cuda"
     with pytest.raises(InputError, match="gpus-per-run"):
         executor(gpus_per_run=0).device_type(config)
+
+
+def test_tuning_studies_through_ray_draw_prune_and_choose_as_locally(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    from seqbench.training import tune as tuning
+    from seqbench.training.study_pool import run_studies, run_studies_through
+
+    # Pruning from the second trial on (one completed trial, epoch 1), so the rules travel to the workers.
+    settings = tuning.TuneSettings(random_trials=2, prune_after_trials=1, prune_warmup_epochs=1)
+    base = {"epochs": 6, "batch_size": 32, "max_len": 10, "model.hidden_size": 16, "device": "cpu", "threads": 1}
+    studies = [tuning.plan_study("toy", "sasrec", loss, 0, base, settings, 40) for loss in ("bce", "cce")]
+    run_studies(studies, 5, toy_data, tmp_path / "local", retrain_seeds=[0, 1])
+    events: list[str] = []
+    run_studies_through(executor(), studies, 5, toy_data, tmp_path / "ray", updates=[lambda kind, info: events.append(kind)] * 2,
+                        retrain_seeds=[0, 1])
+    keys = ["number", "run_id", "state", "value", "params_json", "intermediate_json"]
+    states = []
+    for study in studies:
+        local, remote = (tuning.load_trials(tmp_path / store, study.study_id)[keys] for store in ("local", "ray"))
+        pd.testing.assert_frame_equal(local, remote)
+        states += list(local["state"])
+    assert "pruned" in states and "completed" in states  # the rule stopped some trials on the workers
+    assert "trial-start" in events and "trial" in events and "epoch" in events  # progress came back from the workers
+    local_runs, ray_runs = (RunStore(tmp_path / store).table().set_index("run_id").sort_index() for store in ("local", "ray"))
+    assert list(local_runs.index) == list(ray_runs.index)  # the same trials and the same retrains
+    assert local_runs["status"].equals(ray_runs["status"]) and local_runs["valid_NDCG@10"].equals(ray_runs["valid_NDCG@10"])

@@ -278,8 +278,8 @@ def study_request(request: CompareRequest, grid: Grid) -> StudyRequest:
 
 
 def study_jobs(request: CompareRequest, grid: Grid) -> int:
-    """How many tuning studies run at once: ``--jobs`` (default: cores / threads per run) on the
-    local executor; one at a time with Ray (its cluster trains the default grid)."""
+    """How many tuning studies run at once on this machine: ``--jobs`` (default: cores / threads
+    per run) on the local executor; with Ray the studies advance together on its cluster instead."""
     if request.executor != "local":
         return 1
     from seqbench.training.parallel import available_cores, check_jobs, default_jobs
@@ -300,8 +300,10 @@ def tune(request: CompareRequest, grid: Grid, progress: Progress | None = None) 
 
     notify = progress or ignore
     figure_dirs = [request.plots, Path(request.report_dir) / "figures" if request.report_dir is not None else None]
+    # With Ray the trials train on its cluster; locally --jobs studies run side by side.
+    executor = make_executor(request) if request.executor == "ray" and request.train else None
     tuned = tune_grid(study_req, request.tune, grid.overrides, request.data_dir, request.results, request.mirror,
-                      request.train, figure_dirs, update=notify, jobs=study_jobs(request, grid))
+                      request.train, figure_dirs, update=notify, jobs=study_jobs(request, grid), executor=executor)
     for path in tuned.tuning.figures:
         notify(EventKind.NOTE, {"text": f"wrote {path}"})
     return tuned

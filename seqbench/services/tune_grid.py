@@ -28,6 +28,7 @@ from seqbench.reporting.study import StudyRequest
 from seqbench.reporting.tuning import budget_table, cell_figures, chosen_table
 from seqbench.storage.store import RunStore
 from seqbench.config import RunConfig
+from seqbench.training.grid import Executor
 from seqbench.training.tune import (
     Study,
     TuneSettings,
@@ -69,6 +70,7 @@ def tune_grid(
     settings: TuneSettings | None = None,
     update: Update | None = None,
     jobs: int = 1,
+    executor: Executor | None = None,
 ) -> StudyRequest:
     """``request`` with the settings "default" and "tuned" and the tuning tables (``compare --tune``).
 
@@ -76,6 +78,8 @@ def tune_grid(
     not searched). ``train=False`` (``--no-train``) reads stored studies and runs only.
     ``figure_dirs``: where the validation-per-trial figures go (``--plots``, the report's figures).
     ``jobs``: studies trained at once, one process each (the same trials and numbers as one at a time).
+    ``executor``: train the trials and retrains through it instead (``--executor ray``: a cluster),
+    wave by wave (:func:`~seqbench.training.study_pool.run_studies_through`), with the same trials.
     """
     require_optuna()
     if trials < 1:
@@ -95,9 +99,13 @@ def tune_grid(
         for dataset in request.names["datasets"] for model in request.names["models"] for loss in request.names["losses"]
     ]
     if train:  # every study (and its retrains) first, side by side; the loop below then reads them
-        from seqbench.training.study_pool import run_studies
+        from seqbench.training.study_pool import run_studies, run_studies_through
 
-        run_studies([study for study, _ in cells], trials, data_dir, results, mirror, [u for _, u in cells], jobs, seeds)
+        listed, updates = [study for study, _ in cells], [u for _, u in cells]
+        if executor is not None:
+            run_studies_through(executor, listed, trials, data_dir, results, mirror, updates, seeds)
+        else:
+            run_studies(listed, trials, data_dir, results, mirror, updates, jobs, seeds)
     studies, tuned, notes = [], [], []
     for study, cell_update in cells:
         table = _trials(study, trials, data_dir, results, mirror, train, cell_update)

@@ -88,13 +88,15 @@ def execute_run(run: PlannedRun | RunConfig, data_dir: Path, results: Path, mirr
 
     forward(EventKind.RUN_START, {})
     try:
-        stored = train_run(run.config, data_dir, results, mirror, forward)
+        stored = train_run(run.config, data_dir, results, mirror, run.progress(forward))
     except SeqbenchError as error:
         outcome = RunOutcome(run.run_id, run.label, "failed", error.message, time.perf_counter() - started)
     except Exception as error:  # one broken combination must not stop the grid
         outcome = RunOutcome(run.run_id, run.label, "failed", f"{type(error).__name__}: {error}", time.perf_counter() - started)
     else:
-        outcome = RunOutcome(run.run_id, run.label, "completed", "", time.perf_counter() - started, test_metrics(stored.row))
+        status = str(stored.row.get("status", "completed"))  # "pruned" when a tuning trial's rule stopped it
+        reason = "" if status == "completed" else str(stored.row.get("reason", ""))
+        outcome = RunOutcome(run.run_id, run.label, status, reason, time.perf_counter() - started, test_metrics(stored.row))
     forward(EventKind.RUN_END, end_info(outcome))
     return outcome
 

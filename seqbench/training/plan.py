@@ -24,7 +24,8 @@ SIMILARITY = (("dataset", "model", "loss"), ("dataset", "model"), ("dataset",))
 
 def seconds_per_epoch(stored: pd.DataFrame) -> pd.DataFrame:
     """Completed stored runs with their training seconds per epoch."""
-    if stored.empty or "status" not in stored.columns:
+    needed = {"status", "epochs_run", "train_seconds", "dataset", "model", "loss"}
+    if stored.empty or not needed <= set(stored.columns):  # e.g. a store of hand-made rows
         return pd.DataFrame(columns=["dataset", "model", "loss", "per_epoch"])
     done = stored[(stored["status"] == "completed") & (stored["epochs_run"] > 0)]
     return done.assign(per_epoch=done["train_seconds"] / done["epochs_run"])

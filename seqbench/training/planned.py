@@ -10,8 +10,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from seqbench.devices import resolve_device
 from seqbench.config import FIELD_TYPES, RunConfig
+from seqbench.training.events import Progress
+
+if TYPE_CHECKING:
+    from seqbench.training.pruning import PruneRule
 
 # Fields a label leaves out: grid axes shown elsewhere in it, and what only chooses how a run is
 # computed (the synthetic grid's shorter epochs would otherwise label every run).
@@ -44,6 +49,13 @@ class PlannedRun:
     # Intra-op threads the run trains with; 0 = the process's count. Starts as the config's
     # ``threads``; an executor that shares cores among runs gives a threads=0 run its share.
     threads: int
+    # A tuning trial's pruning rule (training/pruning.py), applied wherever the run trains; it
+    # stops the run early, so it is not part of the config or the run id (the trial table has it).
+    pruning: PruneRule | None = None
+
+    def progress(self, forward: Progress) -> Progress:
+        """The callback the trainer gets: ``forward``, behind the pruning rule when there is one."""
+        return forward if self.pruning is None else self.pruning.callback(forward)
 
     def with_threads(self, threads: int) -> PlannedRun:
         return dataclasses.replace(self, threads=threads)

@@ -110,7 +110,7 @@ def train_task(
     started = time.perf_counter()
     try:
         dataset = load_on_worker(source, files)
-        stored, error = train_fn(run.config, dataset, torch.device(run.device_type), _pretrain_dir(pretrain_cache), relay)
+        stored, error = train_fn(run.config, dataset, torch.device(run.device_type), _pretrain_dir(pretrain_cache), run.progress(relay))
     except SeqbenchError as failure:
         return TaskResult(run_id, "failed", failure.message, time.perf_counter() - started, None, host)
     except Exception as bug:  # before training started (model, loss, data): nothing to store

@@ -16,13 +16,18 @@ driver was killed exits by itself.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from seqbench.storage.store import RunStore
 from seqbench.training import workers
+from seqbench.training.grid import Executor
 from seqbench.training.tune import Study, Update, load_trials, retrain_best, run_study
 
 
@@ -66,6 +71,93 @@ def run_studies(
     if errors:
         raise errors[0]
     return [load_trials(results, study.study_id) for study in studies]
+
+
+def run_studies_through(
+    executor: Executor,
+    studies: Sequence[Study],
+    trials: int,
+    data_dir: Path,
+    results: Path,
+    mirror: Path | None = None,
+    updates: Sequence[Update | None] = (),
+    retrain_seeds: Sequence[int] = (),
+) -> list[pd.DataFrame]:
+    """The same studies through any executor (``--executor ray``: a cluster), in waves.
+
+    Each wave draws the next trial of every unfinished study here, with its pruning rule
+    (:mod:`seqbench.training.pruning`), and hands the wave's runs to ``executor`` at once; a
+    study's trial n is still drawn from its trials 0..n-1 only, so the trials are those of
+    :func:`run_studies`. A wave lasts as long as its longest trial. Then the chosen configs are
+    retrained with ``retrain_seeds`` as one grid (stored runs are not trained again).
+    """
+    from seqbench.training.grid import run_grid
+    from seqbench.training.planned import plan_run
+    from seqbench.training.tune import best_overrides, draw_trial, record_trial, start_study
+    from seqbench.training.trainer import make_config
+
+    updates = list(updates) or [None] * len(studies)
+    store = RunStore(results)
+    tables = [start_study(results, study) for study in studies]
+    while True:
+        wave: dict[str, tuple[int, Any]] = {}  # run id -> (study index, its draw)
+        for index, study in enumerate(studies):
+            while len(tables[index]) < trials and not any(i == index for i, _ in wave.values()):
+                draw = draw_trial(study, tables[index], store, executor.device_type)
+                if draw.known is not None:  # nothing to train: recorded now, the next one drawn
+                    tables[index] = _append(results, study, tables[index], draw.known, trials, updates[index])
+                    continue
+                if draw.run_id in wave:  # two studies drew one config (same loss, other study): the next wave
+                    break
+                wave[draw.run_id] = (index, draw)
+                _notify(updates[index])("trial-start", {"loss": study.loss, "trial": draw.number, "params": draw.params, "run_id": draw.run_id})
+        if not wave:
+            break
+        runs = [dataclasses.replace(plan_run(draw.config, executor.device_type(draw.config)), pruning=draw.rule) for _, draw in wave.values()]
+        started = time.perf_counter()
+        outcomes = {o.run_id: o for o in executor.run(runs, data_dir, results, mirror, _dispatch(wave, studies, updates))}
+        for run_id, (index, draw) in wave.items():
+            outcome = outcomes.get(run_id)
+            record = record_trial(studies[index], draw, store, time.perf_counter() - started, outcome.reason if outcome else "")
+            tables[index] = _append(results, studies[index], tables[index], record, trials, updates[index])
+    retrain = [make_config(None, best_overrides(study, table[table["number"] < trials]) | {"seed": seed})
+               for study, table in zip(studies, tables) if (table[table["number"] < trials]["state"] == "completed").any()
+               for seed in retrain_seeds]
+    if retrain:
+        run_grid(retrain, data_dir, results, executor, mirror, update=_retrain_events(studies, updates))
+    return [load_trials(results, study.study_id) for study in studies]
+
+
+def _append(results: Path, study: Study, table: pd.DataFrame, record: dict[str, Any], trials: int, update: Update | None) -> pd.DataFrame:
+    from seqbench.training.tune import append_trial
+
+    table = append_trial(results, study, table, record)
+    _notify(update)("trial", {"loss": study.loss, "trials": trials} | record)
+    return table
+
+
+def _dispatch(wave: dict[str, tuple[int, Any]], studies: Sequence[Study], updates: list[Update | None]) -> Update:
+    """One executor callback for a wave: each run's events to its study's callback."""
+
+    def dispatch(kind: str, info: dict[str, Any]) -> None:
+        index, draw = wave.get(info.get("run_id", ""), (None, None))
+        if index is not None:
+            _notify(updates[index])(kind, info | {"loss": studies[index].loss, "trial": draw.number})
+
+    return dispatch  # type: ignore[return-value]
+
+
+def _retrain_events(studies: Sequence[Study], updates: list[Update | None]) -> Update:
+    """The retrain grid's events to the callback of the study of the run's loss."""
+    by_cell = {(s.dataset, s.model, s.loss): u for s, u in zip(studies, updates)}
+
+    def forward(kind: str, info: dict[str, Any]) -> None:
+        for (dataset, model, loss), update in by_cell.items():
+            if update is not None and str(info.get("label", "")).startswith(f"{dataset}/{model}/{loss}"):
+                update(kind, info | {"loss": loss})
+                return
+
+    return forward  # type: ignore[return-value]
 
 
 def _one(study: Study, trials: int, data_dir: Path, results: Path, mirror: Path | None, update: Update | None,

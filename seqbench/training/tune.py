@@ -36,6 +36,7 @@ from seqbench.errors import InputError, RuntimeFailure
 from seqbench.space import SHARED_SPACE, Space, cap_at_catalogue
 from seqbench.storage.store import RunStore
 from seqbench.training.events import Progress
+from seqbench.training.pruning import PruneRule, median_rule
 
 STUDIES_DIR = "studies"
 PRUNERS = ("median", "none")
@@ -218,11 +219,8 @@ def _optuna_study(study: Study, trials: pd.DataFrame, number: int) -> Any:
     optuna = require_optuna()
     settings = study.settings
     sampler = optuna.samplers.TPESampler(seed=_sampler_seed(study.seed, number), n_startup_trials=settings.random_trials)
-    pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=settings.prune_after_trials, n_warmup_steps=settings.prune_warmup_epochs)
-        if settings.pruner == "median" else optuna.pruners.NopPruner()
-    )
-    frozen = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    # Pruning is decided by the trial's own rule (training/pruning.py), not by this study.
+    frozen = optuna.create_study(direction="maximize", sampler=sampler)
     distributions = {s.name: s.distribution() for s in study.space}
     states = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED, "failed": optuna.trial.TrialState.FAIL}
     for row in trials.itertuples():
@@ -235,27 +233,6 @@ def _optuna_study(study: Study, trials: pd.DataFrame, number: int) -> Any:
             state=state,
         ))
     return frozen
-
-
-def _pruning_callback(trial: Any, metric: str, forward: Update | None) -> Update:
-    from seqbench.training.trainer import StopRun
-
-    column = f"valid_{metric}"
-    budget: dict[str, int] = {}
-
-    def callback(event: str, info: dict[str, Any]) -> None:
-        if forward is not None:
-            forward(event, info)
-        if event == "start":
-            budget["epochs"] = int(info["epochs"])
-        if event != "epoch" or column not in info:
-            return
-        trial.report(float(info[column]), int(info["epoch"]))
-        # After the last epoch there is nothing left to save: the run completes, it is not pruned.
-        if int(info["epoch"]) < budget.get("epochs", 0) and trial.should_prune():
-            raise StopRun(f"pruned by the tuner after epoch {info['epoch']} (validation {metric} below the median)")
-
-    return callback
 
 
 def _record(number: int, params: dict[str, Any], row: dict[str, Any], epochs: pd.DataFrame, metric: str, wall: float, reused: bool) -> dict[str, Any]:
@@ -282,32 +259,82 @@ def _stored_elsewhere(store: RunStore, run_id: str) -> bool:
     return store.has(run_id) and store.row(run_id).get("status") in ("completed", "failed")
 
 
-def run_trial(study: Study, trials: pd.DataFrame, data_dir: Path, results: Path, mirror: Path | None, update: Update | None) -> dict[str, Any]:
-    """Draw trial number ``len(trials)``, train it unless its run is stored, return its table row."""
-    from seqbench.training.planned import plan_run
-    from seqbench.training.trainer import make_config, train_run
+@dataclass
+class Draw:
+    """Trial ``number`` as drawn: its params, config and run id, the pruning rule it trains under,
+    and its table row when that config was trained before (then it is not trained again)."""
+
+    number: int
+    params: dict[str, Any]
+    config: Any  # RunConfig
+    run_id: str
+    rule: PruneRule | None
+    known: dict[str, Any] | None = None
+
+
+def draw_trial(study: Study, trials: pd.DataFrame, store: RunStore, device_of: Any = None) -> Draw:
+    """Draw trial number ``len(trials)`` (``device_of(config)``: where it will train, for its run id)."""
+    from seqbench.training.planned import local_device_type, plan_run
+    from seqbench.training.trainer import make_config
 
     number = len(trials)
     frozen = _optuna_study(study, trials, number)
-    trial = frozen.ask({s.name: s.distribution() for s in study.space})
-    params = dict(trial.params)
+    params = dict(frozen.ask({s.name: s.distribution() for s in study.space}).params)
     config = make_config(None, study.trial_overrides(params) | {"seed": study.seed})
-    run_id = plan_run(config).run_id
-    store = RunStore(results)
-    earlier = trials[trials["run_id"] == run_id]
+    run_id = plan_run(config, (device_of or local_device_type)(config)).run_id
+    settings = study.settings
+    rule = median_rule(trials, settings.metric, settings.prune_warmup_epochs, settings.prune_after_trials) if settings.pruner == "median" else None
+    draw = Draw(number, params, config, run_id, rule)
+    earlier = trials[trials["run_id"] == run_id] if len(trials) else trials
     if len(earlier):  # the sampler proposed this config before: the same trial again, not trained twice
-        return earlier.iloc[0].to_dict() | {"number": number, "wall_seconds": 0.0, "reused": True}
-    if _stored_elsewhere(store, run_id):  # e.g. by `compare` or another study: read, not retrained
-        return _record(number, params, store.row(run_id), store.epochs(run_id), study.settings.metric, 0.0, True)
-    started = time.perf_counter()
-    forward = (lambda event, info: update(event, info | {"loss": study.loss, "trial": number})) if update else None
+        draw.known = earlier.iloc[0].to_dict() | {"number": number, "wall_seconds": 0.0, "reused": True}
+    elif _stored_elsewhere(store, run_id):  # e.g. by `compare` or another study: read, not retrained
+        draw.known = _record(number, params, store.row(run_id), store.epochs(run_id), settings.metric, 0.0, True)
+    return draw
+
+
+def record_trial(study: Study, draw: Draw, store: RunStore, wall: float, reason: str = "") -> dict[str, Any]:
+    """The table row of a trained trial, from its stored run (a run that left nothing: failed)."""
+    if store.has(draw.run_id):
+        return _record(draw.number, draw.params, store.row(draw.run_id), store.epochs(draw.run_id), study.settings.metric, wall, False)
+    row = {"run_id": draw.run_id, "status": "failed", "reason": reason or "the run left nothing in the store"}
+    return _record(draw.number, draw.params, row, pd.DataFrame(), study.settings.metric, wall, False)
+
+
+def _in_trial(study: Study, number: int, update: Update | None) -> Update | None:
+    return (lambda event, info: update(event, info | {"loss": study.loss, "trial": number})) if update else None
+
+
+def run_trial(study: Study, trials: pd.DataFrame, data_dir: Path, results: Path, mirror: Path | None, update: Update | None) -> dict[str, Any]:
+    """Draw trial number ``len(trials)``, train it here unless its run is stored, return its table row."""
+    from seqbench.training.trainer import train_run
+
+    store = RunStore(results)
+    draw = draw_trial(study, trials, store)
+    if draw.known is not None:
+        return draw.known
+    forward = _in_trial(study, draw.number, update)
     if forward is not None:
-        forward("trial-start", {"params": params, "run_id": run_id})
+        forward("trial-start", {"params": draw.params, "run_id": draw.run_id})
+    started = time.perf_counter()
     try:
-        stored = train_run(config, data_dir, results, mirror, _pruning_callback(trial, study.settings.metric, forward))
+        train_run(draw.config, data_dir, results, mirror, draw.rule.callback(forward) if draw.rule else forward)
     except RuntimeFailure:  # NaN or out of memory: stored as a failed run, a failed trial here
-        return _record(number, params, store.row(run_id), store.epochs(run_id), study.settings.metric, time.perf_counter() - started, False)
-    return _record(number, params, stored.row, stored.epochs, study.settings.metric, time.perf_counter() - started, False)
+        pass
+    return record_trial(study, draw, store, time.perf_counter() - started)
+
+
+def start_study(results: Path, study: Study) -> pd.DataFrame:
+    """Record the study's description (once) and return its stored trials (none for a new one)."""
+    _write_meta(results, study)
+    return load_trials(results, study.study_id)
+
+
+def append_trial(results: Path, study: Study, table: pd.DataFrame, record: dict[str, Any]) -> pd.DataFrame:
+    """``table`` plus one trial's row, written (atomically) as the study's table."""
+    table = pd.concat([table, pd.DataFrame([record])], ignore_index=True) if len(table) else pd.DataFrame([record])
+    _write_table(table, study_dir(results, study.study_id) / "trials.parquet")
+    return table
 
 
 def run_study(study: Study, trials: int, data_dir: Path, results: Path, mirror: Path | None = None, update: Update | None = None) -> pd.DataFrame:
@@ -315,13 +342,10 @@ def run_study(study: Study, trials: int, data_dir: Path, results: Path, mirror: 
     if trials < 1:
         raise InputError(f"--trials must be >= 1, got {trials}")
     require_optuna()
-    _write_meta(results, study)
-    table = load_trials(results, study.study_id)
-    path = study_dir(results, study.study_id) / "trials.parquet"
+    table = start_study(results, study)
     while len(table) < trials:
         record = run_trial(study, table, data_dir, results, mirror, update)
-        table = pd.concat([table, pd.DataFrame([record])], ignore_index=True) if len(table) else pd.DataFrame([record])
-        _write_table(table, path)
+        table = append_trial(results, study, table, record)
         if update is not None:
             update("trial", {"loss": study.loss, "trials": trials} | record)
     return table
