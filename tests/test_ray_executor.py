@@ -301,3 +301,23 @@ def test_tuning_studies_through_ray_draw_prune_and_choose_as_locally(ray_local: 
     local_runs, ray_runs = (RunStore(tmp_path / store).table().set_index("run_id").sort_index() for store in ("local", "ray"))
     assert list(local_runs.index) == list(ray_runs.index)  # the same trials and the same retrains
     assert local_runs["status"].equals(ray_runs["status"]) and local_runs["valid_NDCG@10"].equals(ray_runs["valid_NDCG@10"])
+
+
+def test_seqbench_tune_on_ray_stores_the_trials_it_stores_locally(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    import json
+
+    from typer.testing import CliRunner
+
+    from seqbench.cli import app
+
+    args = ["tune", "--dataset", "toy", "--model", "sasrec", "--losses", "bce,cce", "--trials", "3", "--epochs", "2",
+            "--set", "batch_size=32", "--set", "max_len=10", "--set", "model.hidden_size=16", "--set", "threads=1",
+            "--set", "device=cpu", "--data-dir", str(toy_data), "--json"]
+    local = CliRunner().invoke(app, [*args, "--results", str(tmp_path / "local")])
+    remote = CliRunner().invoke(app, [*args, "--results", str(tmp_path / "ray"), "--executor", "ray", "--cpus-per-run", "1"])
+    assert local.exit_code == 0 and remote.exit_code == 0, local.output + remote.output
+    assert json.loads(local.stdout)["chosen"] == json.loads(remote.stdout)["chosen"]
+    assert stored_dirs(tmp_path / "local") == stored_dirs(tmp_path / "ray")
+    refused = CliRunner().invoke(app, [*args, "--results", str(tmp_path / "x"), "--executor", "ray", "--jobs", "2"])
+    assert refused.exit_code == 2 and "--jobs is for the local executor" in refused.output

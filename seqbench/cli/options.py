@@ -39,3 +39,9 @@ LogToOption = Annotated[Optional[str], typer.Option("--log-to", help="Also mirro
 _DEVICE_HELP = "auto, cpu or cuda."
 DeviceOption = Annotated[Optional[str], typer.Option("--device", help=_DEVICE_HELP)]  # None: the config's (auto)
 AutoDeviceOption = Annotated[str, typer.Option("--device", help=_DEVICE_HELP)]
+
+# Where runs train: this machine or a Ray cluster (compare's grid, tune's trials).
+ExecutorOption = Annotated[str, typer.Option("--executor", help="local or ray.")]
+RayAddressOption = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster: auto or ray://host:port (default: start a local Ray).")]
+CpusPerRunOption = Annotated[Optional[float], typer.Option("--cpus-per-run")]
+GpusPerRunOption = Annotated[Optional[float], typer.Option("--gpus-per-run")]

@@ -10,19 +10,23 @@ import typer
 from seqbench.cli.app import app
 from seqbench.cli.common import emit_json, err_console, guarded, out_console
 from seqbench.cli.options import (
+    CpusPerRunOption,
     DEFAULT_DATA_DIR,
     DEFAULT_RESULTS,
     DataDirOption,
     DebugOption,
+    ExecutorOption,
+    GpusPerRunOption,
     JsonOption,
     MirrorOption,
+    RayAddressOption,
     QuietOption,
     ResultsOption,
     SetOption,
 )
 from seqbench.coerce import parse_list
 from seqbench.errors import InputError
-from seqbench.services.compare import SYNTHETIC_EPOCHS, grid_overrides  # as for `compare`: a few epochs on synthetic, else 150
+from seqbench.services.compare import SYNTHETIC_EPOCHS, choice, grid_overrides  # as for `compare`: a few epochs on synthetic, else 150
 
 
 @app.command()
@@ -40,7 +44,11 @@ def tune(
     prune_warmup: Annotated[int, typer.Option("--prune-warmup", help="Never prune before this epoch.")] = 5,
     random_trials: Annotated[int, typer.Option("--random-trials", help="First trials drawn at random before TPE models the space.")] = 4,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write the validation-per-trial figure (PNG and PDF) here.")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", help="Studies at once, one process each (same trials as one at a time).")] = 1,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", help="Studies at once, one process each (same trials as one at a time; default 1).")] = None,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
+    cpus_per_run: CpusPerRunOption = None,
+    gpus_per_run: GpusPerRunOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
@@ -61,9 +69,17 @@ def tune(
         names = parse_list(losses, "loss", list(LOSS_NAMES))
         overrides = grid_overrides({"datasets": [dataset]}, epochs, device, set_ or [])  # as compare's grid gets them
         settings = TuneSettings(random_trials=random_trials, pruner=pruner, prune_warmup_epochs=prune_warmup)
+        choice("executor", executor, ("local", "ray"))
+        runner = None
+        if executor == "ray":  # the trials train on the cluster, the studies advance together
+            if jobs is not None:
+                raise InputError("--jobs is for the local executor: with --executor ray use --cpus-per-run")
+            from seqbench.training.ray_executor import make_ray_executor
+
+            runner = make_ray_executor(ray_address, cpus_per_run, gpus_per_run)
         report = run_tune(
             dataset, model, names, trials, data_dir, results, seed, overrides, settings,
-            seed_list(retrain_seeds), plots, mirror, None if quiet or json_ else show_progress, jobs,
+            seed_list(retrain_seeds), plots, mirror, None if quiet or json_ else show_progress, jobs or 1, runner,
         )
         print_report(report, json_)
 

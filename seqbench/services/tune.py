@@ -13,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 
+from seqbench.errors import InputError
 from seqbench.reporting.tuning import budget_table, cell_figures, chosen_table
+from seqbench.training.grid import Executor
 from seqbench.training.tune import (
     Study,
     TuneSettings,
@@ -50,24 +52,32 @@ def tune(
     mirror: Path | None = None,
     update: Update | None = None,
     jobs: int = 1,
+    executor: Executor | None = None,
 ) -> TuneReport:
     """Tune every loss with the same budget, then report (and optionally retrain) the chosen configs.
 
     ``jobs`` studies run at once, one process each (:mod:`seqbench.training.study_pool`), with the
-    same trials and choices as one after another. Only the first ``trials`` trials of a stored
+    same trials and choices as one after another; with ``executor`` (Ray) the trials and retrains
+    train through it instead, wave by wave, again with the same trials. Only the first ``trials`` trials of a stored
     study count (a study once run longer keeps its extra trials but they do not choose).
     """
     from seqbench.training.parallel import available_cores, check_jobs
-    from seqbench.training.study_pool import run_studies
+    from seqbench.training.study_pool import run_studies, run_studies_through
     from seqbench.training.trainer import load_dataset, make_config
 
     require_optuna()
+    if trials < 1:
+        raise InputError(f"--trials must be >= 1, got {trials}")
     settings = settings or TuneSettings()
     num_items = load_dataset(dataset, data_dir, mirror).num_items  # a missing data set fails before any training
     planned = {loss: plan_study(dataset, model, loss, seed, dict(overrides or {}), settings, num_items) for loss in losses}
     configs = [make_config(None, study.trial_overrides({}) | {"seed": seed}) for study in planned.values()]  # a bad --set fails here
     check_jobs(jobs, configs, available_cores())
-    tables = run_studies(list(planned.values()), trials, data_dir, results, mirror, [update] * len(planned), jobs, retrain_seeds or [])
+    listed, updates = list(planned.values()), [update] * len(planned)
+    if executor is not None:
+        tables = run_studies_through(executor, listed, trials, data_dir, results, mirror, updates, retrain_seeds or [])
+    else:
+        tables = run_studies(listed, trials, data_dir, results, mirror, updates, jobs, retrain_seeds or [])
     studies = {loss: (study, table[table["number"] < trials]) for (loss, study), table in zip(planned.items(), tables)}
     best = {loss: best_overrides(study, table) for loss, (study, table) in studies.items()}
     retrained = pd.concat(
