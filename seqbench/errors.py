@@ -47,3 +47,8 @@ def unknown_name(what: str, name: str, choices: Iterable[str]) -> str:
     hint = did_you_mean(name, valid)
     listing = ", ".join(valid)
     return f"unknown {what} '{name}'{hint} (choose from {listing})" if hint else f"unknown {what} '{name}': choose from {listing}"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, ``kill``) turned into the stop a Ctrl-C makes: the run in progress
+    is stored as interrupted, worker processes are stopped (``cli.common.sigterm_as_interrupt``)."""

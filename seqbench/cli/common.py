@@ -17,7 +17,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.rule import Rule
 
 from seqbench.coerce import parse_list
-from seqbench.errors import InputError, RuntimeFailure, SeqbenchError
+from seqbench.errors import InputError, RuntimeFailure, SeqbenchError, Terminated
 
 T = TypeVar("T")
 
@@ -53,11 +53,6 @@ out_console = StreamConsole()
 
 # How allocators word an out-of-memory RuntimeError (CUDA's says "out of memory", the CPU's not).
 OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a job scheduler, ``kill``): stops a command as Ctrl-C does, so the runs in
-    progress are stored as interrupted and worker processes are stopped, not orphaned."""
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

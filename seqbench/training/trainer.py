@@ -20,7 +20,7 @@ import torch
 
 from seqbench.data.batches import TrainBatches
 from seqbench.data.sequences import PreparedDataset
-from seqbench.errors import InputError, RuntimeFailure
+from seqbench.errors import Terminated, InputError, RuntimeFailure
 from seqbench.losses.base import Loss, LossBatch
 from seqbench.measure.allocations import AllocationTracker
 from seqbench.measure.ranking import Evaluation, evaluate_split
@@ -335,7 +335,8 @@ def _train_and_evaluate(
     except StopRun as stop:
         status, reason = "pruned", str(stop) or "stopped early by the progress callback"
     except KeyboardInterrupt as stop:
-        status, reason, error = "interrupted", "interrupted by the user (Ctrl-C)", stop
+        how = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted by the user (Ctrl-C)"
+        status, reason, error = "interrupted", how, stop
     except RuntimeFailure as failure:
         status, reason, error = "failed", failure.message, failure
     except (torch.OutOfMemoryError, MemoryError) as oom:

@@ -1,6 +1,6 @@
-"""`compare --tune --jobs 2` stopped from outside: SIGTERM stops the studies' worker processes with
-their trials stored as interrupted; SIGKILL leaves no worker behind. Real entry point, stdout and
-stderr as pipes, as a job scheduler runs it."""
+"""Commands stopped from outside, as a job scheduler stops them: SIGTERM stores the runs in
+progress as interrupted (exit 143) and stops worker processes; SIGKILL leaves no worker behind.
+Real entry point, stdout and stderr as pipes."""
 
 from __future__ import annotations
 
@@ -95,3 +95,23 @@ def test_sigkill_of_the_driver_leaves_no_study_worker(toy_data: Path, tmp_path: 
     driver.kill()
     driver.wait()
     assert wait_gone(workers, seconds=30) == [], "".join(lines)
+
+
+def test_sigterm_to_train_stores_the_run_as_terminated_and_exits_143(toy_data: Path, tmp_path: Path) -> None:
+    args = ["train", "--dataset", "toy", "--model", "sasrec", "--loss", "bce", "--epochs", "5000", "--set", "patience=5000",
+            "--data-dir", str(toy_data), "--results", str(tmp_path / "r")]
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])}
+    driver = subprocess.Popen([sys.executable, "-m", "seqbench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(driver.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not any(" epoch " in line for line in lines):
+        assert driver.poll() is None and time.monotonic() < deadline, "".join(lines)
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGTERM)
+    assert driver.wait(timeout=60) == 143
+    reader.join(timeout=5)
+    assert "error: terminated (SIGTERM)" in "".join(lines)
+    row = RunStore(tmp_path / "r").table().iloc[0]
+    assert (row["status"], row["reason"]) == ("interrupted", "terminated (SIGTERM)")
