@@ -92,40 +92,54 @@ def run_studies_through(
     retrained with ``retrain_seeds`` as one grid (stored runs are not trained again).
     """
     from seqbench.training.grid import run_grid
-    from seqbench.training.planned import plan_run
-    from seqbench.training.tune import best_overrides, draw_trial, record_trial, start_study
+    from seqbench.training.tune import best_overrides, start_study
     from seqbench.training.trainer import make_config
 
     updates = list(updates) or [None] * len(studies)
-    store = RunStore(results)
     tables = [start_study(results, study) for study in studies]
-    while True:
-        wave: dict[str, tuple[int, Any]] = {}  # run id -> (study index, its draw)
-        for index, study in enumerate(studies):
-            while len(tables[index]) < trials and not any(i == index for i, _ in wave.values()):
-                draw = draw_trial(study, tables[index], store, executor.device_type)
-                if draw.known is not None:  # nothing to train: recorded now, the next one drawn
-                    tables[index] = _append(results, study, tables[index], draw.known, trials, updates[index])
-                    continue
-                if draw.run_id in wave:  # two studies drew one config (same loss, other study): the next wave
-                    break
-                wave[draw.run_id] = (index, draw)
-                _notify(updates[index])("trial-start", {"loss": study.loss, "trial": draw.number, "params": draw.params, "run_id": draw.run_id})
-        if not wave:
-            break
-        runs = [dataclasses.replace(plan_run(draw.config, executor.device_type(draw.config)), pruning=draw.rule) for _, draw in wave.values()]
-        started = time.perf_counter()
-        outcomes = {o.run_id: o for o in executor.run(runs, data_dir, results, mirror, _dispatch(wave, studies, updates))}
-        for run_id, (index, draw) in wave.items():
-            outcome = outcomes.get(run_id)
-            record = record_trial(studies[index], draw, store, time.perf_counter() - started, outcome.reason if outcome else "")
-            tables[index] = _append(results, studies[index], tables[index], record, trials, updates[index])
-    retrain = [make_config(None, best_overrides(study, table[table["number"] < trials]) | {"seed": seed})
-               for study, table in zip(studies, tables) if (table[table["number"] < trials]["state"] == "completed").any()
-               for seed in retrain_seeds]
+    while wave := _draw_wave(executor, studies, tables, trials, results, updates):
+        _train_wave(executor, wave, studies, tables, trials, data_dir, results, mirror, updates)
+    budgeted = [table[table["number"] < trials] for table in tables]
+    retrain = [make_config(None, best_overrides(study, table) | {"seed": seed})
+               for study, table in zip(studies, budgeted) if (table["state"] == "completed").any() for seed in retrain_seeds]
     if retrain:
         run_grid(retrain, data_dir, results, executor, mirror, update=_retrain_events(studies, updates))
     return [load_trials(results, study.study_id) for study in studies]
+
+
+def _draw_wave(executor: Executor, studies: Sequence[Study], tables: list[pd.DataFrame], trials: int, results: Path,
+               updates: list[Update | None]) -> dict[str, tuple[int, Any]]:
+    """The next trial to train of every unfinished study, by run id (trials whose config is
+    stored already are recorded on the way, as one study at a time records them)."""
+    from seqbench.training.tune import draw_trial
+
+    store, wave = RunStore(results), {}
+    for index, study in enumerate(studies):
+        while len(tables[index]) < trials:
+            draw = draw_trial(study, tables[index], store, executor.device_type)
+            if draw.known is None:
+                wave[draw.run_id] = (index, draw)
+                _notify(updates[index])("trial-start", {"loss": study.loss, "trial": draw.number, "params": draw.params, "run_id": draw.run_id})
+                break
+            tables[index] = _append(results, study, tables[index], draw.known, trials, updates[index])
+    return wave
+
+
+def _train_wave(executor: Executor, wave: dict[str, tuple[int, Any]], studies: Sequence[Study], tables: list[pd.DataFrame],
+                trials: int, data_dir: Path, results: Path, mirror: Path | None, updates: list[Update | None]) -> None:
+    """Train the wave's trials at once (each under its pruning rule) and record them."""
+    from seqbench.training.planned import plan_run
+    from seqbench.training.tune import record_trial
+
+    runs = [dataclasses.replace(plan_run(draw.config, executor.device_type(draw.config)), pruning=draw.rule) for _, draw in wave.values()]
+    started = time.perf_counter()
+    outcomes = {o.run_id: o for o in executor.run(runs, data_dir, results, mirror, _dispatch(wave, studies, updates))}
+    store = RunStore(results)
+    for run_id, (index, draw) in wave.items():
+        outcome = outcomes.get(run_id)
+        wall = outcome.seconds if outcome is not None and outcome.seconds else time.perf_counter() - started
+        record = record_trial(studies[index], draw, store, wall, outcome.reason if outcome else "")
+        tables[index] = _append(results, studies[index], tables[index], record, trials, updates[index])
 
 
 def _append(results: Path, study: Study, table: pd.DataFrame, record: dict[str, Any], trials: int, update: Update | None) -> pd.DataFrame:
