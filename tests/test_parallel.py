@@ -7,6 +7,8 @@ worker can import them, and they coordinate through marker files in a temporary 
 
 from __future__ import annotations
 
+import contextlib
+
 import multiprocessing
 import os
 import signal
@@ -155,6 +157,19 @@ def start_driver(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
     return driver, pids
 
 
+def finish(driver: subprocess.Popen, markers: Path, timeout: float) -> str:
+    """The driver's stderr once it exited; on a timeout it and its workers are killed first, so
+    a failing test leaves no process behind to slow the rest of the suite."""
+    try:
+        return driver.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        driver.kill()
+        for path in markers.glob("pid-*"):
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(path.read_text()), signal.SIGKILL)
+        raise
+
+
 def wait_gone(pids: list[int], seconds: float = 10) -> bool:
     deadline = time.monotonic() + seconds
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
@@ -172,7 +187,7 @@ def test_workers_exit_when_the_driver_is_killed(tmp_path: Path) -> None:
 def test_ctrl_c_to_the_driver_stops_its_workers_and_exits(tmp_path: Path) -> None:
     driver, pids = start_driver(tmp_path)
     driver.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C delivers (workers ignore their own)
-    _, stderr = driver.communicate(timeout=60)
+    stderr = finish(driver, tmp_path, timeout=90)
     assert driver.returncode != 0 and "KeyboardInterrupt" in stderr
     assert wait_gone(pids, seconds=1)  # reaped before the driver exited
 
@@ -213,3 +228,34 @@ def test_the_live_table_counts_every_running_run() -> None:
     table = progress._table()
     assert table.title == "seqbench compare (2 running)"
     assert [cell.plain if hasattr(cell, "plain") else cell for cell in table.columns[1]._cells].count("[cyan]running[/]") == 2
+
+
+def test_ctrl_c_between_a_worker_start_and_its_registration_still_stops_it(tmp_path: Path) -> None:
+    """A Ctrl-C that lands right after a worker process started, before the driver recorded it,
+    is held until the worker is recorded: the stop reaches it and the driver exits (before, the
+    unrecorded worker kept the exiting driver waiting forever)."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_parallel import fake_config, sleeping_worker
+        from seqbench.training.parallel import ProcessExecutor
+
+        class Interrupted(ProcessExecutor):
+            def _start(self, *args, **kwargs):
+                job = super()._start(*args, **kwargs)
+                os.kill(os.getpid(), signal.SIGINT)  # the worst moment for a Ctrl-C
+                time.sleep(1.0)
+                return job
+
+        configs = [fake_config("bce")]
+        configs[0].model_params = {{"markers": {str(tmp_path)!r}}}
+        Interrupted(2, sleeping_worker, cores=2).run(configs * 2, {str(tmp_path)!r}, {str(tmp_path / "r")!r}, None, None)
+        """
+    )
+    driver = subprocess.Popen([sys.executable, "-c", script], env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])},
+                              stderr=subprocess.PIPE, text=True)
+    stderr = finish(driver, tmp_path, timeout=120)
+    assert driver.returncode != 0 and "KeyboardInterrupt" in stderr
+    pids = [int(path.read_text()) for path in tmp_path.glob("pid-*")]
+    assert wait_gone(pids, seconds=5)

@@ -127,7 +127,8 @@ class ProcessExecutor:
         try:
             while todo or running:
                 while todo and len(running) < jobs:
-                    running.append(self._start(ctx, todo.pop(0), data_dir, results, mirror, jobs))
+                    with workers.signals_deferred():  # started and registered before a Ctrl-C is handled
+                        running.append(self._start(ctx, todo.pop(0), data_dir, results, mirror, jobs))
                 workers.wait_any([job.worker for job in running])
                 for job in [job for job in running if self._poll(job, notify)]:
                     running.remove(job)

@@ -58,7 +58,8 @@ def run_studies(
             while todo and len(running) < jobs:
                 index = todo.pop(0)
                 args = (studies[index], trials, data_dir, results, mirror, list(retrain_seeds), updates[index] is not None)
-                running[index] = workers.start(context, _study_in_worker, args, f"seqbench:study:{studies[index].loss}", threads)
+                with workers.signals_deferred():  # started and registered before a Ctrl-C is handled
+                    running[index] = workers.start(context, _study_in_worker, args, f"seqbench:study:{studies[index].loss}", threads)
             workers.wait_any(list(running.values()))
             for index, worker in list(running.items()):
                 if workers.poll(worker, _notify(updates[index])):

@@ -21,7 +21,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -45,6 +45,7 @@ class Worker:
     error: BaseException | None = None
     interrupted: bool = False  # the task ended with a KeyboardInterrupt (a stop request)
     answered: bool = False  # a result, an error or an interruption arrived
+    closed: bool = False  # the worker's end of the pipe is closed: nothing more will arrive
     started: float = field(default_factory=time.perf_counter)
 
     def why_gone(self) -> str:
@@ -62,34 +63,64 @@ def start(context: Any, target: Callable[..., Any], args: tuple[Any, ...], name:
     return Worker(name, process, reader)
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver the first one that came.
+
+    Start and register a worker inside one: a stop request handled between the two would stop
+    the registered workers only, and the unregistered one (whose pipe the driver still holds)
+    would keep the exiting driver waiting for it forever. The handlers are swapped, not the
+    signal mask: Python runs its handlers in the main thread whichever thread the kernel
+    delivered the signal to, so masking the main thread alone defers nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {number: signal.signal(number, lambda signum, frame: held.append(signum)) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if held:
+            signal.raise_signal(held[0])  # now handled as it would have been
+
+
 def wait_any(workers: Sequence[Worker], timeout: float = POLL_SECONDS) -> None:
     """Block until a worker sends something or exits (or ``timeout`` passes)."""
-    wait([w.conn for w in workers] + [w.process.sentinel for w in workers], timeout=timeout)
+    wait([w.conn for w in workers if not w.closed] + [w.process.sentinel for w in workers], timeout=timeout)
 
 
 def poll(worker: Worker, notify: Notify) -> bool:
-    """Hand the worker's events to ``notify``, keep its answer; True once it is gone."""
-    try:
-        while worker.conn.poll():
-            kind, payload = worker.conn.recv()
-            if kind == "event":
-                notify(*payload)
-                continue
-            worker.answered = True
-            if kind == "result":
-                worker.result = payload
-            elif kind == "error":
-                worker.error = payload
-            else:
-                worker.interrupted = True
-    except (EOFError, OSError):  # the worker exited (or was killed mid-message)
-        worker.process.join()
-        return True
-    except Exception:  # a message cut off by a kill does not unpickle
-        worker.process.kill()
-        worker.process.join()
-        return True
-    return not worker.process.is_alive() and not worker.conn.poll()
+    """Hand the worker's events to ``notify``, keep its answer; True once it is gone.
+
+    Never blocks: a worker whose pipe is closed but whose process has not exited yet is "not
+    gone" until its process sentinel says so (a stop kills it after the grace time).
+    """
+    if not worker.closed:
+        try:
+            while worker.conn.poll():
+                _receive(worker, *worker.conn.recv(), notify)
+        except (EOFError, OSError):  # the worker closed its end, exited or was killed mid-message
+            worker.closed = True
+        except Exception:  # a message cut off by a kill does not unpickle
+            worker.closed = True
+            worker.process.kill()
+    return not worker.process.is_alive() and (worker.closed or not worker.conn.poll())
+
+
+def _receive(worker: Worker, kind: str, payload: Any, notify: Notify) -> None:
+    if kind == "event":
+        notify(*payload)
+        return
+    worker.answered = True
+    if kind == "result":
+        worker.result = payload
+    elif kind == "error":
+        worker.error = payload
+    else:
+        worker.interrupted = True
 
 
 def reap(worker: Worker) -> None:
