@@ -138,7 +138,8 @@ def start_driver(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
     """A driver process running two sleeping workers, and the workers' pids once both started."""
     script = textwrap.dedent(
         f"""
-        import sys
+        import faulthandler, sys
+        faulthandler.enable()
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_parallel import fake_config, sleeping_worker
         from seqbench.training.parallel import ProcessExecutor
@@ -163,6 +164,10 @@ def finish(driver: subprocess.Popen, markers: Path, timeout: float) -> str:
     try:
         return driver.communicate(timeout=timeout)[1]
     except subprocess.TimeoutExpired:
+        # The driver dumps its threads' stacks on SIGABRT (faulthandler): shown in the failure.
+        driver.send_signal(signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            print(driver.communicate(timeout=10)[1])
         driver.kill()
         for path in markers.glob("pid-*"):
             with contextlib.suppress(ProcessLookupError, ValueError):
@@ -236,7 +241,8 @@ def test_ctrl_c_between_a_worker_start_and_its_registration_still_stops_it(tmp_p
     unrecorded worker kept the exiting driver waiting forever)."""
     script = textwrap.dedent(
         f"""
-        import os, signal, sys, time
+        import faulthandler, os, signal, sys, time
+        faulthandler.enable()
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_parallel import fake_config, sleeping_worker
         from seqbench.training.parallel import ProcessExecutor
