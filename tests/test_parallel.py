@@ -138,8 +138,11 @@ def start_driver(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
     """A driver process running two sleeping workers, and the workers' pids once both started."""
     script = textwrap.dedent(
         f"""
-        import faulthandler, sys
+        import faulthandler, signal, sys
         faulthandler.enable()
+        # As a terminal starts it: a harness started in the background (`cmd &`, nohup) passes
+        # SIGINT on ignored, and an ignored SIGINT would make this simulated Ctrl-C a no-op.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_parallel import fake_config, sleeping_worker
         from seqbench.training.parallel import ProcessExecutor
@@ -243,6 +246,7 @@ def test_ctrl_c_between_a_worker_start_and_its_registration_still_stops_it(tmp_p
         f"""
         import faulthandler, os, signal, sys, time
         faulthandler.enable()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal starts it (see above)
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_parallel import fake_config, sleeping_worker
         from seqbench.training.parallel import ProcessExecutor
