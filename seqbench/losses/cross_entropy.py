@@ -3,7 +3,7 @@
 One mathematical loss, interchangeable implementations (``ce_impl``): ``dense`` builds the
 n x N logits through torch's cross-entropy, ``chunked`` is the exact chunked autograd function of
 ``chunked_ce`` (no logits matrix), ``fused`` keeps the logits as dense does but computes them and
-their gradient in cache-sized strips (the fastest on CPU while n x N fits in memory), ``auto``
+their gradient in cache-sized strips (on CPU far faster than dense while n x N fits), ``auto``
 picks chunked when n x N x 4 bytes would exceed ``memory_budget_mib`` and dense otherwise;
 ``cut`` calls Apple's ``cut-cross-entropy`` kernels (CUDA only, when the package is installed).
 """
