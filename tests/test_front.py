@@ -325,3 +325,17 @@ def test_log_to_mlflow_mirrors_epochs_and_the_final_record(toy_data: Path, tmp_p
     assert grid.exit_code == 0, grid.output
     names = sorted(r.info.run_name for r in client.search_runs([experiment.experiment_id]))
     assert len(names) == 3 and set(names) <= set(RunStore(results).run_ids())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--executor", "bogus"], "unknown executor 'bogus'"),
+    (["--jobs", "0"], "--jobs must be >= 1"),
+    (["--executor", "ray", "--jobs", "2"], "--jobs is for the local executor"),
+])
+def test_tune_execution_options_refuse_bad_input_in_one_line_through_the_entry_point(tmp_path: Path, args: list[str], message: str) -> None:
+    pytest.importorskip("optuna")
+    result = piped("tune", "--dataset", "synthetic", "--trials", "1", "--results", str(tmp_path / "r"), *args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "r" / "studies").exists()

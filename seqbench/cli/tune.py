@@ -79,7 +79,7 @@ def tune(
             runner = make_ray_executor(ray_address, cpus_per_run, gpus_per_run)
         report = run_tune(
             dataset, model, names, trials, data_dir, results, seed, overrides, settings,
-            seed_list(retrain_seeds), plots, mirror, None if quiet or json_ else show_progress, jobs or 1, runner,
+            seed_list(retrain_seeds), plots, mirror, None if quiet or json_ else show_progress, 1 if jobs is None else jobs, runner,
         )
         print_report(report, json_)
 
