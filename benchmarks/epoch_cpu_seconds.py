@@ -20,7 +20,11 @@ from pathlib import Path
 
 import torch
 
-from seqbench.training.trainer import Trainer, load_dataset, make_config
+from seqbench.configure import make_config
+
+from seqbench.data.prepare import load_dataset
+
+from seqbench.training.trainer import Trainer
 
 
 def main() -> None:

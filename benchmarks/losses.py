@@ -27,14 +27,14 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from seqbench.losses.base import LossBatch  # noqa: E402
-from seqbench.losses.registry import LOSS_NAMES, build_loss  # noqa: E402
+from seqbench.losses.registry import LOSSES, build_loss  # noqa: E402
 from seqbench.losses.spec import parse_loss_spec, split_loss_list  # noqa: E402
 from seqbench.measure.allocations import AllocationTracker  # noqa: E402
 
 # Loss-spec syntax (seqbench/losses/spec.py), as memprof: cce[chunked] = cce with ce_impl=chunked.
 CE_VARIANTS = ["ce[dense]", "ce[chunked]", "cce[dense]", "cce[chunked]"]
 DENSE_BASELINE = "cce[dense]"
-DEFAULT_LOSSES = CE_VARIANTS + [name for name in LOSS_NAMES if name not in ("ce", "cce")]
+DEFAULT_LOSSES = CE_VARIANTS + [name for name in LOSSES.names() if name not in ("ce", "cce")]
 
 
 @dataclass

@@ -33,7 +33,9 @@ from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
 from seqbench.devices import resolve_device
-from seqbench.training.trainer import Trainer, load_dataset, make_config
+from seqbench.configure import make_config
+from seqbench.data.prepare import load_dataset
+from seqbench.training.trainer import Trainer
 
 DEFAULT_CELLS = "sasrec:cce,gru4rec:cce"
 HIDDEN = 64  # the hidden size of every preset benchmarked here (the GEMM's inner dimension)

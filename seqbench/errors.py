@@ -49,6 +49,13 @@ def unknown_name(what: str, name: str, choices: Iterable[str]) -> str:
     return f"unknown {what} '{name}'{hint} (choose from {listing})" if hint else f"unknown {what} '{name}': choose from {listing}"
 
 
+def check_choice(what: str, value: str, allowed: Iterable[str]) -> None:
+    """Refuse a value that is not one of a fixed few (a table, a test, a format)."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise InputError(f"unknown {what} '{value}': choose one of {', '.join(allowed)}")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a job scheduler, ``kill``) turned into the stop a Ctrl-C makes: the run in progress
     is stored as interrupted, worker processes are stopped (``cli.common.sigterm_as_interrupt``)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.errors import InputError, unknown_name
-from seqbench.training.events import EventKind, Progress
+from seqbench.events import EventKind, Progress
 
 TRACKERS = ("mlflow",)
 

@@ -50,7 +50,7 @@ def test_an_interrupted_grid_resumes_without_duplicates(toy_data: Path, tmp_path
         original(self, progress)
 
     monkeypatch.setattr(trainer.Trainer, "fit", broken_for_ce)
-    monkeypatch.setattr("seqbench.training.parallel.available_cores", lambda: 1)  # in-process, where the patch applies
+    monkeypatch.setattr("seqbench.execution.processes.available_cores", lambda: 1)  # in-process, where the patch applies
     results = tmp_path / "r"
     assert invoke([*GRID, "--quiet"], toy_data, results).exit_code == 0
     table = RunStore(results).table()

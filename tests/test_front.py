@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from seqbench.cli import app
 from seqbench.storage.store import RunStore
-from seqbench.training.trainer import make_config, train_run
+from seqbench.configure import make_config
+from seqbench.training.trainer import train_run
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

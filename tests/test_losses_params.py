@@ -8,14 +8,14 @@ import torch
 
 from seqbench.errors import InputError
 from seqbench.losses.base import LossBatch
-from seqbench.losses.registry import LOSS_NAMES, build_loss, default_params, loss_class
+from seqbench.losses.registry import LOSSES, build_loss, default_params, loss_class
 
 SPEC_NAMES = ["ce", "cce", "bce", "bpr", "top1", "bpr-max", "sampled-ce", "scaled-ce", "nce", "neg", "gbce", "sce"]
 
 
 def test_registry_holds_exactly_the_spec_names_with_help_naming_a_paper() -> None:
-    assert LOSS_NAMES == SPEC_NAMES
-    for name in LOSS_NAMES:
+    assert LOSSES.names() == SPEC_NAMES
+    for name in LOSSES.names():
         cls = loss_class(name)
         assert cls.name == name and cls.help and cls.paper
 

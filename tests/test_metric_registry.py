@@ -11,7 +11,7 @@ from seqbench.errors import InputError
 from seqbench.reporting.grid import per_user_values
 from seqbench.config import selectable_metrics
 from seqbench.measure.metrics import metric_names, metrics_from_ranks, parse_metric
-from seqbench.training.trainer import make_config
+from seqbench.configure import make_config
 from reporting_store import new_store, ranks_run
 
 RANKS = np.array([0, 4, 9, 30])

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from seqbench.data.sequences import load_prepared
-from seqbench.losses.registry import LOSS_NAMES
+from seqbench.losses.registry import LOSSES
 from seqbench.models.registry import MODELS
 from seqbench.measure.ranking import rank_of_targets
 from seqbench.measure.metrics import metrics_from_ranks
-from seqbench.training.trainer import make_config, train_run
+from seqbench.configure import make_config
+from seqbench.training.trainer import train_run
 
 SMALL_LOSS_PARAMS = {"num_negatives": 8}  # catalogues of 40 items: keep K well below N
 SMALL = {"dataset": "toy", "batch_size": 64, "max_len": 10, "eval_batch_size": 128}
@@ -27,7 +28,7 @@ def loss_overrides(loss: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
-@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("loss", LOSSES.names())
 def test_every_model_trains_with_every_loss(model: str, loss: str, toy_data: Path, tmp_path: Path) -> None:
     config = make_config(None, SMALL | {"model": model, "loss": loss, "epochs": 1} | loss_overrides(loss))
     stored = train_run(config, toy_data, tmp_path)

@@ -8,6 +8,7 @@ worker can import them, and they coordinate through marker files in a temporary 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import multiprocessing
 import os
@@ -27,9 +28,9 @@ from seqbench.cli import app
 from seqbench.errors import InputError
 from seqbench.storage.store import RunStore
 from seqbench.config import RunConfig
-from seqbench.training.grid import RunOutcome
-from seqbench.training.planned import run_label
-from seqbench.training.parallel import ProcessExecutor
+from seqbench.execution.executor import RunOutcome
+from seqbench.execution.planned import PlannedRun, run_label
+from seqbench.execution.processes import ProcessExecutor
 
 runner = CliRunner()
 GRID = ["--datasets", "toy", "--seeds", "0", "--models", "gru4rec,sasrec", "--losses", "cce", "--epochs", "2", "--set", "max_len=10", "--set", "batch_size=64", "--set", "threads=1", "--quiet"]
@@ -44,8 +45,9 @@ def markers_of(config: RunConfig) -> Path:
     return Path(config.model_params["markers"])
 
 
-def meeting_worker(config: RunConfig, data_dir: Path, results: Path, mirror: Path | None, update: Any) -> RunOutcome:
+def meeting_worker(run: PlannedRun, data_dir: Path, results: Path, mirror: Path | None, update: Any) -> RunOutcome:
     """Leaves ``started-<loss>`` and waits until every run of the grid has started (or times out)."""
+    config = run.config
     markers = markers_of(config)
     (markers / f"started-{config.loss}").touch()
     deadline = time.monotonic() + BARRIER_SECONDS
@@ -56,15 +58,17 @@ def meeting_worker(config: RunConfig, data_dir: Path, results: Path, mirror: Pat
     return RunOutcome(config.run_id("cpu"), run_label(config), "completed", "", 0.0, {"threads": float(__import__("torch").get_num_threads())})
 
 
-def dying_worker(config: RunConfig, data_dir: Path, results: Path, mirror: Path | None, update: Any) -> RunOutcome:
+def dying_worker(run: PlannedRun, data_dir: Path, results: Path, mirror: Path | None, update: Any) -> RunOutcome:
+    config = run.config
     update("run-start", {"run_id": config.run_id("cpu"), "label": run_label(config)})
     if config.loss == "ce":
         os.kill(os.getpid(), signal.SIGKILL)
     return RunOutcome(config.run_id("cpu"), run_label(config), "completed")
 
 
-def sleeping_worker(config: RunConfig, data_dir: Path, results: Path, mirror: Path | None, update: Any) -> RunOutcome:
+def sleeping_worker(run: PlannedRun, data_dir: Path, results: Path, mirror: Path | None, update: Any) -> RunOutcome:
     """Records its pid, then sleeps until stopped."""
+    config = run.config
     (markers_of(config) / f"pid-{config.loss}").write_text(str(os.getpid()))
     while True:
         time.sleep(0.1)
@@ -111,7 +115,7 @@ def test_a_killed_worker_fails_its_run_and_the_grid_goes_on(tmp_path: Path) -> N
 
 
 def test_ctrl_c_stores_the_running_runs_as_interrupted_and_reaps_every_worker(toy_data: Path, tmp_path: Path) -> None:
-    from seqbench.training.trainer import make_config
+    from seqbench.configure import make_config
 
     configs = [
         make_config(None, {"dataset": "toy", "model": "gru4rec", "loss": loss, "epochs": 10_000, "patience": 10_000, "max_len": 10, "threads": 1, "device": "cpu"})
@@ -145,7 +149,7 @@ def start_driver(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_parallel import fake_config, sleeping_worker
-        from seqbench.training.parallel import ProcessExecutor
+        from seqbench.execution.processes import ProcessExecutor
         configs = [fake_config(loss) for loss in ("bce", "ce")]
         for config in configs:
             config.model_params = {{"markers": {str(tmp_path)!r}}}
@@ -249,7 +253,7 @@ def test_ctrl_c_between_a_worker_start_and_its_registration_still_stops_it(tmp_p
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal starts it (see above)
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_parallel import fake_config, sleeping_worker
-        from seqbench.training.parallel import ProcessExecutor
+        from seqbench.execution.processes import ProcessExecutor
 
         class Interrupted(ProcessExecutor):
             def _start(self, *args, **kwargs):
@@ -269,3 +273,19 @@ def test_ctrl_c_between_a_worker_start_and_its_registration_still_stops_it(tmp_p
     assert driver.returncode != 0 and "KeyboardInterrupt" in stderr
     pids = [int(path.read_text()) for path in tmp_path.glob("pid-*")]
     assert wait_gone(pids, seconds=5)
+
+
+def test_a_pruned_trial_is_pruned_in_a_worker_process_too(toy_data: Path, tmp_path: Path) -> None:
+    """A tuning trial's pruning rule travels with its planned run to the worker that trains it
+    (before, workers got the bare config and trained every trial to the end, unpruned)."""
+    from seqbench.configure import make_config
+    from seqbench.execution.planned import plan_run
+    from seqbench.training.prune_rule import PruneRule
+
+    always_below = PruneRule("NDCG@10", warmup=1, medians={epoch: 2.0 for epoch in range(1, 5)})  # NDCG <= 1 < 2
+    runs = [dataclasses.replace(plan_run(make_config(None, {"dataset": "toy", "model": "gru4rec", "loss": loss, "epochs": 4,
+                                                             "max_len": 10, "batch_size": 64, "threads": 1, "device": "cpu"})),
+                                pruning=always_below) for loss in ("bce", "ce")]
+    outcomes = ProcessExecutor(2, cores=2).run(runs, toy_data, tmp_path / "r", None, None)
+    assert [o.status for o in outcomes] == ["pruned", "pruned"], [o.reason for o in outcomes]
+    assert [RunStore(tmp_path / "r").row(run.run_id)["epochs_run"] for run in runs] == [1, 1]

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqbench.training.events import EventKind
-from seqbench.training.pruning import median_rule
+from seqbench.events import EventKind
+from seqbench.tuning.pruning import median_rule
 
 optuna = pytest.importorskip("optuna")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -48,7 +48,7 @@ def optuna_stop(trials: pd.DataFrame, curve: list[float], warmup: int, after: in
 
 
 def rule_stop(trials: pd.DataFrame, curve: list[float], warmup: int, after: int, epochs: int) -> int | None:
-    from seqbench.training.trainer import StopRun
+    from seqbench.events import StopRun
 
     rule = median_rule(trials, "NDCG@10", warmup, after)
     if rule is None:

@@ -24,7 +24,7 @@ import torch
 from seqbench.errors import InputError
 from seqbench.storage.store import RunStore, StoredRun
 from seqbench.config import RunConfig
-from seqbench.training.grid import run_grid
+from seqbench.execution.grid import run_grid
 
 RAY_MISSING = "Ray is not installed: `pip install 'seqbench[ray]'` to run the Ray executor tests"
 METRIC_PREFIXES = ("valid_", "test_")
@@ -43,7 +43,7 @@ def ray_local() -> Any:
 
 
 def executor(**kwargs: Any) -> Any:
-    from seqbench.training.ray_executor import RayExecutor
+    from seqbench.execution.ray_executor import RayExecutor
 
     return RayExecutor(cpus_per_run=1, **kwargs)
 
@@ -97,7 +97,7 @@ def stored_dirs(results: Path) -> list[str]:
 
 # --- without Ray --------------------------------------------------------------------------------
 def test_factory_without_ray_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    from seqbench.training.ray_executor import make_ray_executor
+    from seqbench.execution.ray_executor import make_ray_executor
 
     real_import = builtins.__import__
 
@@ -114,7 +114,7 @@ def test_factory_without_ray_names_the_install_command(monkeypatch: pytest.Monke
 
 
 def test_bad_resources_are_input_errors() -> None:
-    from seqbench.training.ray_executor import RayExecutor
+    from seqbench.execution.ray_executor import RayExecutor
 
     with pytest.raises(InputError, match="cpus-per-run"):
         RayExecutor(cpus_per_run=0)
@@ -126,13 +126,14 @@ def test_bad_resources_are_input_errors() -> None:
 def test_ray_grid_stores_the_same_runs_as_the_local_executor(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
     for module in ("seqbench.losses.registry", "seqbench.models.registry", "seqbench.data.prepare"):
         pytest.importorskip(module, reason="real training needs the losses, models and data layers (merged on main)")
-    from seqbench.training.grid import GridSpec, LocalExecutor, expand
-    from seqbench.training.trainer import make_config
+    from seqbench.execution.executor import InProcessExecutor
+    from seqbench.execution.grid import GridSpec, expand
+    from seqbench.configure import make_config
 
     # threads=1: both executors pin torch to one thread, so reductions run in the same order.
     overrides = {"epochs": 2, "batch_size": 64, "max_len": 10, "eval_batch_size": 128, "device": "cpu", "threads": 1}
     configs = expand(GridSpec(["toy"], ["gru4rec"], ["bce", "ce"], [0], overrides), make_config)
-    local = run_grid(configs, toy_data, tmp_path / "local", LocalExecutor())
+    local = run_grid(configs, toy_data, tmp_path / "local", InProcessExecutor())
     events: list[tuple[str, str]] = []
     remote = run_grid(configs, toy_data, tmp_path / "ray", executor(), update=lambda event, info: events.append((event, info["label"])))
 
@@ -229,9 +230,9 @@ def test_ctrl_c_cancels_pending_runs_and_keeps_finished_ones(ray_local: Any, toy
 
 def test_workers_without_the_data_dir_read_the_object_store_copy(ray_local: Any, toy_data: Path) -> None:
     from seqbench.data.sequences import load_prepared
-    from seqbench.training.ray_data import DataSource
-    from seqbench.training.ray_data import digest as _digest
-    from seqbench.training.ray_data import read_files as _read_files
+    from seqbench.execution.ray_data import DataSource
+    from seqbench.execution.ray_data import digest as _digest
+    from seqbench.execution.ray_data import read_files as _read_files
 
     files = _read_files(toy_data / "toy")
     source = DataSource("toy", "/nonexistent/data", _digest(files))
@@ -239,7 +240,7 @@ def test_workers_without_the_data_dir_read_the_object_store_copy(ray_local: Any,
 
     @ray_local.remote
     def load(source: DataSource, files: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray, int]:
-        from seqbench.training import ray_data as ray_executor  # the worker's module, not a pickled copy
+        from seqbench.execution import ray_data as ray_executor  # the worker's module, not a pickled copy
 
         ray_executor._LOADED.clear()  # a worker of an earlier test may hold the data set already
         dataset = ray_executor.load_on_worker(source, files)
@@ -279,8 +280,8 @@ def test_cuda_without_gpus_per_run_is_an_input_error(ray_local: Any) -> None:
 
 def test_tuning_studies_through_ray_draw_prune_and_choose_as_locally(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
     pytest.importorskip("optuna")
-    from seqbench.training import tune as tuning
-    from seqbench.training.study_pool import run_studies, run_studies_through
+    from seqbench.tuning import studies as tuning
+    from seqbench.tuning.study_pool import run_studies, run_studies_through
 
     # Pruning from the second trial on (one completed trial, epoch 1), so the rules travel to the workers.
     settings = tuning.TuneSettings(random_trials=2, prune_after_trials=1, prune_warmup_epochs=1)

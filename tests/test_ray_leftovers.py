@@ -77,7 +77,7 @@ import os, select, subprocess, sys, time
 clean = {k: v for k, v in os.environ.items() if k != "SEQBENCH_RAY_OWNER"}
 # a child that carries no mark, as a Ray agent whose setproctitle overwrote /proc/PID/environ
 unmarked = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=clean)
-watcher = subprocess.Popen([sys.executable, "-m", "seqbench.training.ray_reaper", str(os.getpid()), sys.argv[1]],
+watcher = subprocess.Popen([sys.executable, "-m", "seqbench.execution.ray_reaper", str(os.getpid()), sys.argv[1]],
                            env=clean, start_new_session=True, stdout=subprocess.PIPE, text=True)
 ready, _, _ = select.select([watcher.stdout], [], [], 60)  # its first record of this process's children is taken
 assert ready and watcher.stdout.readline().strip() == "watching"

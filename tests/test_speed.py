@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from seqbench.measure.ranking import evaluate_split
-from seqbench.training.trainer import Trainer, load_dataset, make_config
+from seqbench.configure import make_config
+from seqbench.data.prepare import load_dataset
+from seqbench.training.trainer import Trainer
 
 
 def trained(toy_data: Path, model: str, **overrides: object) -> Trainer:

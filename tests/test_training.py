@@ -13,7 +13,8 @@ from seqbench.cli import app
 from seqbench.errors import InputError, RuntimeFailure
 from seqbench.storage.store import RunStore
 from seqbench.training.reevaluate import evaluate_stored
-from seqbench.training.trainer import Trainer, make_config, train_run
+from seqbench.configure import make_config
+from seqbench.training.trainer import Trainer, train_run
 
 runner = CliRunner()
 FAST = {"dataset": "toy", "epochs": 3, "batch_size": 32, "max_len": 10, "eval_batch_size": 64}

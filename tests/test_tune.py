@@ -12,15 +12,17 @@ from typer.testing import CliRunner
 
 from seqbench.cli import app
 from seqbench.errors import InputError
-from seqbench.losses.registry import LOSS_NAMES, loss_class, make_params
+from seqbench.losses.registry import LOSSES, loss_class, make_params
 from seqbench.models.registry import MODELS
 from seqbench.models.registry import make_config as model_config
 from seqbench.space import Space, choice, integer, real
 from seqbench.storage.store import RunStore
 from seqbench.services import tune as tune_service
-from seqbench.training import tune as tuning
+from seqbench.tuning import studies as tuning
 from seqbench.config import FIELD_TYPES
-from seqbench.training.trainer import StopRun, Trainer, make_config, train_run
+from seqbench.events import StopRun
+from seqbench.configure import make_config
+from seqbench.training.trainer import Trainer, train_run
 
 runner = CliRunner()
 try:
@@ -46,7 +48,7 @@ def table(report: tune_service.TuneReport, loss: str = "bce") -> pd.DataFrame:
 
 
 # --- spaces ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("loss", LOSSES.names())
 def test_every_point_of_every_loss_space_builds_a_valid_run(loss: str) -> None:
     for model in MODELS:
         for space in tuning.applicable_space(model, loss):

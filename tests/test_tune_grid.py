@@ -12,12 +12,13 @@ from typer.testing import CliRunner
 
 from seqbench.cli import app
 from seqbench.services.compare import grid_overrides
-from seqbench.losses.registry import LOSS_NAMES, make_params
+from seqbench.losses.registry import LOSSES, make_params
 from seqbench.models.registry import MODELS
 from seqbench.space import cap_at_catalogue, integer
 from seqbench.storage.store import RunStore
-from seqbench.training import tune as tuning
-from seqbench.training.trainer import Trainer, check_catalogue, make_config
+from seqbench.tuning import studies as tuning
+from seqbench.configure import check_catalogue, make_config
+from seqbench.training.trainer import Trainer
 
 runner = CliRunner()
 optuna = pytest.importorskip("optuna")
@@ -133,7 +134,7 @@ def test_bad_tune_input_exits_2_before_training(toy_data: Path, tmp_path: Path, 
 
 
 # --- spaces capped at the catalogue ------------------------------------------------------------
-@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("loss", LOSSES.names())
 @pytest.mark.parametrize("num_items", [3, TOY_ITEMS, 100_000])
 def test_every_loss_space_capped_at_the_catalogue_gives_valid_runs_on_it(loss: str, num_items: int) -> None:
     for model in MODELS:
@@ -163,7 +164,7 @@ def test_the_cap_matters_and_keeps_uncapped_spaces_and_study_ids() -> None:
 
 def test_compare_tune_jobs_2_runs_the_studies_in_workers_with_the_same_trials(toy_data: Path, tmp_path: Path,
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from seqbench.training import workers
+    from seqbench.execution import workers
 
     started: list[str] = []
     start = workers.start

@@ -7,7 +7,7 @@ trains and builds the tables, and this module renders them (and the live table o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -30,9 +30,13 @@ from seqbench.cli.options import (
     ResultsOption,
     SetOption,
 )
-from seqbench.services import compare as service
-from seqbench.services.compare import REAL_DATA_SEEDS, SYNTHETIC_EPOCHS, CompareRequest, choice
-from seqbench.training.events import EventKind
+from seqbench.cli.progress import show_trial_progress
+from seqbench.config import REAL_DATA_SEEDS, SYNTHETIC_EPOCHS
+from seqbench.errors import check_choice
+from seqbench.events import EventKind
+
+if TYPE_CHECKING:
+    from seqbench.services import compare as service
 
 FORMATS = ("text", "markdown", "latex", "csv")
 
@@ -78,22 +82,28 @@ def compare(
     """Run every dataset x model x loss x seed combination not stored yet, then print tables."""
 
     def work() -> None:
+        from seqbench.execution.executors import ExecutorChoice  # lazy: start-up
+        from seqbench.services import compare as service  # lazy: start-up
+        from seqbench.services.compare import CompareRequest  # lazy: start-up
+
         request = CompareRequest(
             datasets=datasets, models=models, losses=losses, seeds=seeds, preset=preset, epochs=epochs, device=device,
             sets=list(set_ or []), table=table, proposed=proposed, baselines=baselines, source=source, test=test,
-            adjust=adjust, alpha=alpha, runs=runs_, train=not no_train, retry_failed=retry_failed, executor=executor,
-            ray_address=ray_address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, jobs=jobs,
+            adjust=adjust, alpha=alpha, runs=runs_, train=not no_train, retry_failed=retry_failed,
+            where=ExecutorChoice(executor, jobs, ray_address, cpus_per_run, gpus_per_run),
             data_dir=data_dir, results=results, mirror=mirror, log_to=log_to, plots=plots, report_dir=report_dir, tune=tune,
         )
-        choice("format", format_, FORMATS)
+        check_choice("format", format_, FORMATS)
         service.check_request(request)
         grid = service.plan(request)
         if dry_run:
             rows = service.dry_run(request, grid)
             if request.tune is not None:
-                from seqbench.cli.tune import show_tune_plan
+                from seqbench.cli.plan_view import show_tune_plan  # lazy: start-up
 
                 return show_tune_plan(rows, service.tune_plan(request, grid), request.tune, json_)
+            from seqbench.cli.plan_view import show_plan  # lazy: start-up
+
             return show_plan(rows, json_)
         # --tune's studies first: a bad tuning request is refused before the default grid trains
         study_request = service.tune(request, grid, None if quiet or json_ else print_tuning)
@@ -115,13 +125,12 @@ def print_note(kind: EventKind, info: dict[str, Any]) -> None:
 
 def print_tuning(kind: str, info: dict[str, Any]) -> None:
     """``--tune``: one line per trial (the tuner's events) and the service's notes."""
-    from seqbench.cli.tune import show_progress
-
-    print_note(kind, info) if kind == EventKind.NOTE else show_progress(kind, info)
+    print_note(kind, info) if kind == EventKind.NOTE else show_trial_progress(kind, info)
 
 
-def train_grid(request: CompareRequest, grid: service.Grid, quiet: bool) -> None:
-    from seqbench.cli.grid_progress import GridProgress
+def train_grid(request: service.CompareRequest, grid: service.Grid, quiet: bool) -> None:
+    from seqbench.cli.grid_progress import GridProgress  # lazy: start-up
+    from seqbench.services import compare as service  # lazy: start-up
 
     executor = service.make_executor(request)  # joins Ray first: a wrong address fails before any preparing
     service.prepare(request, grid)
@@ -132,26 +141,8 @@ def train_grid(request: CompareRequest, grid: service.Grid, quiet: bool) -> None
         err_console.print(note, highlight=False)
 
 
-def show_plan(rows: list[dict[str, Any]], as_json: bool) -> None:
-    """``--dry-run``: the grid, what is stored, what would train, and the estimated time."""
-    from tabulate import tabulate
-
-    from seqbench.reporting.render import fmt_seconds
-
-    document = service.plan_document(rows)
-    if as_json:
-        return emit_json(document)
-    todo = [row for row in rows if row["action"] != "skip"]
-    known = [row["estimated_seconds"] for row in todo if row["estimated_seconds"] is not None]
-    table = [[r["run"], r["run_id"], r["stored"] or "-", r["action"], fmt_seconds(r["estimated_seconds"]), r["estimate_basis"]] for r in rows]
-    out_console.print(tabulate(table, headers=["run", "run id", "stored", "action", "est. training", "estimated from"], disable_numparse=True), highlight=False, markup=False)
-    total = f"about {fmt_seconds(sum(known))} of training" + (f" plus {len(todo) - len(known)} run(s) with no estimate" if len(known) < len(todo) else "")
-    out_console.print(f"{len(rows)} runs in the grid, {len(rows) - len(todo)} stored, {len(todo)} would train: "
-                      + (total + " (at most: early stopping may end runs sooner; evaluation comes on top)" if todo else "nothing to do"), highlight=False, markup=False)
-
-
 def show_tables(result: service.CompareResult, fmt: str) -> None:
-    from seqbench.reporting import render
+    from seqbench.reporting import render  # lazy: start-up
 
     study = result.study
     for name, value in study.tables.items():

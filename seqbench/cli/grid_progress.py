@@ -8,13 +8,13 @@ from rich.live import Live
 from rich.table import Table
 
 from seqbench.cli.common import err_console
-from seqbench.training.events import EventKind
+from seqbench.events import EventKind
 
 STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "skipped": "dim", "running": "cyan"}
 
 
 class GridProgress:
-    """A :data:`~seqbench.training.events.Progress` callback for :func:`seqbench.training.grid.run_grid`."""
+    """A :data:`~seqbench.events.Progress` callback for :func:`seqbench.execution.grid.run_grid`."""
 
     def __init__(self, labels: list[str], quiet: bool = False) -> None:
         self.rows: dict[str, dict[str, Any]] = {label: {"status": "pending"} for label in labels}

@@ -7,7 +7,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from seqbench.cli.common import err_console
-from seqbench.training.events import EventKind
+from seqbench.events import EventKind
 
 
 class TrainingProgress:
@@ -50,3 +50,21 @@ class TrainingProgress:
                 f"test NDCG@10 {info['test_NDCG@10']:.4f}  {info['train_seconds']:.1f}s  best {info['best_epoch']}",
                 highlight=False,
             )
+
+
+def show_trial_progress(event: str, info: dict[str, Any]) -> None:
+    """One line per trial started and finished (validation only: no test metric while tuning)."""
+    where = f"{info['dataset']}/{info['model']}/" if "dataset" in info and "model" in info else ""
+    if event == "start" and "retrain_seed" in info:
+        err_console.print(f"{where}{info['loss']}: retraining the chosen config with seed {info['retrain_seed']}", highlight=False)
+    if event == "trial-start":
+        params = ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}" for key, value in info["params"].items())
+        err_console.print(f"{where}{info['loss']} trial {info['trial']}: training {params}", highlight=False)
+    if event != "trial":
+        return
+    how = "stored, not retrained" if info["reused"] else f"{info['wall_seconds']:.1f}s"
+    err_console.print(
+        f"{where}{info['loss']} trial {info['number']} ({info['number'] + 1} of {info['trials']}): {info['state']}, "
+        f"valid {info['value']:.4f}, {info['epochs_run']} epochs ({how})",
+        highlight=False,
+    )

@@ -62,7 +62,7 @@ def train(
 
     def work() -> None:
         from seqbench.config import load_yaml, parse_assignments
-        from seqbench.training.trainer import check_catalogues, make_config
+        from seqbench.configure import check_catalogues, make_config
 
         base = load_yaml(config_file) if config_file else {}
         overrides = cli_overrides(
@@ -82,7 +82,7 @@ def train(
 def train_tracked(config: Any, data_dir: Path, results: Path, mirror: Path | None, progress: Any, log_to: str | None) -> Any:
     """``train_run``, mirrored into the ``--log-to`` tracker when one is named."""
     from seqbench.tracking import make_tracker
-    from seqbench.training.planned import plan_run
+    from seqbench.execution.planned import plan_run
     from seqbench.training.trainer import train_run
 
     tracker = make_tracker(log_to, results, progress)

@@ -26,7 +26,8 @@ from seqbench.cli.options import (
 )
 from seqbench.coerce import parse_list
 from seqbench.errors import InputError
-from seqbench.services.compare import SYNTHETIC_EPOCHS, choice, grid_overrides  # as for `compare`: a few epochs on synthetic, else 150
+from seqbench.cli.progress import show_trial_progress
+from seqbench.config import SYNTHETIC_EPOCHS  # as for `compare`: a few epochs on synthetic, else 150
 
 
 @app.command()
@@ -62,24 +63,22 @@ def tune(
     """
 
     def work() -> None:
-        from seqbench.losses.registry import LOSS_NAMES
-        from seqbench.training.tune import TuneSettings
-        from seqbench.services.tune import tune as run_tune
+        from seqbench.execution.executors import ExecutorChoice, make_executor  # lazy: start-up
+        from seqbench.losses.registry import LOSSES  # lazy: start-up
+        from seqbench.services.compare import grid_overrides  # lazy: start-up
+        from seqbench.services.tune import tune as run_tune  # lazy: start-up
+        from seqbench.tuning.studies import TuneSettings  # lazy: start-up
 
-        names = parse_list(losses, "loss", list(LOSS_NAMES))
+        names = parse_list(losses, "loss", LOSSES.names())
         overrides = grid_overrides({"datasets": [dataset]}, epochs, device, set_ or [])  # as compare's grid gets them
         settings = TuneSettings(random_trials=random_trials, pruner=pruner, prune_warmup_epochs=prune_warmup)
-        choice("executor", executor, ("local", "ray"))
-        runner = None
-        if executor == "ray":  # the trials train on the cluster, the studies advance together
-            if jobs is not None:
-                raise InputError("--jobs is for the local executor: with --executor ray use --cpus-per-run")
-            from seqbench.training.ray_executor import make_ray_executor
-
-            runner = make_ray_executor(ray_address, cpus_per_run, gpus_per_run)
+        where = ExecutorChoice(executor, jobs, ray_address, cpus_per_run, gpus_per_run)
+        where.check()
+        # On a cluster the trials train through its executor, the studies advancing together.
+        runner = None if where.on_this_machine else make_executor(where)
         report = run_tune(
             dataset, model, names, trials, data_dir, results, seed, overrides, settings,
-            seed_list(retrain_seeds), plots, mirror, None if quiet or json_ else show_progress, 1 if jobs is None else jobs, runner,
+            seed_list(retrain_seeds), plots, mirror, None if quiet or json_ else show_trial_progress, 1 if jobs is None else jobs, runner,
         )
         print_report(report, json_)
 
@@ -95,51 +94,10 @@ def seed_list(text: str | None) -> list[int] | None:
         raise InputError(f"--retrain-seeds expects comma-separated integers, got '{text}'") from None
 
 
-def show_tune_plan(rows: list[dict[str, Any]], tuning: list[dict[str, Any]], trials: int, as_json: bool) -> None:
-    """``compare --tune T --dry-run``: the default grid's plan, then what the tuning would add."""
-    from tabulate import tabulate
-
-    from seqbench.cli.compare import show_plan
-    from seqbench.reporting.render import fmt_seconds
-    from seqbench.services.compare import plan_document
-
-    known = [row["estimated_seconds"] for row in tuning if row["estimated_seconds"] is not None]
-    total = sum(known) if known else None
-    if as_json:
-        return emit_json(plan_document(rows) | {"tuning": tuning, "tuning_estimated_seconds": total})
-    show_plan(rows, False)
-    table = [[f"{r['dataset']}/{r['model']}/{r['loss']}", r["study_id"], f"{r['trials_stored']} of {trials}", r["trials_to_run"],
-              r["retrain_runs"], fmt_seconds(r["estimated_seconds"]), r["estimate_basis"]] for r in tuning]
-    out_console.rule(f"--tune {trials}: the same {trials} trials per loss, then the best config retrained with the grid's seeds")
-    out_console.print(tabulate(table, headers=["cell", "study", "trials stored", "to run", "retrain runs", "at most", "estimated from"],
-                               disable_numparse=True), highlight=False, markup=False)
-    missing = len(tuning) - len(known)
-    out_console.print(f"tuning: at most {fmt_seconds(total)} of training" + (f" plus {missing} cell(s) with no estimate" if missing else "")
-                      + " (every trial at the full max epochs; pruning and early stopping cut it)", highlight=False, markup=False)
-
-
-def show_progress(event: str, info: dict[str, Any]) -> None:
-    """One line per trial started and finished (validation only: no test metric while tuning)."""
-    where = f"{info['dataset']}/{info['model']}/" if "dataset" in info and "model" in info else ""
-    if event == "start" and "retrain_seed" in info:
-        err_console.print(f"{where}{info['loss']}: retraining the chosen config with seed {info['retrain_seed']}", highlight=False)
-    if event == "trial-start":
-        params = ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}" for key, value in info["params"].items())
-        err_console.print(f"{where}{info['loss']} trial {info['trial']}: training {params}", highlight=False)
-    if event != "trial":
-        return
-    how = "stored, not retrained" if info["reused"] else f"{info['wall_seconds']:.1f}s"
-    err_console.print(
-        f"{where}{info['loss']} trial {info['number']} ({info['number'] + 1} of {info['trials']}): {info['state']}, "
-        f"valid {info['value']:.4f}, {info['epochs_run']} epochs ({how})",
-        highlight=False,
-    )
-
-
 def print_report(report: Any, as_json: bool) -> None:
     from tabulate import tabulate
 
-    from seqbench.reporting import frame_records
+    from seqbench.reporting import frame_records  # lazy: start-up
 
     if as_json:
         emit_json({

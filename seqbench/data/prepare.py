@@ -27,7 +27,7 @@ from seqbench.data import parsers, splits, synthetic
 from seqbench.data.download import RAW_DIR, FetchedFile, fetch
 from seqbench.data.filtering import FilterReport, Sequences, build_sequences, filter_interactions, remap_attributes
 from seqbench.data.registry import DatasetEntry, Registry, SyntheticParams, load_registry
-from seqbench.data.sequences import PreparedDataset, Ragged, damaged, dataset_dir, is_prepared, read_meta, save_prepared
+from seqbench.data.sequences import PreparedDataset, Ragged, damaged, dataset_dir, is_prepared, load_prepared, read_meta, save_prepared
 from seqbench.errors import InputError, RuntimeFailure
 
 DEFAULT_DATASET = "synthetic"
@@ -267,3 +267,9 @@ def ensure_prepared(name: str, data_dir: Path, mirror: Path | None = None) -> No
             f"(with --data-dir {data_dir} if it is not the default)"
         )
     prepare(name, data_dir, mirror)
+
+
+def load_dataset(name: str, data_dir: Path, mirror: Path | None = None) -> PreparedDataset:
+    """The prepared data set ``name``, prepared first when it is missing."""
+    ensure_prepared(name, data_dir, mirror)
+    return load_prepared(name, data_dir)

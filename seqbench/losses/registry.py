@@ -1,4 +1,4 @@
-"""The loss registry: one line per loss, and ``build_loss`` turning CLI/config values into a loss.
+"""The loss registry (:data:`LOSSES`): one line per loss, and ``build_loss`` turning CLI/config values into a loss.
 
 Hyper-parameters arrive as a dict (``--set num_negatives=100`` gives ``{"num_negatives": "100"}``
 or an int); each value is converted to the type of its dataclass field, unknown keys and
@@ -14,7 +14,8 @@ import typing
 import numpy as np
 
 from seqbench.coerce import coerce
-from seqbench.errors import InputError, did_you_mean, unknown_name
+from seqbench.errors import InputError, did_you_mean
+from seqbench.registry import Registry
 from seqbench.losses.base import Loss
 from seqbench.losses.bce import BCE
 from seqbench.losses.bpr import BPR
@@ -26,7 +27,7 @@ from seqbench.losses.sampled_ce import SampledCE, ScaledCE
 from seqbench.losses.sce import SCE
 from seqbench.losses.top1 import TOP1
 
-_REGISTRY: dict[str, type[Loss]] = {
+LOSSES: Registry[type[Loss]] = Registry("loss", {
     "ce": CrossEntropy,
     "cce": CumulativeCrossEntropy,
     "bce": BCE,
@@ -39,9 +40,8 @@ _REGISTRY: dict[str, type[Loss]] = {
     "neg": NEG,
     "gbce": GBCE,
     "sce": SCE,
-}
+})
 
-LOSS_NAMES: list[str] = list(_REGISTRY)
 ALIASES = {"K": "num_negatives"}
 POSITIONS = ("all", "last")
 # Stands in for N while the catalogue is not known yet: every catalogue bound holds for it.
@@ -49,10 +49,7 @@ UNKNOWN_CATALOGUE = 2**62
 
 
 def loss_class(name: str) -> type[Loss]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise InputError(unknown_name("loss", name, LOSS_NAMES)) from None
+    return LOSSES.get(name)
 
 
 def default_params(name: str) -> dict[str, object]:

@@ -64,10 +64,10 @@ def _real_model_params(model_name: str, hidden: int) -> dict[str, Any]:
 
 
 def default_registries() -> Registries:
-    from seqbench.losses.registry import LOSS_NAMES, build_loss
+    from seqbench.losses.registry import LOSSES, build_loss
     from seqbench.models.registry import build_model
 
-    return Registries(build_model, build_loss, _real_model_params, tuple(LOSS_NAMES))
+    return Registries(build_model, build_loss, _real_model_params, tuple(LOSSES.names()))
 
 
 

@@ -7,29 +7,28 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from seqbench.coerce import coerce_fields
-from seqbench.errors import InputError, did_you_mean, unknown_name
+from seqbench.errors import InputError, did_you_mean
+from seqbench.registry import Registry
 from seqbench.models.base import SequentialRecommender
 from seqbench.models.bert4rec import BERT4Rec
 from seqbench.models.gru4rec import GRU4Rec
 from seqbench.models.s3rec import S3Rec
 from seqbench.models.sasrec import SASRec
 
-MODELS: dict[str, type[SequentialRecommender]] = {
+MODELS: Registry[type[SequentialRecommender]] = Registry("model", {
     "gru4rec": GRU4Rec,
     "sasrec": SASRec,
     "bert4rec": BERT4Rec,
     "s3rec": S3Rec,
-}
+})
 
 
 def model_names() -> list[str]:
-    return list(MODELS)
+    return MODELS.names()
 
 
 def model_class(name: str) -> type[SequentialRecommender]:
-    if name not in MODELS:
-        raise InputError(unknown_name("model", name, MODELS))
-    return MODELS[name]
+    return MODELS.get(name)
 
 
 def default_params(name: str) -> dict[str, Any]:

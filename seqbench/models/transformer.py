@@ -9,6 +9,13 @@ One block covers both published layouts:
 Positions are right-aligned: the last column of a left-padded B x L input always gets position
 ``max_len - 1``. With inputs padded to ``max_len`` this is exactly the published indexing, and it
 makes extra left padding a no-op for the real positions.
+
+Two details of Xu et al.'s SASRec code (and of SASRec.pytorch) differ from Kang's layout and are
+switches here: the attention residual taken from the raw input (``raw_residual``: ``x = x +
+Attn(LN(x), x, x)``), and padding keys left visible to attention (``pad_keys_visible``): the pads
+are zeroed after the embedding and after every block, so each pad is a key with the projections'
+bias only, a "null" the attention can spend weight on. With visible pads the padding is no longer
+inert, so inputs must be padded to ``max_len`` (the model is then not ``left_padding_free``).
 """
 
 from __future__ import annotations
@@ -24,14 +31,16 @@ from seqbench.errors import InputError
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 
 
-def attention_mask(input_ids: Tensor, causal: bool) -> Tensor:
+def attention_mask(input_ids: Tensor, causal: bool, pad_keys_visible: bool = False) -> Tensor:
     """Boolean B x 1 x L x L mask, True = may attend.
 
-    Keys that are padding are hidden; every query may always see itself, so that no row is fully
-    masked (a padding query would otherwise produce NaN; its output is zeroed afterwards anyway).
+    Keys that are padding are hidden unless ``pad_keys_visible``; every query may always see
+    itself, so that no row is fully masked (a padding query would otherwise produce NaN; its
+    output is zeroed afterwards anyway).
     """
     length = input_ids.shape[1]
-    allowed = (input_ids > 0)[:, None, None, :]
+    allowed = torch.ones_like(input_ids, dtype=torch.bool) if pad_keys_visible else input_ids > 0
+    allowed = allowed[:, None, None, :]
     if causal:
         lower = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()
         allowed = allowed & lower
@@ -88,9 +97,11 @@ class TransformerBlock(nn.Module):
         attn_dropout: float,
         eps: float,
         norm_first: bool,
+        raw_residual: bool = False,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
+        self.raw_residual = raw_residual
         self.attention = MultiHeadSelfAttention(hidden, heads, attn_dropout)
         self.ffn = FeedForward(hidden, inner, activation, dropout if norm_first else 0.0)
         self.attn_norm = nn.LayerNorm(hidden, eps=eps)
@@ -101,7 +112,7 @@ class TransformerBlock(nn.Module):
         if self.norm_first:
             # Kang and McAuley's code drops out attention weights only, not the attention output.
             q = self.attn_norm(x)
-            x = q + self.attention(q, x, mask)
+            x = (x if self.raw_residual else q) + self.attention(q, x, mask)
             y = self.ffn_norm(x)
             return y + self.dropout(self.ffn(y))
         x = self.attn_norm(x + self.dropout(self.attention(x, x, mask)))
@@ -125,12 +136,15 @@ class TransformerEncoder(nn.Module):
         eps: float,
         norm_first: bool,
         scale_embeddings: bool,
+        raw_residual: bool = False,
+        pad_keys_visible: bool = False,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise InputError(f"unknown activation '{activation}': choose one of {', '.join(ACTIVATIONS)}")
         self.max_len = max_len
         self.norm_first = norm_first
+        self.pad_keys_visible = pad_keys_visible
         self.scale = math.sqrt(hidden) if scale_embeddings else 1.0
         self.items = nn.Embedding(num_tokens, hidden, padding_idx=0)
         self.positions = nn.Embedding(max_len, hidden)
@@ -138,7 +152,7 @@ class TransformerEncoder(nn.Module):
         self.norm = nn.LayerNorm(hidden, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(hidden, heads, inner, activation, dropout, attn_dropout, eps, norm_first)
+            TransformerBlock(hidden, heads, inner, activation, dropout, attn_dropout, eps, norm_first, raw_residual)
             for _ in range(layers)
         )
 
@@ -153,13 +167,15 @@ class TransformerEncoder(nn.Module):
         return self.dropout(x)
 
     def forward(self, input_ids: Tensor, causal: bool) -> Tensor:
-        mask = attention_mask(input_ids, causal)
+        mask = attention_mask(input_ids, causal, self.pad_keys_visible)
+        real = (input_ids > 0).unsqueeze(-1).to(self.positions.weight.dtype)
         x = self.embed(input_ids)
         for block in self.blocks:
-            x = block(x, mask)
+            # Visible pads must stay zero between blocks (Xu's code); hidden ones never reach a real position.
+            x = block(x * real if self.pad_keys_visible else x, mask)
         if self.norm_first:
-            x = self.norm(x)
-        return x * (input_ids > 0).unsqueeze(-1).to(x.dtype)
+            x = self.norm(x * real if self.pad_keys_visible else x)
+        return x * real.to(x.dtype)
 
 
 def init_normal_(module: nn.Module, std: float) -> None:
@@ -173,6 +189,35 @@ def init_normal_(module: nn.Module, std: float) -> None:
             if isinstance(sub, nn.Linear) and sub.bias is not None:
                 nn.init.zeros_(sub.bias)
             if isinstance(sub, nn.Embedding) and sub.padding_idx is not None:
+                with torch.no_grad():
+                    sub.weight[sub.padding_idx].zero_()
+        elif isinstance(sub, nn.LayerNorm):
+            nn.init.ones_(sub.weight)
+            nn.init.zeros_(sub.bias)
+
+
+def init_xavier_(module: nn.Module) -> None:
+    """Xu et al.'s code: Xavier-normal Embedding and Linear weights (biases 0), with the attention
+    in-projection and the FFN at PyTorch's own defaults, because there they are an
+    ``nn.MultiheadAttention`` (q, k, v stacked into one 3d x d matrix, Xavier-uniform, bias 0) and
+    1x1 ``Conv1d`` layers (the same default as a fresh ``nn.Linear``), which that code does not
+    re-initialise. LayerNorm (1, 0); padding rows zeroed (never scored or attended to as items).
+    """
+    for sub in module.modules():
+        if isinstance(sub, MultiHeadSelfAttention):
+            hidden = sub.query.in_features
+            bound = math.sqrt(6.0 / (hidden + 3 * hidden))  # Xavier-uniform of the stacked 3d x d projection
+            for projection in (sub.query, sub.key, sub.value):
+                nn.init.uniform_(projection.weight, -bound, bound)
+                nn.init.zeros_(projection.bias)
+            nn.init.xavier_normal_(sub.out.weight)
+            nn.init.zeros_(sub.out.bias)
+        elif isinstance(sub, FeedForward):
+            sub.fc1.reset_parameters()
+            sub.fc2.reset_parameters()
+        elif isinstance(sub, nn.Embedding):
+            nn.init.xavier_normal_(sub.weight)
+            if sub.padding_idx is not None:
                 with torch.no_grad():
                     sub.weight[sub.padding_idx].zero_()
         elif isinstance(sub, nn.LayerNorm):

@@ -1,7 +1,7 @@
 """What tuning studies spent and chose: the budget table, the chosen hyper-parameters, the
 validation-per-trial figure (``seqbench tune`` and ``compare --tune`` alike).
 
-A study is a :class:`seqbench.training.tune.Study` with its trial table. Everything here reads
+A study is a :class:`seqbench.tuning.studies.Study` with its trial table. Everything here reads
 the trial table's validation values only; test metrics are never looked at.
 """
 
@@ -18,7 +18,7 @@ from seqbench.reporting.render import fmt_seconds
 from seqbench.reporting.runs import dataset_display, model_display
 
 if TYPE_CHECKING:
-    from seqbench.training.tune import Study
+    from seqbench.tuning.studies import Study
 
 Studies = Sequence[tuple["Study", pd.DataFrame]]
 CELL = ["dataset", "model", "loss"]

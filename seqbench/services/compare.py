@@ -12,7 +12,7 @@ renders what comes back; everything else happens here, in order:
    :func:`compare_document` / :func:`plan_document` assemble the ``--json`` documents.
 
 Progress and notes (a file written, a figure that could not be drawn) go to the caller's
-:data:`~seqbench.training.events.Progress` callback; nothing here prints.
+:data:`~seqbench.events.Progress` callback; nothing here prints.
 """
 
 from __future__ import annotations
@@ -22,21 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.coerce import parse_list
-from seqbench.errors import InputError, SeqbenchError
+from seqbench.errors import InputError, SeqbenchError, check_choice
 from seqbench.reporting.stats import ADJUSTMENTS, TESTS
 from seqbench.reporting.study import SELECTIONS, TABLES, StudyRequest, StudyTables
-from seqbench.config import RunConfig
-from seqbench.training.events import EventKind, Progress, ignore
-from seqbench.training.grid import Executor, RunOutcome
-from seqbench.training.planned import PlannedRun
+from seqbench.config import REAL_DATA_SEEDS, SYNTHETIC_EPOCHS, RunConfig
+from seqbench.events import EventKind, Progress, ignore
+from seqbench.execution import executors
+from seqbench.execution.executor import Executor, RunOutcome
+from seqbench.execution.executors import ExecutorChoice
+from seqbench.execution.planned import PlannedRun
 
-# A verdict from one seed only measures user sampling (issue: one seed of LastFM SASRec-cce moved
-# NDCG@10 from 0.0226 to 0.0385), so real data sets get three seeds unless --seeds says otherwise.
-REAL_DATA_SEEDS = (0, 1, 2)
-EXECUTORS = ("local", "ray")
-# The bare command must finish in a few minutes on a laptop CPU; real data sets get the protocol's
-# 150 epochs with early stopping unless --epochs says otherwise.
-SYNTHETIC_EPOCHS = 5
 
 
 @dataclass
@@ -61,11 +56,7 @@ class CompareRequest:
     runs: str = "grid"  # which stored runs the tables use: SELECTIONS
     train: bool = True
     retry_failed: bool = False
-    executor: str = "local"
-    ray_address: str | None = None
-    cpus_per_run: float | None = None
-    gpus_per_run: float | None = None
-    jobs: int | None = None
+    where: ExecutorChoice = field(default_factory=ExecutorChoice)  # --executor, --jobs, Ray's options
     data_dir: Path = Path("data")
     results: Path = Path("results")
     mirror: Path | None = None
@@ -91,18 +82,13 @@ class CompareResult:
     report: Path | None = None  # --report: the Markdown file written
 
 
-def choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InputError(f"unknown {what} '{value}': choose one of {', '.join(allowed)}")
-
-
 def check_request(request: CompareRequest) -> None:
     """The request's choices, before anything is planned or trained."""
-    choice("table", request.table, TABLES)
-    choice("executor", request.executor, EXECUTORS)
-    choice("test", request.test, TESTS)
-    choice("adjustment", request.adjust, ADJUSTMENTS)
-    choice("run selection", request.runs, SELECTIONS)
+    check_choice("table", request.table, TABLES)
+    request.where.check()
+    check_choice("test", request.test, TESTS)
+    check_choice("adjustment", request.adjust, ADJUSTMENTS)
+    check_choice("run selection", request.runs, SELECTIONS)
     if not 0 < request.alpha < 1:
         raise InputError(f"--alpha must be between 0 and 1, got {request.alpha}")
 
@@ -110,11 +96,11 @@ def check_request(request: CompareRequest) -> None:
 # --- planning ---------------------------------------------------------------------------------
 def known_losses(proposed: str, baselines: str | None) -> None:
     """--proposed and --baselines name registered losses (a variant ``sampled-ce[...]`` counts as its loss)."""
-    from seqbench.losses.registry import LOSS_NAMES
+    from seqbench.losses.registry import LOSSES
 
     for option, name in [("--proposed", proposed), *(("--baselines", b) for b in (parse_list(baselines, "baseline") if baselines else []))]:
-        if name.split("[")[0] not in LOSS_NAMES:
-            raise InputError(f"unknown loss '{name}' in {option}: choose from {', '.join(LOSS_NAMES)}")
+        if name.split("[")[0] not in LOSSES.names():
+            raise InputError(f"unknown loss '{name}' in {option}: choose from {', '.join(LOSSES.names())}")
 
 
 def known_datasets(data_dir: Path) -> list[str]:
@@ -130,7 +116,7 @@ def known_datasets(data_dir: Path) -> list[str]:
 
 def grid_names(datasets: str, models: str, losses: str, seeds: str | None, data_dir: Path) -> dict[str, list[Any]]:
     """The grid's axes from comma lists, each name checked; the seeds policy when none are given."""
-    from seqbench.losses.registry import LOSS_NAMES
+    from seqbench.losses.registry import LOSSES
     from seqbench.models.registry import MODELS
 
     dataset_names = parse_list(datasets, "dataset", known_datasets(data_dir))
@@ -143,7 +129,7 @@ def grid_names(datasets: str, models: str, losses: str, seeds: str | None, data_
     return {
         "datasets": dataset_names,
         "models": parse_list(models, "model", sorted(MODELS)),
-        "losses": parse_list(losses, "loss", list(LOSS_NAMES)),
+        "losses": parse_list(losses, "loss", LOSSES.names()),
         "seeds": seed_values,
     }
 
@@ -165,8 +151,8 @@ def grid_overrides(names: dict[str, list[Any]], epochs: int | None, device: str 
 
 def grid_configs(names: dict[str, list[Any]], overrides: dict[str, Any]) -> list[RunConfig]:
     """Every run of the grid as a validated config."""
-    from seqbench.training.grid import GridSpec, expand
-    from seqbench.training.trainer import make_config
+    from seqbench.execution.grid import GridSpec, expand
+    from seqbench.configure import make_config
 
     spec = GridSpec(names["datasets"], names["models"], names["losses"], names["seeds"], overrides)
     return expand(spec, make_config)
@@ -183,10 +169,11 @@ def plan(request: CompareRequest) -> Grid:
 def dry_run(request: CompareRequest, grid: Grid) -> list[dict[str, Any]]:
     """``--dry-run``: one row per run (label, run id, stored status, action, estimated seconds)."""
     from seqbench.storage.store import RunStore
-    from seqbench.training.grid import LocalExecutor, plan_grid_runs
-    from seqbench.training.plan import plan_grid
+    from seqbench.execution.executor import InProcessExecutor
+    from seqbench.execution.grid import plan_grid_runs
+    from seqbench.execution.plan import plan_grid
 
-    return plan_grid(plan_grid_runs(grid.configs, LocalExecutor()), RunStore(request.results), request.retry_failed)
+    return plan_grid(plan_grid_runs(grid.configs, InProcessExecutor()), RunStore(request.results), request.retry_failed)
 
 
 def tune_plan(request: CompareRequest, grid: Grid) -> list[dict[str, Any]]:
@@ -208,23 +195,13 @@ def plan_document(rows: list[dict[str, Any]]) -> dict[str, Any]:
 # --- training ---------------------------------------------------------------------------------
 def make_executor(request: CompareRequest) -> Executor:
     """The executor the request names (joining or starting Ray for ``ray``)."""
-    if request.executor == "ray":
-        if request.jobs is not None:
-            raise InputError("--jobs is for the local executor: with --executor ray use --cpus-per-run")
-        from seqbench.training.ray_executor import make_ray_executor
-
-        return make_ray_executor(request.ray_address, request.cpus_per_run, request.gpus_per_run)
-    if request.jobs is not None and request.jobs < 1:
-        raise InputError(f"--jobs must be >= 1, got {request.jobs}")
-    from seqbench.training.parallel import ProcessExecutor
-
-    return ProcessExecutor(request.jobs)
+    return executors.make_executor(request.where)
 
 
 def prepare(request: CompareRequest, grid: Grid) -> None:
     """Every data set prepared and every config checked against its catalogue, before any training."""
     from seqbench.data.prepare import ensure_prepared
-    from seqbench.training.trainer import check_catalogues
+    from seqbench.configure import check_catalogues
 
     for dataset in grid.names["datasets"]:
         ensure_prepared(dataset, request.data_dir, request.mirror)
@@ -233,14 +210,14 @@ def prepare(request: CompareRequest, grid: Grid) -> None:
 
 def labels(grid: Grid) -> list[str]:
     """The grid's run labels, in order (a live table's rows)."""
-    from seqbench.training.planned import run_label
+    from seqbench.execution.planned import run_label
 
     return [run_label(config) for config in grid.configs]
 
 
 def train(request: CompareRequest, grid: Grid, executor: Executor, progress: Progress | None = None) -> list[RunOutcome]:
     """Train the grid's runs that are not stored; progress (and the ``--log-to`` tracker) sees every event."""
-    from seqbench.training.grid import plan_grid_runs, run_grid
+    from seqbench.execution.grid import plan_grid_runs, run_grid
 
     runs = plan_grid_runs(grid.configs, executor)
     outcomes = run_grid(runs, request.data_dir, request.results, executor, request.mirror, request.retry_failed,
@@ -280,12 +257,12 @@ def study_request(request: CompareRequest, grid: Grid) -> StudyRequest:
 def study_jobs(request: CompareRequest, grid: Grid) -> int:
     """How many tuning studies run at once on this machine: ``--jobs`` (default: cores / threads
     per run) on the local executor; with Ray the studies advance together on its cluster instead."""
-    if request.executor != "local":
+    if not request.where.on_this_machine:
         return 1
-    from seqbench.training.parallel import available_cores, check_jobs, default_jobs
+    from seqbench.execution.processes import available_cores, check_jobs, default_jobs
 
     cores = available_cores()
-    jobs = request.jobs if request.jobs is not None else default_jobs(grid.configs, cores)
+    jobs = request.where.jobs if request.where.jobs is not None else default_jobs(grid.configs, cores)
     check_jobs(jobs, grid.configs, cores)
     return jobs
 
@@ -301,7 +278,7 @@ def tune(request: CompareRequest, grid: Grid, progress: Progress | None = None) 
     notify = progress or ignore
     figure_dirs = [request.plots, Path(request.report_dir) / "figures" if request.report_dir is not None else None]
     # With Ray the trials train on its cluster; locally --jobs studies run side by side.
-    executor = make_executor(request) if request.executor == "ray" and request.train else None
+    executor = make_executor(request) if not request.where.on_this_machine and request.train else None
     tuned = tune_grid(study_req, request.tune, grid.overrides, request.data_dir, request.results, request.mirror,
                       request.train, figure_dirs, update=notify, jobs=study_jobs(request, grid), executor=executor)
     for path in tuned.tuning.figures:

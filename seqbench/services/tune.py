@@ -1,7 +1,7 @@
 """The ``tune`` service: every loss of one (data set, model) tuned with the same budget, then the
 budget, the chosen hyper-parameters and (optionally) the chosen configs retrained per seed.
 
-The studies themselves live in :mod:`seqbench.training.tune`; the tables and the figure in
+The studies themselves live in :mod:`seqbench.tuning.studies`; the tables and the figure in
 :mod:`seqbench.reporting.tuning`; this module joins them for ``seqbench tune``.
 """
 
@@ -15,8 +15,8 @@ import pandas as pd
 
 from seqbench.errors import InputError
 from seqbench.reporting.tuning import budget_table, cell_figures, chosen_table
-from seqbench.training.grid import Executor
-from seqbench.training.tune import (
+from seqbench.execution.executor import Executor
+from seqbench.tuning.studies import (
     Study,
     TuneSettings,
     Update,
@@ -56,14 +56,15 @@ def tune(
 ) -> TuneReport:
     """Tune every loss with the same budget, then report (and optionally retrain) the chosen configs.
 
-    ``jobs`` studies run at once, one process each (:mod:`seqbench.training.study_pool`), with the
+    ``jobs`` studies run at once, one process each (:mod:`seqbench.tuning.study_pool`), with the
     same trials and choices as one after another; with ``executor`` (Ray) the trials and retrains
     train through it instead, wave by wave, again with the same trials. Only the first ``trials`` trials of a stored
     study count (a study once run longer keeps its extra trials but they do not choose).
     """
-    from seqbench.training.parallel import available_cores, check_jobs
-    from seqbench.training.study_pool import run_studies, run_studies_through
-    from seqbench.training.trainer import load_dataset, make_config
+    from seqbench.execution.processes import available_cores, check_jobs
+    from seqbench.tuning.study_pool import run_studies, run_studies_through
+    from seqbench.configure import make_config
+    from seqbench.data.prepare import load_dataset
 
     require_optuna()
     if trials < 1:

@@ -1,6 +1,6 @@
 """``compare --tune T``: every cell of the grid tuned with the same budget, then shown beside its default.
 
-For each (data set, model, loss) of the grid one study of :mod:`seqbench.training.tune` with T
+For each (data set, model, loss) of the grid one study of :mod:`seqbench.tuning.studies` with T
 trials over that loss's space (capped at the data set's catalogue), the same maximum epochs and the
 grid's ``--set`` keys fixed; the best trial by validation is retrained with the grid's seeds. The
 grid then gets two named settings, "default" (the grid's own configs) and "tuned" (each loss's
@@ -28,8 +28,8 @@ from seqbench.reporting.study import StudyRequest
 from seqbench.reporting.tuning import budget_table, cell_figures, chosen_table
 from seqbench.storage.store import RunStore
 from seqbench.config import RunConfig
-from seqbench.training.grid import Executor
-from seqbench.training.tune import (
+from seqbench.execution.executor import Executor
+from seqbench.tuning.studies import (
     Study,
     TuneSettings,
     Update,
@@ -79,7 +79,7 @@ def tune_grid(
     ``figure_dirs``: where the validation-per-trial figures go (``--plots``, the report's figures).
     ``jobs``: studies trained at once, one process each (the same trials and numbers as one at a time).
     ``executor``: train the trials and retrains through it instead (``--executor ray``: a cluster),
-    wave by wave (:func:`~seqbench.training.study_pool.run_studies_through`), with the same trials.
+    wave by wave (:func:`~seqbench.tuning.study_pool.run_studies_through`), with the same trials.
     """
     require_optuna()
     if trials < 1:
@@ -87,7 +87,7 @@ def tune_grid(
     if request.selection != "grid":
         raise InputError("--tune shows exactly the default and the tuned configs: drop --runs stored")
     one_config_per_cell(request.configs)
-    from seqbench.training.trainer import check_catalogues
+    from seqbench.configure import check_catalogues
 
     check_catalogues(request.configs, data_dir, mirror)  # the default grid trains after the studies: fail first
     settings = settings or TuneSettings()
@@ -99,7 +99,7 @@ def tune_grid(
         for dataset in request.names["datasets"] for model in request.names["models"] for loss in request.names["losses"]
     ]
     if train:  # every study (and its retrains) first, side by side; the loop below then reads them
-        from seqbench.training.study_pool import run_studies, run_studies_through
+        from seqbench.tuning.study_pool import run_studies, run_studies_through
 
         listed, updates = [study for study, _ in cells], [u for _, u in cells]
         if executor is not None:
@@ -140,7 +140,7 @@ def plan_tuning(configs: Sequence[RunConfig], names: dict[str, list[Any]], trial
     and an upper bound of their training time (every trial and retrain at the full max epochs,
     at the seconds per epoch of the most similar stored run; pruning and early stopping only cut it)."""
     from seqbench.data.sequences import is_prepared, read_meta
-    from seqbench.training.plan import estimate, seconds_per_epoch
+    from seqbench.execution.order import estimate, seconds_per_epoch
 
     one_config_per_cell(configs)
     settings, seeds, store = settings or TuneSettings(), list(names["seeds"]), RunStore(results)
@@ -170,7 +170,7 @@ def _retrains_left(study: Study, stored: pd.DataFrame, trials: int, seeds: list[
     the study's own (that run is the best trial's)."""
     if len(stored) < trials or not (stored["state"] == "completed").any():
         return len([seed for seed in seeds if seed != study.seed])
-    from seqbench.training.planned import plan_run
+    from seqbench.execution.planned import plan_run
 
     run_ids = [plan_run(_config(best_overrides(study, stored), seed)).run_id for seed in seeds]
     return sum(1 for run_id in run_ids if not (store.has(run_id) and store.row(run_id).get("status") == "completed"))
@@ -204,7 +204,7 @@ def _trials(study: Study, trials: int, data_dir: Path, results: Path, mirror: Pa
 
 
 def _config(overrides: dict[str, Any], seed: int) -> RunConfig:
-    from seqbench.training.trainer import make_config
+    from seqbench.configure import make_config
 
     return make_config(None, overrides | {"seed": seed})
 

@@ -12,7 +12,7 @@ import torch
 import seqbench
 from seqbench.config import RunConfig
 from seqbench.losses.base import Loss
-from seqbench.training.events import EventKind, Progress
+from seqbench.events import EventKind, Progress
 
 if TYPE_CHECKING:
     from seqbench.data.sequences import PreparedDataset

@@ -8,9 +8,10 @@ from typing import Any
 from seqbench.errors import InputError
 from seqbench.measure.ranking import evaluate_split
 from seqbench.storage.store import RunStore
-from seqbench.training.planned import resolve_device
+from seqbench.devices import resolve_device
 from seqbench.training.threads import run_threads
-from seqbench.training.trainer import load_dataset, make_config
+from seqbench.configure import make_config
+from seqbench.data.prepare import load_dataset
 
 
 def evaluate_stored(

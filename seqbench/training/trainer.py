@@ -8,7 +8,6 @@ far (evaluation excluded), for the NDCG-versus-wall-clock figure.
 from __future__ import annotations
 
 import copy
-import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +18,19 @@ import pandas as pd
 import torch
 
 from seqbench.data.batches import TrainBatches
+from seqbench.data.prepare import load_dataset
 from seqbench.data.sequences import PreparedDataset
-from seqbench.errors import Terminated, InputError, RuntimeFailure
+from seqbench.errors import Terminated, RuntimeFailure
 from seqbench.losses.base import Loss, LossBatch
+from seqbench.losses.registry import build_loss, loss_class
 from seqbench.measure.allocations import AllocationTracker
 from seqbench.measure.ranking import Evaluation, evaluate_split
 from seqbench.models.base import SequentialRecommender
+from seqbench.models.registry import build_model
 from seqbench.storage.store import RunStore, StoredRun, ranks_frame
-from seqbench.config import RunConfig, build_config
-from seqbench.training.events import EventKind, Progress
-from seqbench.training.planned import plan_run, resolve_device
+from seqbench.config import RunConfig
+from seqbench.events import EventKind, Progress, StopRun
+from seqbench.devices import resolve_device
 from seqbench.training.record import RunLog, run_row
 from seqbench.training.threads import run_threads
 
@@ -36,85 +38,6 @@ CURVE_METRIC = "NDCG@10"  # the test metric recorded per epoch for the wall-cloc
 # CPU peak memory is tracked over the first steps only: every full batch has the same shapes, and
 # tracking every operator of every step would slow training down.
 TRACKED_STEPS = 2
-
-class StopRun(Exception):
-    """Raised by a progress callback to end a run on purpose (a tuner's pruner, after an epoch).
-
-    The run is evaluated with its best weights and stored with status ``pruned``: a decision,
-    not a failure, so nothing is re-raised to the caller.
-    """
-
-
-@functools.cache
-def registry_keys() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Hyper-parameter names of every loss and model, for routing and checking ``--set`` keys.
-
-    Built once per process (the registries are fixed at import); callers must not mutate it.
-    """
-    from seqbench.losses.registry import LOSS_NAMES
-    from seqbench.losses.registry import default_params as loss_defaults
-    from seqbench.models.registry import MODELS
-    from seqbench.models.registry import default_params as model_defaults
-
-    return (
-        {name: list(loss_defaults(name)) for name in LOSS_NAMES},
-        {name: list(model_defaults(name)) for name in MODELS},
-    )
-
-
-def make_config(base: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """A validated run config: its fields, and its loss and model parameters against the
-    registries (types and ranges), so that a bad value fails here, before any data is loaded or
-    any run of a grid is trained. The parameters are kept as given: they are part of run ids."""
-    from seqbench.losses.registry import make_params
-    from seqbench.models.registry import make_config as model_config
-
-    loss_keys, model_keys = registry_keys()
-    config = build_config(base, overrides, loss_keys, model_keys)
-    make_params(config.loss, config.loss_params, None)
-    model_config(config.model, config.model_params)
-    return config
-
-
-def check_catalogues(configs: list[RunConfig], data_dir: Path, mirror: Path | None = None) -> None:
-    """:func:`check_catalogue` for every config, from each data set's meta.json, before any run
-    trains (``train`` and ``compare``; a tuner's sampled values are bounded by its own space)."""
-    from seqbench.data.prepare import ensure_prepared
-    from seqbench.data.sequences import read_meta
-
-    sizes: dict[str, int] = {}
-    for config in configs:
-        if config.dataset not in sizes:
-            ensure_prepared(config.dataset, data_dir, mirror)
-            sizes[config.dataset] = int(read_meta(config.dataset, data_dir)["num_items"])
-        check_catalogue(config, sizes[config.dataset])
-
-
-def check_catalogue(config: RunConfig, num_items: int) -> None:
-    """The checks that need the data set's catalogue size N, before anything is allocated.
-
-    An explicit ``num_negatives`` above N is refused (K = 100000 on 100 items would allocate
-    gigabytes for negatives that repeat); the spec's defaults (K = 256) stay valid on small
-    test catalogues, where they sample with replacement.
-    """
-    from seqbench.losses.registry import make_params
-
-    params = make_params(config.loss, config.loss_params, num_items)
-    given = {"num_negatives", "K"} & set(config.loss_params)
-    negatives = getattr(params, "num_negatives", None)
-    if given and negatives is not None and negatives > num_items:
-        raise InputError(
-            f"loss.num_negatives={negatives} is more than the {num_items} items of data set '{config.dataset}': "
-            f"choose at most {num_items}"
-        )
-
-
-def load_dataset(name: str, data_dir: Path, mirror: Path | None = None) -> PreparedDataset:
-    from seqbench.data.prepare import ensure_prepared
-    from seqbench.data.sequences import load_prepared
-
-    ensure_prepared(name, data_dir, mirror)
-    return load_prepared(name, data_dir)
 
 
 @dataclass
@@ -142,8 +65,6 @@ class Trainer:
     """One run: builds model, loss and batches from the config, trains, evaluates."""
 
     def __init__(self, config: RunConfig, dataset: PreparedDataset, device: torch.device, pretrain_cache: Path | None = None) -> None:
-        from seqbench.losses.registry import build_loss, loss_class
-        from seqbench.models.registry import build_model
 
         self.config, self.dataset, self.device = config, dataset, device
         # CPU threads are pinned by run_training's run_threads block, not here: process-wide.
@@ -275,7 +196,7 @@ class Trainer:
                 stale = 0 if self._record_evaluation(epoch, train_loss, seconds) else stale + 1
                 if progress:
                     progress(EventKind.EPOCH, self.records[-1].as_row() | {"best_epoch": self.best_epoch})
-                if stale >= config.patience:
+                if config.patience and stale >= config.patience:
                     break
             if out_of_time:
                 self.notes.append(f"stopped by the time budget after epoch {epoch}")
@@ -326,7 +247,7 @@ def _train_and_evaluate(
     pretrain_cache: Path | None,
     progress: Progress | None,
 ) -> tuple[StoredRun, BaseException | None]:
-    run_id = plan_run(config, device.type).run_id
+    run_id = config.run_id(device.type)
     trainer = Trainer(config, dataset, device, pretrain_cache)
     log = RunLog(run_id, config, device, progress)
     status, reason, error = "completed", "", None

@@ -1,9 +1,7 @@
-"""What a grid would do, without doing it: ``seqbench compare --dry-run``.
+"""The order a grid's runs start in, and training-time estimates from the stored runs.
 
-For every run of the grid: its run id, what the store holds for it, whether ``compare`` would
-train it, and an estimate of its training time from the runs already stored (seconds per epoch of
-the most similar completed runs times the epochs the config allows; early stopping may end a run
-sooner, and evaluation time comes on top).
+Longest first, so that parallel runs end together; the estimates (seconds per epoch of the most
+similar completed runs times the epochs a config allows) also feed ``compare --dry-run``.
 """
 
 from __future__ import annotations
@@ -12,10 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from seqbench.storage.store import RunStore
 from seqbench.config import RunConfig
-from seqbench.training.grid import is_settled
-from seqbench.training.planned import PlannedRun
+from seqbench.execution.planned import PlannedRun
+from seqbench.losses.registry import default_params, loss_class
+from seqbench.models.registry import model_class
+from seqbench.storage.store import RunStore
 
 # From the most to the least similar: a stored run of the same data set, model and loss is the
 # best guess; any run on the same data set is better than none.
@@ -45,34 +44,12 @@ def estimate(config: RunConfig, rates: pd.DataFrame) -> tuple[float | None, str]
     return None, "no similar stored run"
 
 
-def plan_grid(runs: list[PlannedRun], store: RunStore, retry_failed: bool) -> list[dict[str, Any]]:
-    """One row per grid run: label, run_id, stored status, action (skip/train/retrain), estimate."""
-    stored = store.table()
-    rates = seconds_per_epoch(stored)
-    statuses = dict(zip(stored["run_id"], stored["status"])) if not stored.empty else {}
-    rows = []
-    for run in runs:
-        status = statuses.get(run.run_id)
-        if is_settled(status, retry_failed):
-            action, seconds, basis = "skip", None, ""
-        else:
-            action = "train" if status is None else "retrain"
-            seconds, basis = estimate(run.config, rates)
-        rows.append({"run": run.label, "run_id": run.run_id, "stored": status, "action": action,
-                     "epochs": run.config.epochs, "estimated_seconds": seconds, "estimate_basis": basis})
-    return rows
-
-
-# --- the order runs start in ---------------------------------------------------------------------
 FULL_CATALOGUE = 10_000  # items a full-softmax loss is taken to score (the data set is not opened)
 
 
 def work_proxy(config: RunConfig) -> tuple[float, float]:
     """A rough (loss, model) work per epoch, for ordering only: scored items per position x
     positions carrying a loss, then the model's relative cost per position."""
-    from seqbench.losses.registry import default_params, loss_class
-    from seqbench.models.registry import model_class
-
     loss = loss_class(config.loss)
     positions = config.positions or loss.model_positions.get(config.model, loss.default_positions)
     scored = float(FULL_CATALOGUE)
@@ -102,6 +79,3 @@ def longest_first(runs: list[PlannedRun], store: RunStore) -> list[PlannedRun]:
 
 def _negate(key: Any) -> Any:
     return tuple(-part for part in key) if isinstance(key, tuple) else -key
-
-
-__all__ = ["plan_grid", "estimate", "seconds_per_epoch", "longest_first", "work_proxy"]

@@ -12,7 +12,7 @@ driver has exited (Linux ``/proc``; elsewhere it does nothing):
 * so while the driver lives the watcher also records its descendants every half second, as
   (pid, start time) so that a recycled pid is never mistaken for one of them.
 
-Run as ``python -m seqbench.training.ray_reaper DRIVER_PID VALUE``.
+Run as ``python -m seqbench.execution.ray_reaper DRIVER_PID VALUE``.
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ from seqbench.atomic import atomic_file
 from seqbench.errors import InputError, RuntimeFailure
 from seqbench.space import SHARED_SPACE, Space, cap_at_catalogue
 from seqbench.storage.store import RunStore
-from seqbench.training.events import Progress
-from seqbench.training.pruning import PruneRule, median_rule
+from seqbench.events import Progress
+from seqbench.training.prune_rule import PruneRule
+from seqbench.tuning.pruning import median_rule
 
 STUDIES_DIR = "studies"
 PRUNERS = ("median", "none")
@@ -101,7 +102,7 @@ class Study:
     @property
     def max_epochs(self) -> int:
         """Every trial's epoch budget (the budget table multiplies it by the trials)."""
-        from seqbench.training.trainer import make_config
+        from seqbench.configure import make_config
 
         return make_config(None, self.trial_overrides({})).epochs
 
@@ -274,8 +275,8 @@ class Draw:
 
 def draw_trial(study: Study, trials: pd.DataFrame, store: RunStore, device_of: Any = None) -> Draw:
     """Draw trial number ``len(trials)`` (``device_of(config)``: where it will train, for its run id)."""
-    from seqbench.training.planned import local_device_type, plan_run
-    from seqbench.training.trainer import make_config
+    from seqbench.execution.planned import local_device_type, plan_run
+    from seqbench.configure import make_config
 
     number = len(trials)
     frozen = _optuna_study(study, trials, number)
@@ -359,8 +360,9 @@ def best_overrides(study: Study, trials: pd.DataFrame) -> dict[str, Any]:
 
 def retrain_best(study: Study, trials: pd.DataFrame, seeds: list[int], data_dir: Path, results: Path, mirror: Path | None = None, update: Update | None = None) -> pd.DataFrame:
     """The chosen config trained with each seed (stored runs are reused), without pruning."""
-    from seqbench.training.planned import plan_run
-    from seqbench.training.trainer import make_config, train_run
+    from seqbench.execution.planned import plan_run
+    from seqbench.configure import make_config
+    from seqbench.training.trainer import train_run
 
     overrides, store, rows = best_overrides(study, trials), RunStore(results), []
     for seed in seeds:

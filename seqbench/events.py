@@ -56,3 +56,11 @@ Progress = Callable[[EventKind, dict[str, Any]], None]
 
 def ignore(kind: EventKind, info: dict[str, Any]) -> None:
     """A :data:`Progress` that drops every event (for callers that passed none)."""
+
+
+class StopRun(Exception):
+    """Raised by a progress callback to end a run on purpose (a tuner's pruner, after an epoch).
+
+    The run is evaluated with its best weights and stored with status ``pruned``: a decision,
+    not a failure, so nothing is re-raised to the caller.
+    """

@@ -1,11 +1,11 @@
 """Run the pending cells of a comparison grid as Ray tasks, on this machine or on a cluster.
 
 The driver (the ``seqbench compare`` process) stays the only writer of the run store: each task
-(:mod:`seqbench.training.ray_task`) trains one run in memory on a worker
+(:mod:`seqbench.execution.ray_task`) trains one run in memory on a worker
 (:func:`seqbench.training.trainer.run_training`) and returns the whole :class:`StoredRun`; the
 driver writes it with :meth:`RunStore.write` exactly as a local run is written (same run id, same
 atomic directory), so resuming and caching behave identically. Workers never need the driver's
-disk: the data sets travel through Ray's object store (:mod:`seqbench.training.ray_data`).
+disk: the data sets travel through Ray's object store (:mod:`seqbench.execution.ray_data`).
 
 Ray does the scheduling, the retry of a task whose worker died (``max_retries=1``) and the
 cancellation on Ctrl-C; this module only submits, relays progress and writes results.
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from seqbench.devices import device_name
 from seqbench.errors import InputError, SeqbenchError
-from seqbench.training.events import EventKind, Progress, ignore
-from seqbench.training.grid import RunOutcome, end_info, test_metrics
-from seqbench.training.planned import PlannedRun, plan_runs
-from seqbench.training.ray_data import DataSource, digest, ensure_prepared, read_files
-from seqbench.training.ray_progress import ProgressInbox
-from seqbench.training.ray_task import TaskResult, TrainFn, torch_threads, train_task
+from seqbench.events import EventKind, Progress, ignore
+from seqbench.execution.executor import RunOutcome, end_info, test_metrics
+from seqbench.execution.planned import PlannedRun, plan_runs
+from seqbench.execution.ray_data import DataSource, digest, ensure_prepared, read_files
+from seqbench.execution.ray_progress import ProgressInbox
+from seqbench.execution.ray_task import TaskResult, TrainFn, torch_threads, train_task
 
 if TYPE_CHECKING:
     from seqbench.config import RunConfig
@@ -47,7 +47,7 @@ def _import_ray() -> Any:
 
 @dataclass
 class RayExecutor:
-    """An :class:`~seqbench.training.grid.Executor` that runs each pending config as a Ray task.
+    """An :class:`~seqbench.execution.executor.Executor` that runs each pending config as a Ray task.
 
     ``address``: ``None`` starts a local Ray on this machine (unless this process already joined
     one), ``auto`` or ``ray://host:port`` joins a cluster. ``gpus_per_run`` defaults to 1 when
@@ -82,7 +82,7 @@ class RayExecutor:
             # code whether or not (and whichever version) seqbench is installed on its node.
             options["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parents[1])], "excludes": ["__pycache__"]}
         if self.address is None:
-            from seqbench.training.ray_local import own_local_ray
+            from seqbench.execution.ray_local import own_local_ray
 
             own_local_ray()
         try:
@@ -95,7 +95,7 @@ class RayExecutor:
             raise InputError(f"cannot start or join Ray at {where}: {first}{hint}") from None
         self.started_ray = self.address is None
         if self.started_ray:
-            from seqbench.training.ray_local import stop_on_signals
+            from seqbench.execution.ray_local import stop_on_signals
 
             stop_on_signals()
 

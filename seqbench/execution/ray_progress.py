@@ -1,6 +1,6 @@
 """The progress inbox of the Ray executor: an actor that collects events from every worker.
 
-Kept apart from :mod:`seqbench.training.ray_executor` so that the actor's process imports nothing
+Kept apart from :mod:`seqbench.execution.ray_executor` so that the actor's process imports nothing
 heavy (no torch): it starts in well under a second and holds only a list.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from seqbench.training.events import EventKind, ProgressEvent
+from seqbench.events import EventKind, ProgressEvent
 
 
 class ProgressInbox:

@@ -5,21 +5,17 @@ Optuna's median pruner prunes a trial at epoch ``s`` (from the warm-up epoch on,
 trials have completed) when the trial's best validation value so far is below the median of the
 completed trials' values at epoch ``s``. The trials of one study run one after another, so when
 trial ``n`` starts the completed trials, and hence every epoch's median, are already known:
-:func:`median_rule` computes them once, and :class:`PruneRule` applies them epoch by epoch with
+:func:`seqbench.tuning.pruning.median_rule` computes them once, and :class:`PruneRule` applies them epoch by epoch with
 no access to the study. ``tests/test_pruning.py`` checks the decisions against Optuna's own.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from seqbench.training.events import EventKind, Progress
+from seqbench.events import EventKind, Progress, StopRun
 
 
 @dataclass(frozen=True)
@@ -40,8 +36,6 @@ class PruneRule:
 
     def callback(self, forward: Progress | None = None) -> Progress:
         """A progress callback that passes every event on and raises ``StopRun`` when pruned."""
-        from seqbench.training.trainer import StopRun
-
         column = f"valid_{self.metric}"
         state: dict[str, float] = {"epochs": 0.0, "best": float("nan")}
 
@@ -58,17 +52,3 @@ class PruneRule:
                 raise StopRun(f"pruned by the tuner after epoch {epoch} (validation {self.metric} below the median)")
 
         return callback
-
-
-def median_rule(trials: pd.DataFrame, metric: str, warmup: int, after_trials: int) -> PruneRule | None:
-    """The rule for the next trial of a study whose trials so far are ``trials`` (the study
-    table); None while fewer than ``after_trials`` trials (at least one) have completed."""
-    completed = trials[trials["state"] == "completed"] if len(trials) else trials
-    if len(completed) == 0 or len(completed) < after_trials:
-        return None
-    by_epoch: dict[int, list[float]] = {}
-    for curve in completed["intermediate_json"]:
-        for epoch, value in json.loads(curve).items():
-            by_epoch.setdefault(int(epoch), []).append(float(value))
-    medians = {epoch: float(np.nanpercentile(values, 50)) for epoch, values in by_epoch.items() if not all(map(math.isnan, values))}
-    return PruneRule(metric, warmup, medians)

@@ -1,7 +1,7 @@
 """Run the pending cells of a grid several at a time on this machine: one process per run.
 
 ``seqbench compare --jobs N`` (the ``ray`` extra is not needed). Each run trains in a fresh
-process (forked from a fork server that imported torch once) through :func:`seqbench.training.grid.execute_run`, exactly as the local
+process (forked from a fork server that imported torch once) through :func:`seqbench.execution.executor.execute_run`, exactly as the local
 executor runs it, so the run id, the stored files and (with ``threads`` set) the numbers are the
 same as one run after another. Each worker writes its own run directory atomically; the driver
 only relays progress through one pipe per worker and reports outcomes.
@@ -14,7 +14,7 @@ The default ``jobs`` is ``cores // T`` (T = the largest ``threads`` of the grid,
 For numbers equal bit for bit across ``--jobs`` values set ``threads`` explicitly
 (``--set threads=1``); ``jobs = 1`` runs in this process like the local executor.
 
-Stopping (the worker processes are :mod:`seqbench.training.workers`'): on Ctrl-C the driver sends
+Stopping (the worker processes are :mod:`seqbench.execution.workers`'): on Ctrl-C the driver sends
 each running worker one SIGTERM, which stores its run as ``interrupted`` (as a Ctrl-C does to a
 local run); workers that have not exited after ``STOP_GRACE_SECONDS`` (or at a second Ctrl-C) are
 killed. A worker that dies (killed, out of memory) becomes a ``failed`` outcome (nothing stored,
@@ -34,16 +34,17 @@ from typing import Any
 
 from seqbench.errors import InputError
 from seqbench.config import RunConfig
-from seqbench.training import workers
-from seqbench.training.events import EventKind, Progress, ignore
-from seqbench.training.grid import LocalExecutor, RunOutcome, end_info, execute_run
-from seqbench.training.planned import PlannedRun, local_device_type, plan_runs
+from seqbench.execution import workers
+from seqbench.events import EventKind, Progress, ignore
+from seqbench.execution.executor import InProcessExecutor, RunOutcome, end_info, execute_run
+from seqbench.execution.planned import PlannedRun, local_device_type, plan_runs
 
 STOP_GRACE_SECONDS = workers.STOP_GRACE_SECONDS  # time a stopped worker has to store its interrupted run
 PRELOAD = ["torch", "seqbench.training.trainer"]  # what the fork server imports once
 
-# (config, data_dir, results, mirror, update) -> outcome; tests pass their own module-level one.
-WorkerFn = Callable[[RunConfig, Path, Path, "Path | None", Progress], RunOutcome]
+# (planned run, data_dir, results, mirror, update) -> outcome; tests pass their own module-level one.
+# The whole planned run travels, not only its config: a tuning trial's pruning rule rides on it.
+WorkerFn = Callable[[PlannedRun, Path, Path, "Path | None", Progress], RunOutcome]
 
 
 def available_cores() -> int:
@@ -76,8 +77,8 @@ def worker_threads(config: RunConfig, jobs: int, cores: int) -> int:
 
 # --- the worker process -----------------------------------------------------------------------
 def train_in_worker(run: PlannedRun, data_dir: Path, results: Path, mirror: Path | None, worker_fn: WorkerFn, relay: Progress) -> RunOutcome:
-    """What a worker process runs (:func:`seqbench.training.workers.start`): one run, its outcome."""
-    return worker_fn(run.config, data_dir, results, mirror, relay)
+    """What a worker process runs (:func:`seqbench.execution.workers.start`): one run, its outcome."""
+    return worker_fn(run, data_dir, results, mirror, relay)
 
 
 # --- the driver -------------------------------------------------------------------------------
@@ -90,7 +91,7 @@ class _Job:
 
 @dataclass
 class ProcessExecutor:
-    """An :class:`~seqbench.training.grid.Executor` running up to ``jobs`` runs at once, each in its own process.
+    """An :class:`~seqbench.execution.executor.Executor` running up to ``jobs`` runs at once, each in its own process.
 
     ``jobs=None`` picks the default from the cores and the grid's ``threads``; ``worker_fn`` is
     what a worker runs per config (``execute_run``; tests swap in others, module-level so that a
@@ -118,7 +119,7 @@ class ProcessExecutor:
             return []
         jobs = self.resolve_jobs([run.config for run in planned])
         if jobs == 1 and self.worker_fn is execute_run:
-            return LocalExecutor().run(planned, data_dir, results, mirror, update)
+            return InProcessExecutor().run(planned, data_dir, results, mirror, update)
         notify = update or ignore
         ctx = multiprocessing.get_context(self.context)
         if self.context == "forkserver":

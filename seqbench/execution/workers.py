@@ -1,8 +1,8 @@
 """Child processes that each run one task for a driver, report through a pipe and never outlive it.
 
 Both ways of running work side by side on this machine use it: a grid's runs (``compare --jobs``,
-:mod:`seqbench.training.parallel`) and tuning studies (``compare --tune --jobs``,
-:mod:`seqbench.training.study_pool`). A task is a module-level function ``target(*args, relay)``;
+:mod:`seqbench.execution.processes`) and tuning studies (``compare --tune --jobs``,
+:mod:`seqbench.tuning.study_pool`). A task is a module-level function ``target(*args, relay)``;
 ``relay(kind, info)`` sends progress events to the driver ("batch" ones throttled).
 
 Stopping. Workers ignore the terminal's SIGINT (the driver decides): the driver's :func:`stop` sends
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from seqbench.training.events import BatchThrottle, ProgressEvent
+from seqbench.events import BatchThrottle, ProgressEvent
 
 POLL_SECONDS = 0.2  # how often the driver looks at its workers when none reports
 STOP_GRACE_SECONDS = 60.0  # time a stopped worker has to store its interrupted run

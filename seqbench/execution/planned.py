@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from seqbench.devices import resolve_device
 from seqbench.config import FIELD_TYPES, RunConfig
-from seqbench.training.events import Progress
+from seqbench.events import Progress
 
 if TYPE_CHECKING:
-    from seqbench.training.pruning import PruneRule
+    from seqbench.training.prune_rule import PruneRule
 
 # Fields a label leaves out: grid axes shown elsewhere in it, and what only chooses how a run is
 # computed (the synthetic grid's shorter epochs would otherwise label every run).

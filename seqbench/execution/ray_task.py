@@ -2,7 +2,7 @@
 
 Tasks never block in ``ray.get`` while they train: Ray lends a blocked task's CPUs to other
 tasks, which would run more trainings at once than a node has CPUs. Progress goes to the driver's
-inbox actor (:mod:`seqbench.training.ray_progress`) without waiting.
+inbox actor (:mod:`seqbench.execution.ray_progress`) without waiting.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seqbench.errors import SeqbenchError
-from seqbench.training.events import BatchThrottle, EventKind
-from seqbench.training.planned import PlannedRun
-from seqbench.training.ray_data import DataSource, load_on_worker
+from seqbench.events import BatchThrottle, EventKind
+from seqbench.execution.planned import PlannedRun
+from seqbench.execution.ray_data import DataSource, load_on_worker
 
 if TYPE_CHECKING:
     from seqbench.storage.store import StoredRun

@@ -10,13 +10,13 @@ def own_local_ray() -> None:
     """Mark the processes of the local Ray about to start, and watch for this process's end.
 
     Ray's own atexit hook shuts it down on a normal exit; the signal handlers below cover
-    SIGTERM/SIGHUP; the watcher (:mod:`seqbench.training.ray_reaper`) covers SIGKILL.
+    SIGTERM/SIGHUP; the watcher (:mod:`seqbench.execution.ray_reaper`) covers SIGKILL.
     """
     import secrets
     import subprocess
     import sys
 
-    from seqbench.training.ray_reaper import OWNER_VARIABLE
+    from seqbench.execution.ray_reaper import OWNER_VARIABLE
 
     value = f"{os.getpid()}-{secrets.token_hex(6)}"
     os.environ[OWNER_VARIABLE] = value  # inherited by every process ray.init starts
@@ -24,7 +24,7 @@ def own_local_ray() -> None:
         return
     environment = {key: val for key, val in os.environ.items() if key != OWNER_VARIABLE}
     subprocess.Popen(
-        [sys.executable, "-m", "seqbench.training.ray_reaper", str(os.getpid()), value],
+        [sys.executable, "-m", "seqbench.execution.ray_reaper", str(os.getpid()), value],
         env=environment | {"PYTHONPATH": os.pathsep.join(sys.path)}, start_new_session=True,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
     )

@@ -9,7 +9,7 @@ Workers are started with ``spawn`` (a fresh interpreter: no forked torch state).
 ``threads`` is 0 gets ``cores // jobs`` threads in its worker, as ``--jobs`` does for the grid.
 The workers' progress events come back through their pipes and reach the caller's callback for
 that study; an error in a study is raised here once the running studies are done. The worker
-processes are :mod:`seqbench.training.workers`': Ctrl-C here stops them with their trials stored
+processes are :mod:`seqbench.execution.workers`': Ctrl-C here stops them with their trials stored
 as ``interrupted`` (the next run of the command draws the same trial again), and a worker whose
 driver was killed exits by itself.
 """
@@ -26,9 +26,9 @@ from typing import Any
 import pandas as pd
 
 from seqbench.storage.store import RunStore
-from seqbench.training import workers
-from seqbench.training.grid import Executor
-from seqbench.training.tune import Study, Update, load_trials, retrain_best, run_study
+from seqbench.execution import workers
+from seqbench.execution.executor import Executor
+from seqbench.tuning.studies import Study, Update, load_trials, retrain_best, run_study
 
 
 def run_studies(
@@ -46,7 +46,7 @@ def run_studies(
     updates = list(updates) or [None] * len(studies)
     if jobs <= 1 or len(studies) <= 1:
         return [_one(study, trials, data_dir, results, mirror, update, list(retrain_seeds)) for study, update in zip(studies, updates)]
-    from seqbench.training.parallel import available_cores
+    from seqbench.execution.processes import available_cores
 
     context = multiprocessing.get_context("spawn")
     threads = max(1, available_cores() // jobs)  # a worker's default; a run's own ``threads`` wins
@@ -87,14 +87,14 @@ def run_studies_through(
     """The same studies through any executor (``--executor ray``: a cluster), in waves.
 
     Each wave draws the next trial of every unfinished study here, with its pruning rule
-    (:mod:`seqbench.training.pruning`), and hands the wave's runs to ``executor`` at once; a
+    (:mod:`seqbench.training.prune_rule`), and hands the wave's runs to ``executor`` at once; a
     study's trial n is still drawn from its trials 0..n-1 only, so the trials are those of
     :func:`run_studies`. A wave lasts as long as its longest trial. Then the chosen configs are
     retrained with ``retrain_seeds`` as one grid (stored runs are not trained again).
     """
-    from seqbench.training.grid import run_grid
-    from seqbench.training.tune import best_overrides, start_study
-    from seqbench.training.trainer import make_config
+    from seqbench.execution.grid import run_grid
+    from seqbench.tuning.studies import best_overrides, start_study
+    from seqbench.configure import make_config
 
     updates = list(updates) or [None] * len(studies)
     tables = [start_study(results, study) for study in studies]
@@ -112,7 +112,7 @@ def _draw_wave(executor: Executor, studies: Sequence[Study], tables: list[pd.Dat
                updates: list[Update | None]) -> dict[str, tuple[int, Any]]:
     """The next trial to train of every unfinished study, by run id (trials whose config is
     stored already are recorded on the way, as one study at a time records them)."""
-    from seqbench.training.tune import draw_trial
+    from seqbench.tuning.studies import draw_trial
 
     store, wave = RunStore(results), {}
     for index, study in enumerate(studies):
@@ -129,8 +129,8 @@ def _draw_wave(executor: Executor, studies: Sequence[Study], tables: list[pd.Dat
 def _train_wave(executor: Executor, wave: dict[str, tuple[int, Any]], studies: Sequence[Study], tables: list[pd.DataFrame],
                 trials: int, data_dir: Path, results: Path, mirror: Path | None, updates: list[Update | None]) -> None:
     """Train the wave's trials at once (each under its pruning rule) and record them."""
-    from seqbench.training.planned import plan_run
-    from seqbench.training.tune import record_trial
+    from seqbench.execution.planned import plan_run
+    from seqbench.tuning.studies import record_trial
 
     runs = [dataclasses.replace(plan_run(draw.config, executor.device_type(draw.config)), pruning=draw.rule) for _, draw in wave.values()]
     started = time.perf_counter()
@@ -144,7 +144,7 @@ def _train_wave(executor: Executor, wave: dict[str, tuple[int, Any]], studies: S
 
 
 def _append(results: Path, study: Study, table: pd.DataFrame, record: dict[str, Any], trials: int, update: Update | None) -> pd.DataFrame:
-    from seqbench.training.tune import append_trial
+    from seqbench.tuning.studies import append_trial
 
     table = append_trial(results, study, table, record)
     _notify(update)("trial", {"loss": study.loss, "trials": trials} | record)
@@ -186,7 +186,7 @@ def _one(study: Study, trials: int, data_dir: Path, results: Path, mirror: Path 
 
 def _study_in_worker(study: Study, trials: int, data_dir: Path, results: Path, mirror: Path | None,
                      retrain_seeds: list[int], report: bool, relay: Update) -> None:
-    """What a worker process runs (:func:`seqbench.training.workers.start`): one study, then its retrains."""
+    """What a worker process runs (:func:`seqbench.execution.workers.start`): one study, then its retrains."""
     _one(study, trials, data_dir, results, mirror, relay if report else None, retrain_seeds)
 
 
