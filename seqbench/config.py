@@ -17,21 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from seqbench.coerce import coerce, split_assignments
 from seqbench.devices import DEVICES
 from seqbench.errors import InputError, did_you_mean, unknown_name
 from seqbench.names import check_name
-
-# A verdict from one seed only measures user sampling (issue: one seed of LastFM SASRec-cce moved
-# NDCG@10 from 0.0226 to 0.0385), so real data sets get three seeds unless --seeds says otherwise.
-REAL_DATA_SEEDS = (0, 1, 2)
-# The bare command must finish in a few minutes on a laptop CPU; real data sets get the protocol's
-# 150 epochs with early stopping unless --epochs says otherwise.
-SYNTHETIC_EPOCHS = 5
-
+from seqbench.presets import preset_values
 
 
 @dataclass
@@ -174,8 +166,6 @@ def build_config(
 
 def _preset_source(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """A paper preset's values (lowest priority: the file, options and --set override them)."""
-    from seqbench.presets import preset_values
-
     name = overrides.get("paper_preset", base.get("paper_preset")) or ""
     if not name:
         return {}
@@ -256,6 +246,8 @@ def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, m
 
 def selectable_metrics(ks: tuple[int, ...]) -> list[str]:
     """Validation metrics an evaluation with cut-offs ``ks`` produces (what early stopping may use)."""
-    from seqbench.measure.metrics import metrics_from_ranks
+    from seqbench.measure.metrics import (
+        metric_names,  # lazy: numpy (the command line starts without it)
+    )
 
-    return list(metrics_from_ranks(np.zeros(1, dtype=np.int64), ks))
+    return metric_names(ks)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from seqbench.errors import InputError
 
 if TYPE_CHECKING:
-    import torch
+    import torch  # lazy: torch (the ground floor stays light for the command line's start)
 
 DEVICES = ("auto", "cpu", "cuda")
 NO_LOCAL_CUDA = "CUDA is not available: use --device cpu or auto"
@@ -31,6 +31,6 @@ def device_name(name: str, cuda: bool, no_cuda: str = NO_LOCAL_CUDA) -> str:
 
 def resolve_device(name: str) -> torch.device:
     """The torch device of this process for ``name``."""
-    import torch
+    import torch  # lazy: torch (the ground floor stays light for the command line's start)
 
     return torch.device(device_name(name, torch.cuda.is_available()))

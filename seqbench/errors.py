@@ -6,6 +6,7 @@ with ``exit_code`` (2 for bad usage or bad input, 1 for a runtime failure), with
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 
@@ -33,7 +34,6 @@ class RuntimeFailure(SeqbenchError):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` - did you mean 'bce'?`` for the closest of ``choices`` to a mistyped ``name``, else ``""``."""
-    import difflib
 
     # Case is the commonest slip (ndcg@10 for NDCG@10), so names are compared case-folded.
     by_folded = {str(choice).casefold(): str(choice) for choice in choices}

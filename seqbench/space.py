@@ -63,7 +63,11 @@ class Space:
 
     def distribution(self) -> Any:
         """The Optuna distribution of this space (Optuna is imported only here)."""
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+        from optuna.distributions import (  # optional: optuna
+            CategoricalDistribution,
+            FloatDistribution,
+            IntDistribution,
+        )
 
         if self.choices:
             return CategoricalDistribution(self.choices)

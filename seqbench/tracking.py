@@ -18,6 +18,9 @@ from typing import Any
 
 from seqbench.errors import InputError, unknown_name
 from seqbench.events import EventKind, Progress
+from seqbench.storage.layout import ResultsLayout
+from seqbench.storage.records import run_record
+from seqbench.storage.store import RunStore
 
 TRACKERS = ("mlflow",)
 
@@ -47,7 +50,7 @@ class MlflowTracker:
 
     def __init__(self, results: Path, forward: Progress | None = None) -> None:
         try:
-            import mlflow
+            import mlflow  # optional: mlflow
         except ImportError:
             raise InputError("--log-to mlflow needs MLflow: pip install 'seqbench[mlflow]'") from None
         self.mlflow = mlflow
@@ -55,7 +58,7 @@ class MlflowTracker:
         self.forward = forward
         uri = os.environ.get("MLFLOW_TRACKING_URI")
         if not uri:
-            uri = (self.results / "mlruns").resolve().as_uri()
+            uri = ResultsLayout(self.results).mlruns.resolve().as_uri()
             # MLflow 3 refuses its file backend unless asked for it; a local file store needs no
             # server and no database, which is the point of this default.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -99,9 +102,6 @@ class MlflowTracker:
 
     def end_stored(self, run_id: str) -> None:
         """Close ``run_id``'s MLflow run with the record the store holds (or as failed if none)."""
-        from seqbench.storage.records import run_record
-        from seqbench.storage.store import RunStore
-
         store = RunStore(self.results)
         if store.has(run_id):
             self.end(run_record(store.row(run_id)))

@@ -38,7 +38,12 @@ def write_toy_dataset(data_dir: Path, name: str = "toy", users: int = 120, items
     """
     import numpy as np
 
-    from seqbench.data.sequences import EvalSplit, PreparedDataset, Ragged, save_prepared
+    from seqbench.data.sequences import (
+        EvalSplit,
+        PreparedDataset,
+        Ragged,
+        save_prepared,
+    )
 
     rng = np.random.default_rng(seed)
     sequences = []

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from seqbench.measure.metrics import metrics_from_ranks
 from seqbench.reporting.runs import METRICS
 from seqbench.storage.store import RunStore, StoredRun
-from seqbench.measure.metrics import metrics_from_ranks
 
 ALL_METRICS = (*METRICS, "MRR")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from seqbench.cli import app
-from seqbench.services.compare import grid_names
 from seqbench.reporting.markdown_report import linked_files
+from seqbench.services.compare import grid_names
 from seqbench.storage.store import RunStore
 
 runner = CliRunner()

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
+from seqbench.config import build_config, load_yaml, parse_assignments
 from seqbench.errors import InputError
 from seqbench.storage.store import RunStore, StoredRun, filter_runs, ranks_frame
-from seqbench.config import build_config, load_yaml, parse_assignments
 
 LOSS_KEYS = {"cce": ["ce_impl", "chunk_size"], "sampled-ce": ["num_negatives"], "bce": ["num_negatives"]}
 MODEL_KEYS = {"sasrec": ["dropout", "preset"], "gru4rec": ["dropout"]}

@@ -19,7 +19,7 @@ DIGEST = hashlib.sha256(CONTENT).hexdigest()
 @pytest.fixture(autouse=True)
 def file_urls_stand_in_for_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
     # The download tests serve files as file:// URLs, which real registries may not use.
-    monkeypatch.setattr("seqbench.data.download.ALLOWED_SCHEMES", ("https", "http", "file"))
+    monkeypatch.setattr("seqbench.data.registry.ALLOWED_SCHEMES", ("https", "http", "file"))
 
 
 def source(url: str = "https://example.org/data/Tiny.txt", sha256: str | None = DIGEST, member: str | None = None) -> SourceFile:
@@ -157,7 +157,7 @@ def test_manual_download_sources_say_how_to_get_them(tmp_path: Path) -> None:
     ],
 )
 def test_only_https_or_checksummed_http_is_fetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, sha256: str | None, message: str) -> None:
-    monkeypatch.setattr("seqbench.data.download.ALLOWED_SCHEMES", ("https", "http"))
+    monkeypatch.setattr("seqbench.data.registry.ALLOWED_SCHEMES", ("https", "http"))
     with pytest.raises(InputError, match=message):
         fetch(source(url, sha256), tmp_path / "raw")
     assert not (tmp_path / "raw").exists()

@@ -214,7 +214,7 @@ def test_checksum_mismatch_names_file_hashes_and_keeps_no_copy(world: dict[str, 
 
 
 def test_truncated_archive(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("seqbench.data.download.ALLOWED_SCHEMES", ("https", "http", "file"))  # file:// stands in for a server
+    monkeypatch.setattr("seqbench.data.registry.ALLOWED_SCHEMES", ("https", "http", "file"))  # file:// stands in for a server
     archive = world["root"] / "server" / "tiny.zip"
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
@@ -227,7 +227,7 @@ def test_truncated_archive(world: dict[str, Path], monkeypatch: pytest.MonkeyPat
 
 
 def test_archive_download_end_to_end(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("seqbench.data.download.ALLOWED_SCHEMES", ("https", "http", "file"))  # file:// stands in for a server
+    monkeypatch.setattr("seqbench.data.registry.ALLOWED_SCHEMES", ("https", "http", "file"))  # file:// stands in for a server
     archive = world["root"] / "server" / "tiny.zip"
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:

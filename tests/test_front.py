@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from seqbench.cli import app
-from seqbench.storage.store import RunStore
 from seqbench.configure import make_config
+from seqbench.storage.store import RunStore
 from seqbench.training.trainer import train_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,9 +224,9 @@ def test_compare_dry_run_shows_the_plan_and_trains_nothing(store: dict[str, obje
 # --- 7: figures -----------------------------------------------------------------------------------
 def test_figures_share_one_colour_per_loss_and_label_the_per_timestamp_figure(store: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
     import seqbench.reporting.figures as figures
+    from seqbench.colors import loss_color
     from seqbench.memprof.profile import ProfileRecord
     from seqbench.memprof.report import peaks_figure
-    from seqbench.colors import loss_color
     from seqbench.reporting.runs import completed_runs
 
     saved = {}

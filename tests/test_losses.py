@@ -10,7 +10,6 @@ import torch
 from seqbench.losses.base import LossBatch
 from seqbench.losses.registry import build_loss
 
-
 B, L, D, N, K = 3, 5, 4, 20, 4
 SAMPLED = ["bce", "bpr", "top1", "bpr-max", "sampled-ce", "scaled-ce", "nce", "neg", "gbce"]
 

@@ -8,10 +8,13 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from seqbench.losses import chunked_ce
 from seqbench.losses.base import LossBatch
-from seqbench.losses.chunked_ce import chunked_cross_entropy, dense_cross_entropy, fused_cross_entropy
+from seqbench.losses.chunked_ce import (
+    chunked_cross_entropy,
+    dense_cross_entropy,
+    fused_cross_entropy,
+)
 from seqbench.losses.registry import build_loss
 from seqbench.measure.allocations import AllocationTracker
-
 
 N, D = 600, 16
 

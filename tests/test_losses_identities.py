@@ -9,7 +9,6 @@ import torch
 from seqbench.losses.base import LossBatch, select_positions
 from seqbench.losses.registry import build_loss
 
-
 B, L, D, N = 4, 6, 5, 12
 
 

@@ -8,7 +8,12 @@ import torch
 from seqbench.errors import InputError
 from seqbench.memprof import profile as profile_module
 from seqbench.memprof.analytic import DenseLogits, overflows_int64, sce_loss_elements
-from seqbench.memprof.profile import ProfileRecord, parse_loss_spec, profile_step, split_loss_list
+from seqbench.memprof.profile import (
+    ProfileRecord,
+    parse_loss_spec,
+    profile_step,
+    split_loss_list,
+)
 from seqbench.memprof.report import human_bytes, peak_table
 
 ALL_LOSSES = ["ce", "cce", "cce[chunked]", "sce", "sampled-ce", "bce", "gbce"]

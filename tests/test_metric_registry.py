@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from reporting_store import new_store, ranks_run
 from typer.testing import CliRunner
 
 from seqbench.cli import app
-from seqbench.errors import InputError
-from seqbench.reporting.grid import per_user_values
 from seqbench.config import selectable_metrics
-from seqbench.measure.metrics import metric_names, metrics_from_ranks, parse_metric
 from seqbench.configure import make_config
-from reporting_store import new_store, ranks_run
+from seqbench.errors import InputError
+from seqbench.measure.metrics import metric_names, metrics_from_ranks, parse_metric
+from seqbench.reporting.comparisons import per_user_values
 
 RANKS = np.array([0, 4, 9, 30])
 

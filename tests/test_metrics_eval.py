@@ -11,9 +11,9 @@ from torch import Tensor, nn
 
 from seqbench.data.sequences import EvalSplit, Ragged
 from seqbench.errors import RuntimeFailure
-from seqbench.models.base import SequentialRecommender
-from seqbench.measure.ranking import evaluate_split, per_timestamp_ndcg, rank_of_targets
 from seqbench.measure.metrics import metrics_from_ranks
+from seqbench.measure.ranking import evaluate_split, per_timestamp_ndcg, rank_of_targets
+from seqbench.models.base import SequentialRecommender
 
 
 def test_metrics_from_hand_computed_ranks() -> None:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from seqbench.configure import make_config
 from seqbench.data.sequences import load_prepared
 from seqbench.losses.registry import LOSSES
-from seqbench.models.registry import MODELS
-from seqbench.measure.ranking import rank_of_targets
 from seqbench.measure.metrics import metrics_from_ranks
-from seqbench.configure import make_config
+from seqbench.measure.ranking import rank_of_targets
+from seqbench.models.registry import MODELS
 from seqbench.training.trainer import train_run
 
 SMALL_LOSS_PARAMS = {"num_negatives": 8}  # catalogues of 40 items: keep K well below N

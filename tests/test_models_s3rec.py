@@ -12,6 +12,8 @@ import torch
 
 from seqbench.data.sequences import EvalSplit, PreparedDataset, Ragged
 from seqbench.errors import InputError
+from seqbench.models.registry import build_model
+from seqbench.models.s3rec import S3RecConfig
 from seqbench.training.pretrain import (
     attribute_table,
     cache_path,
@@ -22,8 +24,6 @@ from seqbench.training.pretrain import (
     pretrain_s3rec,
     pretrain_samples,
 )
-from seqbench.models.registry import build_model
-from seqbench.models.s3rec import S3RecConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

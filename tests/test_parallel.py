@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-
 import multiprocessing
 import os
 import signal
@@ -25,12 +24,12 @@ import pytest
 from typer.testing import CliRunner
 
 from seqbench.cli import app
-from seqbench.errors import InputError
-from seqbench.storage.store import RunStore
 from seqbench.config import RunConfig
+from seqbench.errors import InputError
 from seqbench.execution.executor import RunOutcome
 from seqbench.execution.planned import PlannedRun, run_label
 from seqbench.execution.processes import ProcessExecutor
+from seqbench.storage.store import RunStore
 
 runner = CliRunner()
 GRID = ["--datasets", "toy", "--seeds", "0", "--models", "gru4rec,sasrec", "--losses", "cce", "--epochs", "2", "--set", "max_len=10", "--set", "batch_size=64", "--set", "threads=1", "--quiet"]

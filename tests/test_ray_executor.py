@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 import torch
 
-from seqbench.errors import InputError
-from seqbench.storage.store import RunStore, StoredRun
 from seqbench.config import RunConfig
+from seqbench.errors import InputError
 from seqbench.execution.grid import run_grid
+from seqbench.storage.store import RunStore, StoredRun
 
 RAY_MISSING = "Ray is not installed: `pip install 'seqbench[ray]'` to run the Ray executor tests"
 METRIC_PREFIXES = ("valid_", "test_")
@@ -126,9 +126,9 @@ def test_bad_resources_are_input_errors() -> None:
 def test_ray_grid_stores_the_same_runs_as_the_local_executor(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
     for module in ("seqbench.losses.registry", "seqbench.models.registry", "seqbench.data.prepare"):
         pytest.importorskip(module, reason="real training needs the losses, models and data layers (merged on main)")
+    from seqbench.configure import make_config
     from seqbench.execution.executor import InProcessExecutor
     from seqbench.execution.grid import GridSpec, expand
-    from seqbench.configure import make_config
 
     # threads=1: both executors pin torch to one thread, so reductions run in the same order.
     overrides = {"epochs": 2, "batch_size": 64, "max_len": 10, "eval_batch_size": 128, "device": "cpu", "threads": 1}
@@ -240,7 +240,9 @@ def test_workers_without_the_data_dir_read_the_object_store_copy(ray_local: Any,
 
     @ray_local.remote
     def load(source: DataSource, files: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray, int]:
-        from seqbench.execution import ray_data as ray_executor  # the worker's module, not a pickled copy
+        from seqbench.execution import (
+            ray_data as ray_executor,  # the worker's module, not a pickled copy
+        )
 
         ray_executor._LOADED.clear()  # a worker of an earlier test may hold the data set already
         dataset = ray_executor.load_on_worker(source, files)

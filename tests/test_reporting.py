@@ -16,6 +16,7 @@ from reporting_store import new_store, ranks_run, run_row, write
 from scipy import stats
 
 from seqbench.errors import InputError
+from seqbench.measure.metrics import hit_rate, ndcg
 from seqbench.reporting import (
     frame_records,
     frontier_table,
@@ -28,7 +29,6 @@ from seqbench.reporting import (
 from seqbench.reporting.reference import paper_csv_path
 from seqbench.reporting.runs import METRICS
 from seqbench.storage.store import StoredRun
-from seqbench.measure.metrics import hit_rate, ndcg
 
 SPEC_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "paper_results.csv"
 

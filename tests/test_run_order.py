@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from seqbench.configure import make_config
 from seqbench.execution.order import longest_first, work_proxy
 from seqbench.execution.planned import plan_run
-from seqbench.configure import make_config
 
 
 class TableStore:

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
+from seqbench.configure import make_config
 from seqbench.reporting.runs import loss_labels
 from seqbench.training.reevaluate import evaluate_stored
-from seqbench.configure import make_config
 from seqbench.training.trainer import train_run
 
 FAST = {"dataset": "toy", "model": "gru4rec", "loss": "cce", "epochs": 1, "batch_size": 32, "max_len": 10, "eval_batch_size": 64}

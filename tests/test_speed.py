@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from seqbench.measure.ranking import evaluate_split
 from seqbench.configure import make_config
 from seqbench.data.prepare import load_dataset
+from seqbench.measure.ranking import evaluate_split
 from seqbench.training.trainer import Trainer
 
 
@@ -69,8 +69,8 @@ def test_a_trimmed_step_equals_the_full_width_step(toy_data: Path, model: str) -
 
 
 def test_the_sampler_is_in_the_run_id_only_when_set() -> None:
-    from seqbench.errors import InputError
     from seqbench.config import RunConfig
+    from seqbench.errors import InputError
 
     assert "sampler" not in RunConfig().hash_payload()  # every stored run keeps its id
     assert RunConfig(sampler="length").run_id("cpu") != RunConfig().run_id("cpu")
@@ -79,7 +79,12 @@ def test_the_sampler_is_in_the_run_id_only_when_set() -> None:
 
 
 def test_cuda_tiles_take_a_share_of_free_memory_and_cpu_tiles_stay_cache_sized() -> None:
-    from seqbench.losses.chunked_ce import DEFAULT_CHUNK, ROW_BLOCK, cuda_tile_shape, tile_shape
+    from seqbench.losses.chunked_ce import (
+        DEFAULT_CHUNK,
+        ROW_BLOCK,
+        cuda_tile_shape,
+        tile_shape,
+    )
 
     assert tile_shape(12_800, 1_000_000, DEFAULT_CHUNK, torch.device("cpu")) == (ROW_BLOCK, DEFAULT_CHUNK)
     rows, items = cuda_tile_shape(12_800, 1_000_000, DEFAULT_CHUNK, free_bytes=100 * 2**30)

@@ -10,10 +10,10 @@ import torch
 from typer.testing import CliRunner
 
 from seqbench.cli import app
+from seqbench.configure import make_config
 from seqbench.errors import InputError, RuntimeFailure
 from seqbench.storage.store import RunStore
 from seqbench.training.reevaluate import evaluate_stored
-from seqbench.configure import make_config
 from seqbench.training.trainer import Trainer, train_run
 
 runner = CliRunner()

@@ -11,18 +11,18 @@ import pytest
 from typer.testing import CliRunner
 
 from seqbench.cli import app
+from seqbench.config import FIELD_TYPES
+from seqbench.configure import make_config
 from seqbench.errors import InputError
+from seqbench.events import StopRun
 from seqbench.losses.registry import LOSSES, loss_class, make_params
 from seqbench.models.registry import MODELS
 from seqbench.models.registry import make_config as model_config
+from seqbench.services import tune as tune_service
 from seqbench.space import Space, choice, integer, real
 from seqbench.storage.store import RunStore
-from seqbench.services import tune as tune_service
-from seqbench.tuning import studies as tuning
-from seqbench.config import FIELD_TYPES
-from seqbench.events import StopRun
-from seqbench.configure import make_config
 from seqbench.training.trainer import Trainer, train_run
+from seqbench.tuning import studies as tuning
 
 runner = CliRunner()
 try:

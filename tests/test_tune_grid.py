@@ -11,14 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 from seqbench.cli import app
-from seqbench.services.compare import grid_overrides
+from seqbench.configure import check_catalogue, make_config
 from seqbench.losses.registry import LOSSES, make_params
 from seqbench.models.registry import MODELS
+from seqbench.services.compare import grid_overrides
 from seqbench.space import cap_at_catalogue, integer
+from seqbench.storage.layout import ResultsLayout
 from seqbench.storage.store import RunStore
-from seqbench.tuning import studies as tuning
-from seqbench.configure import check_catalogue, make_config
 from seqbench.training.trainer import Trainer
+from seqbench.tuning import studies as tuning
 
 runner = CliRunner()
 optuna = pytest.importorskip("optuna")
@@ -187,9 +188,9 @@ def test_compare_tune_jobs_2_runs_the_studies_in_workers_with_the_same_trials(to
     for loss in ("bce", "cce"):  # progress from the workers reached this process's output
         assert f"{loss} trial 1 (2 of 2)" in parallel.output
     keys = ["number", "run_id", "state", "value", "params_json"]
-    for study_dir in sorted((tmp_path / "serial" / tuning.STUDIES_DIR).iterdir()):
+    for study_dir in sorted(ResultsLayout(tmp_path / "serial").studies.iterdir()):
         serial_trials = pd.read_parquet(study_dir / "trials.parquet")[keys]
-        parallel_trials = pd.read_parquet(tmp_path / "parallel" / tuning.STUDIES_DIR / study_dir.name / "trials.parquet")[keys]
+        parallel_trials = pd.read_parquet(ResultsLayout(tmp_path / "parallel").studies / study_dir.name / "trials.parquet")[keys]
         pd.testing.assert_frame_equal(serial_trials, parallel_trials)
     chosen = [compare_json([*one_at_a_time, "--no-train"], toy_data, tmp_path / store)["tables"]["tuning_chosen"] for store in ("serial", "parallel")]
     assert chosen[0] == chosen[1] and len(chosen[0]) == 2

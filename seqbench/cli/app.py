@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 
 # Typer ships its own copy of click; its exceptions are what the parser raises.
 try:
-    from typer._click import exceptions as click
+    from typer._click import exceptions as click  # lazy: start-up
 except ImportError:  # an older Typer on top of the click package
     from click import exceptions as click  # type: ignore[no-redef]
 
@@ -29,7 +29,7 @@ class OneLineErrors(TyperGroup):
         except click.NoArgsIsHelpError:
             return super().main(argv, *posargs, standalone_mode=True, **kwargs)  # prints the help
         except click.UsageError as error:
-            from seqbench.cli.common import print_error
+            from seqbench.cli.common import print_error  # lazy: start-up
 
             command = error.ctx.command_path if error.ctx is not None else "seqbench"
             print_error(f"{error.format_message()} (see `{command} --help`)", "--json" in argv, 2)
@@ -49,13 +49,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help text is plain: option help such as `cce[chunked]` must print as written, not as markup.
+    rich_markup_mode=None,
     cls=OneLineErrors,
 )
 
 
 def _print_version(value: bool) -> None:
     if value:
-        import seqbench
+        import seqbench  # lazy: start-up
 
         typer.echo(f"seqbench {seqbench.__version__}")
         raise typer.Exit()

@@ -95,7 +95,7 @@ def guarded(work: Callable[[], T], debug: bool = False, as_json: bool = False) -
 
 def fail(message: str, code: int, debug: bool = False, as_json: bool = False) -> None:
     if debug:
-        import traceback
+        import traceback  # lazy: start-up
 
         traceback.print_exc()
     print_error(message, as_json, code)
@@ -104,7 +104,7 @@ def fail(message: str, code: int, debug: bool = False, as_json: bool = False) ->
 
 def print_error(message: str, as_json: bool, code: int) -> None:
     """``error: <message>`` on stderr, one line; the message is plain text, never rich markup."""
-    from rich.text import Text
+    from rich.text import Text  # lazy: start-up
 
     line = " ".join(message.split())  # a message is one line, whatever a library put into it
     err_console.print(Text.assemble(("error:", "bold red"), " ", line), highlight=False, soft_wrap=True)

@@ -14,29 +14,30 @@ import typer
 from seqbench.cli.app import app
 from seqbench.cli.common import emit_json, err_console, guarded, out_console
 from seqbench.cli.options import (
-    CpusPerRunOption,
     DEFAULT_DATA_DIR,
     DEFAULT_RESULTS,
+    CpusPerRunOption,
     DataDirOption,
     DebugOption,
+    DeviceOption,
     ExecutorOption,
     GpusPerRunOption,
-    DeviceOption,
     JsonOption,
     LogToOption,
     MirrorOption,
-    RayAddressOption,
+    PresetOption,
     QuietOption,
+    RayAddressOption,
     ResultsOption,
     SetOption,
 )
 from seqbench.cli.progress import show_trial_progress
-from seqbench.config import REAL_DATA_SEEDS, SYNTHETIC_EPOCHS
 from seqbench.errors import check_choice
 from seqbench.events import EventKind
+from seqbench.policies import REAL_DATA_SEEDS, SYNTHETIC_EPOCHS
 
 if TYPE_CHECKING:
-    from seqbench.services import compare as service
+    from seqbench.services import compare as service  # lazy: start-up
 
 FORMATS = ("text", "markdown", "latex", "csv")
 
@@ -47,7 +48,7 @@ def compare(
     models: Annotated[str, typer.Option(help="Comma-separated models.")] = "gru4rec,sasrec",
     losses: Annotated[str, typer.Option(help="Comma-separated losses.")] = "bce,ce,cce",
     seeds: Annotated[Optional[str], typer.Option(help=f"Comma-separated seeds (default: {','.join(map(str, REAL_DATA_SEEDS))} on real data sets, 0 on synthetic alone).")] = None,
-    preset: Annotated[Optional[str], typer.Option("--preset", help="A paper's protocol in one word: li2023 or xu2024 (default: the protocol's).")] = None,
+    preset: PresetOption = None,
     epochs: Annotated[Optional[int], typer.Option(help=f"Max epochs per run (default: {SYNTHETIC_EPOCHS} on synthetic, else 150).")] = None,
     device: DeviceOption = None,
     set_: SetOption = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,18 +12,9 @@ from seqbench.cli.app import app
 from seqbench.cli.common import emit_json, err_console, guarded, out_console
 from seqbench.cli.options import AutoDeviceOption, DebugOption, JsonOption, QuietOption
 from seqbench.errors import InputError, unknown_name
-from seqbench.storage.records import document
-from seqbench.memprof.profile import (
-    MODES,
-    ProfileRecord,
-    Registries,
-    StepShape,
-    default_registries,
-    parse_loss_spec,
-    profile_step,
-    split_loss_list,
-)
-from seqbench.memprof.report import peak_table, plot_peaks, stage_legend, stage_table
+
+if TYPE_CHECKING:
+    from seqbench.memprof.profile import ProfileRecord, Registries
 
 DEFAULT_CATALOGS = "1e4,1e5,1e6"
 DEFAULT_LOSSES = "ce,cce,cce[chunked],sce,sampled-ce,bce"
@@ -48,6 +39,11 @@ def parse_catalogs(text: str) -> list[int]:
 
 
 def _check_losses(text: str, registries: Registries) -> list[str]:
+    from seqbench.memprof.profile import (  # lazy: start-up
+        parse_loss_spec,
+        split_loss_list,
+    )
+
     labels = split_loss_list(text)
     if not labels:
         raise InputError("--losses is empty: write e.g. --losses cce,cce[chunked],sce")
@@ -71,6 +67,8 @@ def run_memprof(
     registries: Registries,
     progress: bool,
 ) -> list[ProfileRecord]:
+    from seqbench.memprof.profile import StepShape, profile_step  # lazy: start-up
+
     for catalog in catalogs:  # every shape is checked before the first (possibly long) step runs
         StepShape(catalog, batch_size, max_len, hidden).validate()
     registries.model_params(model, hidden)  # an unknown model name fails here, before any step
@@ -107,6 +105,15 @@ def memprof(
     """Peak memory of one training step per loss and catalog size, measured where it fits, predicted otherwise."""
 
     def work() -> None:
+        from seqbench.memprof.profile import MODES, default_registries  # lazy: start-up
+        from seqbench.memprof.report import (  # lazy: start-up
+            peak_table,
+            plot_peaks,
+            stage_legend,
+            stage_table,
+        )
+        from seqbench.storage.records import document  # lazy: start-up
+
         if mode not in MODES:
             raise InputError(f"unknown --mode {mode!r}: choose {', '.join(MODES)}")
         catalogs = parse_catalogs(catalog)

@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from seqbench.presets import PRESETS
+
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_RESULTS = Path("results")
 
@@ -43,5 +45,8 @@ AutoDeviceOption = Annotated[str, typer.Option("--device", help=_DEVICE_HELP)]
 # Where runs train: this machine or a Ray cluster (compare's grid, tune's trials).
 ExecutorOption = Annotated[str, typer.Option("--executor", help="local or ray.")]
 RayAddressOption = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster: auto or ray://host:port (default: start a local Ray).")]
-CpusPerRunOption = Annotated[Optional[float], typer.Option("--cpus-per-run")]
-GpusPerRunOption = Annotated[Optional[float], typer.Option("--gpus-per-run")]
+CpusPerRunOption = Annotated[Optional[float], typer.Option("--cpus-per-run", help="Ray: CPUs each run reserves (also its torch threads).", show_default="1")]
+GpusPerRunOption = Annotated[Optional[float], typer.Option("--gpus-per-run", help="Ray: GPUs each run reserves (a fraction shares one).", show_default="1 where the cluster has GPUs, else 0")]
+
+_PRESET_HELP = f"A paper's protocol in one word: {', '.join(PRESETS)} (explicit options and --set override it)."
+PresetOption = Annotated[Optional[str], typer.Option("--preset", help=_PRESET_HELP, show_default="the protocol's")]

@@ -11,10 +11,17 @@ from rich.table import Table
 
 from seqbench.cli.app import app
 from seqbench.cli.common import emit_json, guarded, out_console
-from seqbench.cli.options import DEFAULT_DATA_DIR, DataDirOption, DebugOption, GeneratorSetOption, JsonOption, PrepareMirrorOption, QuietOption
+from seqbench.cli.options import (
+    DEFAULT_DATA_DIR,
+    DataDirOption,
+    DebugOption,
+    GeneratorSetOption,
+    JsonOption,
+    PrepareMirrorOption,
+    QuietOption,
+)
 from seqbench.coerce import split_assignments
 from seqbench.errors import InputError
-from seqbench.storage.records import document
 
 
 def _table(title: str, headers: list[str], cells: list[list[str]], squeezable: str | None = None) -> Table:
@@ -64,7 +71,8 @@ def prepare_command(
     debug: DebugOption = False,
 ) -> None:
     """Fetch (or read from --mirror), verify, parse, filter, split and store data sets as Parquet; print statistics."""
-    from seqbench.data.prepare import list_datasets, prepare
+    from seqbench.data.prepare import list_datasets, prepare  # lazy: start-up
+    from seqbench.storage.records import document  # lazy: start-up
 
     def work() -> None:
         if list_:

@@ -12,15 +12,24 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import pandas as pd
 import typer
 
 from seqbench.cli.app import app
 from seqbench.cli.common import emit_json, err_console, guarded, out_console
-from seqbench.cli.options import DEFAULT_RESULTS, DebugOption, JsonOption, QuietOption, ResultsOption, SubResultsOption
+from seqbench.cli.options import (
+    DEFAULT_RESULTS,
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    ResultsOption,
+    SubResultsOption,
+)
 from seqbench.errors import InputError, unknown_name
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 runs_app = typer.Typer(
     help="List stored runs (the default), show one, remove failed or unreferenced ones.",
@@ -49,7 +58,7 @@ def config_delta(config: dict[str, Any]) -> str:
 
     Two runs of "gru4rec bce seed 0" differ in exactly these, so the column tells them apart.
     """
-    from seqbench.config import RunConfig
+    from seqbench.config import RunConfig  # lazy: start-up
 
     defaults = dataclasses.asdict(RunConfig())
     defaults["ks"] = list(RunConfig().ks)
@@ -75,7 +84,7 @@ def _short(value: Any) -> str:
 
 def listing(table: pd.DataFrame) -> pd.DataFrame:
     """The run table with the derived ``config`` column (raw values everywhere else)."""
-    from seqbench.storage.records import run_config
+    from seqbench.storage.records import run_config  # lazy: start-up
 
     configs = [config_delta(run_config(row)) for row in table.to_dict(orient="records")]
     return table.assign(config=configs)
@@ -93,7 +102,7 @@ def pick_columns(table: pd.DataFrame, columns: str | None) -> list[str]:
 
 def metric_columns(text: str) -> list[str]:
     """``--metrics HR@10,MRR@10`` -> the ``test_`` columns to show; unknown names are InputErrors."""
-    from seqbench.measure.metrics import parse_metric
+    from seqbench.measure.metrics import parse_metric  # lazy: start-up
 
     return [f"test_{parse_metric(part.strip()).name}" for part in text.split(",") if part.strip()]
 
@@ -108,7 +117,13 @@ def sort_table(table: pd.DataFrame, sort: str | None, reverse: bool) -> pd.DataF
 
 def human(table: pd.DataFrame) -> pd.DataFrame:
     """Text and markdown show bytes in KiB/MiB/GiB and seconds with a unit; CSV/JSON stay raw."""
-    from seqbench.reporting.render import fmt_bytes, fmt_number, fmt_seconds
+    import pandas as pd  # lazy: start-up
+
+    from seqbench.reporting.render import (  # lazy: start-up
+        fmt_bytes,
+        fmt_number,
+        fmt_seconds,
+    )
 
     shown = table.astype(object).copy()
     for column in shown.columns:
@@ -122,7 +137,7 @@ def human(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def render_listing(table: pd.DataFrame, fmt: str) -> str:
-    from tabulate import tabulate
+    from tabulate import tabulate  # lazy: start-up
 
     if fmt == "csv":
         return table.to_csv(index=False)
@@ -130,7 +145,7 @@ def render_listing(table: pd.DataFrame, fmt: str) -> str:
 
 
 def check_status(status: str | None) -> None:
-    from seqbench.storage.store import STATUSES
+    from seqbench.storage.store import STATUSES  # lazy: start-up
 
     if status is not None and status not in STATUSES:
         raise InputError(unknown_name("status", status, STATUSES))
@@ -148,6 +163,7 @@ def runs(
     columns: Annotated[Optional[str], typer.Option("--columns", help="Comma-separated columns to show (any run.parquet column, or config).")] = None,
     format_: Annotated[str, typer.Option("--format", help="text, markdown or csv (csv keeps raw bytes and seconds).")] = "text",
     metrics: Annotated[Optional[str], typer.Option(help="Test metrics shown as columns: HR@k, NDCG@k, MRR@k or MRR (default HR@10,NDCG@10).")] = None,
+    running: Annotated[bool, typer.Option("--running", help="Runs in progress instead: each one's validation curve so far (from results/running/).")] = False,
     results: ResultsOption = DEFAULT_RESULTS,
     json_: JsonOption = False,
     quiet: QuietOption = False,
@@ -159,9 +175,11 @@ def runs(
         return
 
     def work() -> None:
-        from seqbench.storage.records import document, run_records
-        from seqbench.storage.store import RunStore, filter_runs
+        from seqbench.storage.records import document, run_records  # lazy: start-up
+        from seqbench.storage.store import RunStore, filter_runs  # lazy: start-up
 
+        if running:
+            return show_running(results, json_)
         check_status(status)
         if format_ not in LIST_FORMATS:
             raise InputError(unknown_name("format", format_, LIST_FORMATS))
@@ -199,9 +217,9 @@ def run_files(directory: Path) -> list[dict[str, Any]]:
 
 
 def show_text(record: dict[str, Any], epochs: pd.DataFrame, files: list[dict[str, Any]], directory: Path) -> str:
-    from tabulate import tabulate
+    from tabulate import tabulate  # lazy: start-up
 
-    from seqbench.reporting.render import fmt_bytes, fmt_seconds
+    from seqbench.reporting.render import fmt_bytes, fmt_seconds  # lazy: start-up
 
     training = record["training"]
     lines = [
@@ -243,8 +261,8 @@ def show(
     """One run: its config, metrics, per-epoch curve and files."""
 
     def work() -> None:
-        from seqbench.storage.records import run_record
-        from seqbench.storage.store import RunStore
+        from seqbench.storage.records import run_record  # lazy: start-up
+        from seqbench.storage.store import RunStore  # lazy: start-up
 
         store = RunStore(_results(ctx, results))
         full = store.resolve(run_id)
@@ -261,7 +279,7 @@ def show(
 
 # --- runs rm / gc -------------------------------------------------------------------------------
 def _report_removal(paths: list[tuple[str, str]], dry_run: bool, as_json: bool, store_root: Path) -> None:
-    from seqbench.storage.records import document
+    from seqbench.storage.records import document  # lazy: start-up
 
     if as_json:
         emit_json(document("removed", dry_run=dry_run, removed=[{"name": name, "why": why} for name, why in paths]))
@@ -286,7 +304,7 @@ def rm(
     """Remove the named runs; a completed run only with --force."""
 
     def work() -> None:
-        from seqbench.storage.store import RunStore
+        from seqbench.storage.store import RunStore  # lazy: start-up
 
         store = RunStore(_results(ctx, results))
         chosen = list(dict.fromkeys(store.resolve(run_id) for run_id in run_ids))
@@ -316,7 +334,7 @@ def gc(
     """
 
     def work() -> None:
-        from seqbench.storage.store import RunStore
+        from seqbench.storage.store import RunStore  # lazy: start-up
 
         store = RunStore(_results(ctx, results))
         table = store.table()
@@ -333,3 +351,23 @@ def gc(
         _report_removal(doomed, dry_run, json_, store.root)
 
     guarded(work, debug, json_)
+
+
+def show_running(results: Path, as_json: bool) -> None:
+    """``runs --running``: every run in progress with its evaluated epochs so far."""
+    from seqbench.storage.records import document  # lazy: start-up
+    from seqbench.training.record import live_runs  # lazy: start-up
+
+    live = live_runs(results)
+    if as_json:
+        return emit_json(document("running", runs=live))
+    if not live:
+        err_console.print(f"no run in progress under {results}", highlight=False)
+        return
+    for run in live:
+        state = "running" if run["alive"] else "not running (its process is gone: killed?)"
+        out_console.print(f"{run['run_id']}  pid {run['pid']}  {state}  last line {run['seconds_since_update']:.0f}s ago", highlight=False, markup=False)
+        for epoch in run["epochs"]:
+            shown = {k: v for k, v in epoch.items() if k in ("loss", "valid_NDCG@10", "valid_HR@10", "test_NDCG@10", "best_epoch")}
+            out_console.print(f"  epoch {epoch.get('epoch')}: " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()),
+                              highlight=False, markup=False)

@@ -18,13 +18,14 @@ from seqbench.cli.options import (
     JsonOption,
     LogToOption,
     MirrorOption,
+    PresetOption,
     QuietOption,
     ResultsOption,
     SetOption,
 )
 from seqbench.cli.progress import TrainingProgress
-from seqbench.errors import InputError
 from seqbench.config import RunConfig
+from seqbench.errors import InputError
 
 DEFAULTS = RunConfig()  # what `train --help` shows as defaults: the protocol's values
 
@@ -47,7 +48,7 @@ def train(
     max_len: Annotated[Optional[int], typer.Option("--max-len", help="Positions per input sequence (longer histories keep their last items).", show_default=str(DEFAULTS.max_len))] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present), cpu or cuda.", show_default=DEFAULTS.device)] = None,
     time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop training after the epoch that passes this many seconds.", show_default="no limit")] = None,
-    preset: Annotated[Optional[str], typer.Option("--preset", help="A paper's protocol in one word: li2023 or xu2024 (explicit options override it).", show_default="the protocol's")] = None,
+    preset: PresetOption = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="YAML file of config fields (options and --set override it).", show_default="none")] = None,
     set_: SetOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
@@ -61,8 +62,8 @@ def train(
     """Train one model with one loss on one data set; store the run."""
 
     def work() -> None:
-        from seqbench.config import load_yaml, parse_assignments
-        from seqbench.configure import check_catalogues, make_config
+        from seqbench.config import load_yaml, parse_assignments  # lazy: start-up
+        from seqbench.configure import check_catalogues, make_config  # lazy: start-up
 
         base = load_yaml(config_file) if config_file else {}
         overrides = cli_overrides(
@@ -81,9 +82,9 @@ def train(
 
 def train_tracked(config: Any, data_dir: Path, results: Path, mirror: Path | None, progress: Any, log_to: str | None) -> Any:
     """``train_run``, mirrored into the ``--log-to`` tracker when one is named."""
-    from seqbench.tracking import make_tracker
-    from seqbench.execution.planned import plan_run
-    from seqbench.training.trainer import train_run
+    from seqbench.execution.planned import plan_run  # lazy: start-up
+    from seqbench.tracking import make_tracker  # lazy: start-up
+    from seqbench.training.trainer import train_run  # lazy: start-up
 
     tracker = make_tracker(log_to, results, progress)
     if tracker is None:
@@ -97,7 +98,7 @@ def train_tracked(config: Any, data_dir: Path, results: Path, mirror: Path | Non
 
 
 def report_run(row: dict[str, Any], as_json: bool) -> None:
-    from seqbench.storage.records import run_record
+    from seqbench.storage.records import run_record  # lazy: start-up
 
     record = run_record(row)
     if as_json:
@@ -129,7 +130,7 @@ def eval_(
     """Re-evaluate a stored run's best checkpoint."""
 
     def work() -> None:
-        from seqbench.training.reevaluate import evaluate_stored
+        from seqbench.training.reevaluate import evaluate_stored  # lazy: start-up
 
         ks = None
         if k:
@@ -137,7 +138,7 @@ def eval_(
                 ks = tuple(int(part) for part in k.split(","))
             except ValueError:
                 raise InputError(f"--k expects comma-separated integers, got '{k}'") from None
-        from seqbench.storage.records import document
+        from seqbench.storage.records import document  # lazy: start-up
 
         result = evaluate_stored(run_id, results, data_dir, split, ks, per_timestamp, device, mirror)
         if json_:

@@ -10,24 +10,26 @@ import typer
 from seqbench.cli.app import app
 from seqbench.cli.common import emit_json, err_console, guarded, out_console
 from seqbench.cli.options import (
-    CpusPerRunOption,
     DEFAULT_DATA_DIR,
     DEFAULT_RESULTS,
+    CpusPerRunOption,
     DataDirOption,
     DebugOption,
     ExecutorOption,
     GpusPerRunOption,
     JsonOption,
     MirrorOption,
-    RayAddressOption,
     QuietOption,
+    RayAddressOption,
     ResultsOption,
     SetOption,
 )
+from seqbench.cli.progress import show_trial_progress
 from seqbench.coerce import parse_list
 from seqbench.errors import InputError
-from seqbench.cli.progress import show_trial_progress
-from seqbench.config import SYNTHETIC_EPOCHS  # as for `compare`: a few epochs on synthetic, else 150
+from seqbench.policies import (
+    SYNTHETIC_EPOCHS,  # as for `compare`: a few epochs on synthetic, else 150
+)
 
 
 @app.command()
@@ -63,7 +65,10 @@ def tune(
     """
 
     def work() -> None:
-        from seqbench.execution.executors import ExecutorChoice, make_executor  # lazy: start-up
+        from seqbench.execution.executors import (  # lazy: start-up
+            ExecutorChoice,
+            make_executor,
+        )
         from seqbench.losses.registry import LOSSES  # lazy: start-up
         from seqbench.services.compare import grid_overrides  # lazy: start-up
         from seqbench.services.tune import tune as run_tune  # lazy: start-up
@@ -95,7 +100,7 @@ def seed_list(text: str | None) -> list[int] | None:
 
 
 def print_report(report: Any, as_json: bool) -> None:
-    from tabulate import tabulate
+    from tabulate import tabulate  # lazy: start-up
 
     from seqbench.reporting import frame_records  # lazy: start-up
 

@@ -22,10 +22,16 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TransferSpeedColumn,
+)
 
 from seqbench.atomic import atomic_file
-from seqbench.data.registry import SourceFile
+from seqbench.data.registry import SourceFile, check_url
 from seqbench.errors import InputError, RuntimeFailure
 from seqbench.names import check_name, check_relative
 
@@ -116,18 +122,6 @@ def cache_path(source: SourceFile, cache_root: Path) -> Path:
     check_relative("mirror_folder", source.mirror_folder)
     check_name("raw file", source.file_name)
     return cache_root / source.mirror_folder / source.file_name
-
-
-ALLOWED_SCHEMES = ("https", "http")
-
-
-def check_url(source: SourceFile) -> None:
-    """https, or http for a source that has nothing else and whose checksum is in the registry."""
-    scheme = urllib.parse.urlsplit(source.url).scheme.lower()
-    if scheme not in ALLOWED_SCHEMES:
-        raise InputError(f"URL {source.url!r} has scheme '{scheme}': only https (or http with a sha256) is fetched; fix the registry entry")
-    if scheme == "http" and source.sha256 is None:
-        raise InputError(f"URL {source.url} is plain http and the entry has no sha256: use https, or add the file's sha256 to the registry entry")
 
 
 def fetch(

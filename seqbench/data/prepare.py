@@ -25,9 +25,29 @@ from seqbench.atomic import atomic_directory
 from seqbench.coerce import coerce_fields
 from seqbench.data import parsers, splits, synthetic
 from seqbench.data.download import RAW_DIR, FetchedFile, fetch
-from seqbench.data.filtering import FilterReport, Sequences, build_sequences, filter_interactions, remap_attributes
-from seqbench.data.registry import DatasetEntry, Registry, SyntheticParams, load_registry
-from seqbench.data.sequences import PreparedDataset, Ragged, damaged, dataset_dir, is_prepared, load_prepared, read_meta, save_prepared
+from seqbench.data.filtering import (
+    FilterReport,
+    Sequences,
+    build_sequences,
+    filter_interactions,
+    remap_attributes,
+)
+from seqbench.data.registry import (
+    DatasetEntry,
+    Registry,
+    SyntheticParams,
+    load_registry,
+)
+from seqbench.data.sequences import (
+    PreparedDataset,
+    Ragged,
+    damaged,
+    dataset_dir,
+    is_prepared,
+    load_prepared,
+    read_meta,
+    save_prepared,
+)
 from seqbench.errors import InputError, RuntimeFailure
 
 DEFAULT_DATASET = "synthetic"

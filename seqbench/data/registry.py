@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+import urllib.parse
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -94,7 +95,6 @@ class DatasetEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as plain data, for meta.json (the recipe a prepared set was built with)."""
-        from dataclasses import asdict
 
         return asdict(self)
 
@@ -188,10 +188,16 @@ def read_registry_file(path: Path) -> dict[str, DatasetEntry]:
     return {str(name): _entry(str(name), data, Path(path)) for name, data in datasets.items()}
 
 
-def check_url(source: SourceFile) -> None:
-    from seqbench.data.download import check_url as check
+ALLOWED_SCHEMES = ("https", "http")
 
-    check(source)
+
+def check_url(source: SourceFile) -> None:
+    """https, or http for a source that has nothing else and whose checksum is in the registry."""
+    scheme = urllib.parse.urlsplit(source.url).scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise InputError(f"URL {source.url!r} has scheme '{scheme}': only https (or http with a sha256) is fetched; fix the registry entry")
+    if scheme == "http" and source.sha256 is None:
+        raise InputError(f"URL {source.url} is plain http and the entry has no sha256: use https, or add the file's sha256 to the registry entry")
 
 
 def load_registry(extra: Path | None = None) -> Registry:

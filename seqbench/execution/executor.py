@@ -17,7 +17,12 @@ from typing import Any, Protocol
 from seqbench.config import RunConfig
 from seqbench.errors import SeqbenchError
 from seqbench.events import EventKind, Progress
-from seqbench.execution.planned import PlannedRun, local_device_type, plan_run, plan_runs
+from seqbench.execution.planned import (
+    PlannedRun,
+    local_device_type,
+    plan_run,
+    plan_runs,
+)
 from seqbench.training.trainer import train_run
 
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqbench.errors import InputError
-from seqbench.storage.store import DamagedRun, RunStore
 from seqbench.config import FIELD_TYPES, RunConfig, parse_value
+from seqbench.errors import InputError
 from seqbench.events import EventKind, Progress
 from seqbench.execution.executor import Executor, RunOutcome
 from seqbench.execution.order import longest_first
 from seqbench.execution.planned import PlannedRun, plan_runs
+from seqbench.storage.store import DamagedRun, RunStore
 
 
 @dataclass

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from seqbench.storage.store import RunStore
 from seqbench.execution.grid import is_settled
 from seqbench.execution.order import estimate, seconds_per_epoch
 from seqbench.execution.planned import PlannedRun
+from seqbench.storage.store import RunStore
 
 
 def plan_grid(runs: list[PlannedRun], store: RunStore, retry_failed: bool) -> list[dict[str, Any]]:

@@ -11,8 +11,9 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from seqbench.devices import resolve_device
+
 from seqbench.config import FIELD_TYPES, RunConfig
+from seqbench.devices import resolve_device
 from seqbench.events import Progress
 
 if TYPE_CHECKING:

@@ -32,11 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqbench.errors import InputError
 from seqbench.config import RunConfig
-from seqbench.execution import workers
+from seqbench.errors import InputError
 from seqbench.events import EventKind, Progress, ignore
-from seqbench.execution.executor import InProcessExecutor, RunOutcome, end_info, execute_run
+from seqbench.execution import workers
+from seqbench.execution.executor import (
+    InProcessExecutor,
+    RunOutcome,
+    end_info,
+    execute_run,
+)
 from seqbench.execution.planned import PlannedRun, local_device_type, plan_runs
 
 STOP_GRACE_SECONDS = workers.STOP_GRACE_SECONDS  # time a stopped worker has to store its interrupted run

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from seqbench.atomic import atomic_directory
+from seqbench.data import prepare as preparing
+from seqbench.data.sequences import is_prepared, load_prepared
+
 if TYPE_CHECKING:
     from seqbench.data.sequences import PreparedDataset
 
@@ -40,13 +44,8 @@ def digest(files: dict[str, bytes]) -> str:
 
 
 def ensure_prepared(name: str, data_dir: Path, mirror: Path | None) -> Path:
-    from seqbench.data.sequences import is_prepared
-
     if not is_prepared(name, data_dir):
-        # Preparing (or generating the synthetic set) happens once, on the driver.
-        from seqbench.data.prepare import ensure_prepared
-
-        ensure_prepared(name, data_dir, mirror)
+        preparing.ensure_prepared(name, data_dir, mirror)  # once, on the driver (also the synthetic set)
     return Path(data_dir) / name
 
 
@@ -55,9 +54,6 @@ _LOADED: dict[str, PreparedDataset] = {}
 
 
 def load_on_worker(source: DataSource, files: dict[str, bytes]) -> PreparedDataset:
-    from seqbench.atomic import atomic_directory
-    from seqbench.data.sequences import load_prepared
-
     if source.digest in _LOADED:
         return _LOADED[source.digest]
     shared = Path(source.data_dir) / source.name

@@ -25,8 +25,12 @@ from seqbench.events import EventKind, Progress, ignore
 from seqbench.execution.executor import RunOutcome, end_info, test_metrics
 from seqbench.execution.planned import PlannedRun, plan_runs
 from seqbench.execution.ray_data import DataSource, digest, ensure_prepared, read_files
+from seqbench.execution.ray_local import own_local_ray, stop_on_signals
 from seqbench.execution.ray_progress import ProgressInbox
 from seqbench.execution.ray_task import TaskResult, TrainFn, torch_threads, train_task
+from seqbench.storage.layout import ResultsLayout
+from seqbench.storage.store import RunStore
+from seqbench.training.trainer import run_training
 
 if TYPE_CHECKING:
     from seqbench.config import RunConfig
@@ -39,7 +43,7 @@ NO_RUN_GPU = "runs get no GPU: pass --gpus-per-run 1 (or use --device cpu)"
 
 def _import_ray() -> Any:
     try:
-        import ray
+        import ray  # optional: ray
     except ImportError:
         raise InputError(f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}") from None
     return ray
@@ -82,8 +86,6 @@ class RayExecutor:
             # code whether or not (and whichever version) seqbench is installed on its node.
             options["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parents[1])], "excludes": ["__pycache__"]}
         if self.address is None:
-            from seqbench.execution.ray_local import own_local_ray
-
             own_local_ray()
         try:
             ray.init(address=self.address, **options)
@@ -95,8 +97,6 @@ class RayExecutor:
             raise InputError(f"cannot start or join Ray at {where}: {first}{hint}") from None
         self.started_ray = self.address is None
         if self.started_ray:
-            from seqbench.execution.ray_local import stop_on_signals
-
             stop_on_signals()
 
     def close(self) -> None:
@@ -128,7 +128,6 @@ class RayExecutor:
         self.connect()
         # Planning asks each run's device: a usage error (cuda without GPUs) stops the grid before any work.
         planned = plan_runs(runs, self.device_type)
-        from seqbench.storage.store import RunStore
 
         notify = update or ignore
         Path(results).mkdir(parents=True, exist_ok=True)  # lets workers on this file system share its pre-training cache
@@ -166,8 +165,6 @@ class RayExecutor:
         return outcome
 
     def _submit(self, runs: list[PlannedRun], sources: dict[str, tuple[DataSource, Any]], results: Path, inbox: Any) -> dict[Any, PlannedRun]:
-        from seqbench.training.trainer import run_training
-
         ray = _import_ray()
         cpus = self.cpus()
         remote = ray.remote(max_retries=TASK_RETRIES)(train_task)
@@ -177,7 +174,7 @@ class RayExecutor:
             # A threads=0 run gets the whole CPUs Ray reserves for it; pinned threads stay as they are.
             threaded = run if run.threads > 0 else run.with_threads(torch_threads(cpus))
             ref = remote.options(num_cpus=cpus, num_gpus=gpus, name=f"seqbench:{run.label}").remote(
-                threaded, *sources[run.config.dataset], str(results.resolve() / "pretrain"), inbox, self.train_fn or run_training,
+                threaded, *sources[run.config.dataset], str(ResultsLayout(results.resolve()).pretrain), inbox, self.train_fn or run_training,
             )
             tasks[ref] = run
         return tasks

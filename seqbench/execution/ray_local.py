@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
+
+from seqbench.execution.ray_reaper import OWNER_VARIABLE
 
 
 def own_local_ray() -> None:
@@ -12,11 +19,6 @@ def own_local_ray() -> None:
     Ray's own atexit hook shuts it down on a normal exit; the signal handlers below cover
     SIGTERM/SIGHUP; the watcher (:mod:`seqbench.execution.ray_reaper`) covers SIGKILL.
     """
-    import secrets
-    import subprocess
-    import sys
-
-    from seqbench.execution.ray_reaper import OWNER_VARIABLE
 
     value = f"{os.getpid()}-{secrets.token_hex(6)}"
     os.environ[OWNER_VARIABLE] = value  # inherited by every process ray.init starts
@@ -34,8 +36,6 @@ def stop_on_signals() -> None:
     """SIGHUP (a closed terminal) ends the driver as Ctrl-C does: tasks cancelled, written runs
     kept, Ray shut down by its exit hook; the default action would skip every exit hook. Ray's
     ``init`` installs its own SIGTERM handler, which exits through the same hooks; it is kept."""
-    import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         return

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from seqbench.errors import SeqbenchError
 from seqbench.events import BatchThrottle, EventKind
 from seqbench.execution.planned import PlannedRun
 from seqbench.execution.ray_data import DataSource, load_on_worker
+from seqbench.training.trainer import raise_for_outcome
 
 if TYPE_CHECKING:
     from seqbench.storage.store import StoredRun
@@ -70,7 +73,7 @@ class _Relay:
         self.last_push = self.inbox.push.remote(kind, info | {"run_id": self.run_id, "label": self.label})
 
     def flush(self) -> None:
-        import ray
+        import ray  # optional: ray
 
         if self.last_push is not None:
             ray.get(self.last_push)
@@ -78,8 +81,6 @@ class _Relay:
 
 def _failure_reason(stored: StoredRun, error: BaseException | None) -> str:
     """The same reason text the local executor reports (via ``raise_for_outcome``)."""
-    from seqbench.training.trainer import raise_for_outcome
-
     try:
         raise_for_outcome(stored, error)
     except SeqbenchError as failure:
@@ -101,7 +102,6 @@ def train_task(
 
     ``files`` is the data set's object-store copy, which Ray resolved before the task started.
     """
-    import torch
 
     torch.set_num_threads(run.threads)
     run_id, host = run.run_id, socket.gethostname()

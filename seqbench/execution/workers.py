@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+import torch
+
 from seqbench.events import BatchThrottle, ProgressEvent
 
 POLL_SECONDS = 0.2  # how often the driver looks at its workers when none reports
@@ -182,7 +184,6 @@ def _main(conn: Connection, target: Callable[..., Any], args: tuple[Any, ...], t
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     threading.Thread(target=_exit_with_driver, args=(conn,), daemon=True).start()
     if threads > 0:
-        import torch
 
         torch.set_num_threads(threads)
     try:

@@ -19,9 +19,20 @@ import torch
 from torch import Tensor
 
 from seqbench.errors import InputError
-from seqbench.losses.base import Loss, LossBatch, LossOutput, Positions, gather_selected, zero_loss
-from seqbench.losses.chunked_ce import DEFAULT_CHUNK, chunked_cross_entropy, dense_cross_entropy, fused_cross_entropy
-
+from seqbench.losses.base import (
+    Loss,
+    LossBatch,
+    LossOutput,
+    Positions,
+    gather_selected,
+    zero_loss,
+)
+from seqbench.losses.chunked_ce import (
+    DEFAULT_CHUNK,
+    chunked_cross_entropy,
+    dense_cross_entropy,
+    fused_cross_entropy,
+)
 
 
 class CeImpl(str, Enum):

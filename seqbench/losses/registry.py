@@ -15,7 +15,6 @@ import numpy as np
 
 from seqbench.coerce import coerce
 from seqbench.errors import InputError, did_you_mean
-from seqbench.registry import Registry
 from seqbench.losses.base import Loss
 from seqbench.losses.bce import BCE
 from seqbench.losses.bpr import BPR
@@ -26,6 +25,7 @@ from seqbench.losses.nce import NCE, NEG
 from seqbench.losses.sampled_ce import SampledCE, ScaledCE
 from seqbench.losses.sce import SCE
 from seqbench.losses.top1 import TOP1
+from seqbench.registry import Registry
 
 LOSSES: Registry[type[Loss]] = Registry("loss", {
     "ce": CrossEntropy,

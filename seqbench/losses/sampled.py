@@ -13,8 +13,20 @@ import torch
 from torch import Tensor
 
 from seqbench.errors import InputError
-from seqbench.losses.base import Loss, LossBatch, LossOutput, Positions, gather_selected, zero_loss
-from seqbench.losses.samplers import Negatives, SamplerParams, draw_negatives, popularity_probs
+from seqbench.losses.base import (
+    Loss,
+    LossBatch,
+    LossOutput,
+    Positions,
+    gather_selected,
+    zero_loss,
+)
+from seqbench.losses.samplers import (
+    Negatives,
+    SamplerParams,
+    draw_negatives,
+    popularity_probs,
+)
 from seqbench.losses.scoring import sampled_scores
 
 

@@ -15,8 +15,8 @@ from torch import Tensor
 
 from seqbench.data.sequences import EvalSplit, Ragged
 from seqbench.errors import RuntimeFailure
-from seqbench.models.base import SequentialRecommender
 from seqbench.measure.metrics import DEFAULT_KS, metrics_from_ranks, ndcg
+from seqbench.models.base import SequentialRecommender
 
 
 @dataclass

@@ -18,7 +18,6 @@ branch on an unknown value cannot be bounded that way and raises :class:`Predict
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any

@@ -36,11 +36,17 @@ import torch
 from seqbench import devices
 from seqbench.errors import InputError, unknown_name
 from seqbench.losses.spec import LossSpec, parse_loss_spec, split_loss_list
+from seqbench.measure.allocations import AllocationTracker
 from seqbench.memprof.meters import CudaMeter, Meter, StageRecord, TrackerMeter
 from seqbench.memprof.predict import OpBudgetExceeded, PredictionError, predicting
-from seqbench.memprof.step import Registries, StepShape, StepState, default_registries, tracked_step
+from seqbench.memprof.step import (
+    Registries,
+    StepShape,
+    StepState,
+    default_registries,
+    tracked_step,
+)
 from seqbench.memprof.step import train_step as _train_step
-from seqbench.measure.allocations import AllocationTracker
 
 # What the profiler's callers import from here (the CLI, benchmarks, tests).
 __all__ = [

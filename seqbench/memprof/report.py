@@ -8,6 +8,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from seqbench.colors import MARKERS, loss_color, variant_styles
 from seqbench.memprof.profile import ProfileRecord
 
 BASELINE = "cce"  # dense cumulative CE: the loss every ratio is taken against
@@ -115,7 +116,7 @@ def stage_legend() -> str:
 
 def plot_peaks(records: list[ProfileRecord], path: Path) -> Path:
     """Write :func:`peaks_figure` to ``path``; returns the path."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (figures only)
 
     figure = peaks_figure(records)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,13 +132,11 @@ def peaks_figure(records: list[ProfileRecord]) -> Any:
     lie on top of each other stay apart through line style, marker and a small offset of the
     markers along the catalog axis.
     """
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (figures only)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
-
-    from seqbench.colors import MARKERS, loss_color, variant_styles
+    import matplotlib.pyplot as plt  # lazy: matplotlib (figures only)
+    from matplotlib.ticker import FuncFormatter  # lazy: matplotlib (figures only)
 
     losses = list(dict.fromkeys(record.loss for record in records))
     styles = variant_styles(losses)

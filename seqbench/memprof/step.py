@@ -18,9 +18,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from seqbench.errors import InputError
 from seqbench.losses.base import LossBatch
+from seqbench.losses.registry import LOSSES, build_loss
 from seqbench.losses.spec import LossSpec
 from seqbench.memprof.analytic import overflows_int64
 from seqbench.memprof.meters import Meter, StageLog
+from seqbench.models.registry import build_model, model_class
 
 # Names a model config may use for its width; the first one present is set to --hidden.
 HIDDEN_FIELDS = ("hidden_size", "embedding_size")
@@ -57,16 +59,11 @@ class Registries:
 
 
 def _real_model_params(model_name: str, hidden: int) -> dict[str, Any]:
-    from seqbench.models.registry import model_class
-
     names = {f.name for f in fields(model_class(model_name).Config)}
     return {name: hidden for name in HIDDEN_FIELDS if name in names}
 
 
 def default_registries() -> Registries:
-    from seqbench.losses.registry import LOSSES, build_loss
-    from seqbench.models.registry import build_model
-
     return Registries(build_model, build_loss, _real_model_params, tuple(LOSSES.names()))
 
 

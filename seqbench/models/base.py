@@ -12,7 +12,6 @@ Adding a model = one file with a ``SequentialRecommender`` subclass + one regist
 from __future__ import annotations
 
 import abc
-
 from typing import ClassVar
 
 import torch

@@ -8,12 +8,12 @@ from typing import Any
 
 from seqbench.coerce import coerce_fields
 from seqbench.errors import InputError, did_you_mean
-from seqbench.registry import Registry
 from seqbench.models.base import SequentialRecommender
 from seqbench.models.bert4rec import BERT4Rec
 from seqbench.models.gru4rec import GRU4Rec
 from seqbench.models.s3rec import S3Rec
 from seqbench.models.sasrec import SASRec
+from seqbench.registry import Registry
 
 MODELS: Registry[type[SequentialRecommender]] = Registry("model", {
     "gru4rec": GRU4Rec,

@@ -31,7 +31,6 @@ from seqbench.models.sasrec import SASRec, SASRecConfig, build_encoder
 from seqbench.models.transformer import init_normal_
 
 
-
 @dataclass
 class S3RecConfig(SASRecConfig):
     aap_weight: float = 0.2

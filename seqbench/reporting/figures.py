@@ -22,7 +22,12 @@ from matplotlib.ticker import FuncFormatter
 
 from seqbench.colors import loss_color, loss_colors, variant_styles
 from seqbench.reporting.frontier import NDCG_COLUMN, frontier_table
-from seqbench.reporting.runs import FRONTIER_METRIC, completed_runs, dataset_display, model_display
+from seqbench.reporting.runs import (
+    FRONTIER_METRIC,
+    completed_runs,
+    dataset_display,
+    model_display,
+)
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 GIB = 1024**3

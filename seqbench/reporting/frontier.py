@@ -13,7 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from seqbench.reporting.runs import FRONTIER_METRIC, completed_runs, loss_labels, metric_column, setting_labels
+from seqbench.reporting.runs import (
+    FRONTIER_METRIC,
+    completed_runs,
+    loss_labels,
+    metric_column,
+    setting_labels,
+)
 
 NDCG_COLUMN = metric_column("test", FRONTIER_METRIC)
 COLUMNS = ["dataset", "model", "loss", "seed", "run_id", "peak_memory_bytes", NDCG_COLUMN, "train_seconds", "on_frontier"]

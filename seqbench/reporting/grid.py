@@ -14,14 +14,26 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from seqbench.errors import InputError
 from seqbench.reporting import stats
-from seqbench.reporting.render import MISSING, Cell, DisplayTable, fmt_number, fmt_percent
+from seqbench.reporting.comparisons import (
+    RankMatrix,
+    RanksSource,
+    cell_interval,
+    compare_runs,
+    with_adjusted,
+)
+from seqbench.reporting.render import (
+    MISSING,
+    Cell,
+    DisplayTable,
+    fmt_number,
+    fmt_percent,
+)
 from seqbench.reporting.runs import (
     METRICS,
     MODEL_DISPLAY,
@@ -33,19 +45,13 @@ from seqbench.reporting.runs import (
     one_run_per_seed,
     setting_labels,
 )
-from seqbench.measure import metrics as metric_registry
+from seqbench.reporting.verdicts import verdict_frame
 
 IMPROVE = "Improve."
 ALPHA = 0.05  # adjusted p below this marks a difference
 BETTER, WORSE, USERS_ONLY = "▲", "▼", "†"
 VERDICT_METRIC = "NDCG@10"
 KEYS = ["dataset", "setting", "model"]
-
-
-class RanksSource(Protocol):
-    """What the grid needs from a store: per-user ranks of a run (``RunStore`` satisfies it)."""
-
-    def ranks(self, run_id: str, split: str | None = None) -> pd.DataFrame: ...
 
 
 @dataclass
@@ -188,57 +194,6 @@ def choose_losses(labels: Sequence[str], proposed: str, baselines: Sequence[str]
     return chosen, sorted(base), notes
 
 
-# --- the numbers ---------------------------------------------------------------------------------
-def per_user_values(ranks: np.ndarray, metric: str) -> np.ndarray:
-    """Per-user value of a metric from 0-based ranks (its mean is the stored metric).
-
-    Any name of the metric registry works; any other is an InputError (never a silent NDCG).
-    """
-    return metric_registry.per_user_values(ranks, metric)
-
-
-@dataclass
-class RankMatrix:
-    """Per-user values of several runs on their common users: loads each run's ranks once."""
-
-    store: RanksSource | None
-    split: str
-    cache: dict[str, pd.DataFrame] = field(default_factory=dict)
-
-    def ranks(self, run_id: str) -> pd.DataFrame:
-        if run_id not in self.cache:
-            frame = pd.DataFrame(columns=["user", "rank"])
-            if self.store is not None:
-                try:
-                    stored = self.store.ranks(run_id, self.split)
-                except (OSError, ValueError):
-                    stored = frame  # no (readable) ranks file: tests fall back to the stored metrics
-                if {"user", "rank"} <= set(stored.columns):
-                    frame = stored[["user", "rank"]]
-            self.cache[run_id] = frame
-        return self.cache[run_id]
-
-    def values(self, run_sets: Sequence[pd.DataFrame], metric: str) -> list[np.ndarray] | None:
-        """One seeds x users matrix per run set, columns = the users every run has; None without ranks."""
-        frames = [[self.ranks(run_id).set_index("user")["rank"] for run_id in runs["run_id"]] for runs in run_sets]
-        if any(frame.empty for group in frames for frame in group):
-            return None
-        users = sorted(set.intersection(*(set(frame.index) for group in frames for frame in group)))
-        if not users:
-            return None
-        return [np.stack([per_user_values(frame.loc[users].to_numpy(), metric) for frame in group]) for group in frames]
-
-
-def _cell_interval(group: pd.DataFrame, metric: str, split: str, matrix: RankMatrix) -> stats.Interval:
-    values = group[metric_column(split, metric)].to_numpy(float)
-    if values.size >= 2:
-        return stats.seed_interval(values)
-    per_user = matrix.values([group], metric)
-    if per_user is None:
-        return stats.Interval(float(values[0]), math.nan, math.nan, 1, "users")
-    return stats.user_interval(per_user[0][0])
-
-
 def _summaries(runs: pd.DataFrame, metrics: Sequence[str], split: str, matrix: RankMatrix) -> pd.DataFrame:
     rows = []
     for (dataset, setting, model, label), group in runs.groupby([*KEYS, "label"], sort=False):
@@ -247,7 +202,7 @@ def _summaries(runs: pd.DataFrame, metrics: Sequence[str], split: str, matrix: R
             group_m = group[group[metric_column(split, metric)].notna()]
             if group_m.empty:
                 continue
-            interval = _cell_interval(group_m, metric, split, matrix)
+            interval = cell_interval(group_m, metric, split, matrix)
             values = group_m[metric_column(split, metric)].to_numpy(float)
             rows.append({"dataset": dataset, "setting": setting, "model": model, "metric": metric, "loss": label,
                          "mean": interval.mean, "std": float(values.std(ddof=1)) if values.size > 1 else math.nan,
@@ -256,17 +211,6 @@ def _summaries(runs: pd.DataFrame, metrics: Sequence[str], split: str, matrix: R
     # Bold: every cell equal to its (dataset, setting, model, metric) maximum, so ties are all bold.
     frame["best"] = frame["mean"] == frame.groupby([*KEYS, "metric"])["mean"].transform("max")
     return frame
-
-
-def compare_runs(prop_runs: pd.DataFrame, base_runs: pd.DataFrame, metric: str, split: str, matrix: RankMatrix,
-                 test: str) -> stats.Comparison:
-    """Proposed minus baseline on ``metric``; without stored ranks, Welch over the seeds' metrics."""
-    values = matrix.values([prop_runs.sort_values("seed"), base_runs.sort_values("seed")], metric)
-    if values is None:
-        column = metric_column(split, metric)
-        seed_means = [runs[column].to_numpy(float)[:, None] for runs in (prop_runs, base_runs)]
-        return stats.welch_over_seeds(*seed_means)
-    return stats.compare_losses(values[0], values[1], test)
 
 
 def _improvement(cells: pd.DataFrame, runs: pd.DataFrame, proposed: str | None, baselines: list[str],
@@ -291,15 +235,6 @@ def _improvement(cells: pd.DataFrame, runs: pd.DataFrame, proposed: str | None, 
                      "improve_high": relative(result.high), "test": result.test, "covers": result.covers,
                      "p_value": result.p_value})
     return pd.DataFrame(rows, columns=columns)
-
-
-def with_adjusted(frame: pd.DataFrame, adjustment: str, alpha: float, sign_of: str) -> pd.DataFrame:
-    """Adjusted p-values over the rows of one table and the direction of each significant row."""
-    frame = frame.copy()
-    frame["p_adjusted"] = stats.adjust(frame["p_value"].to_numpy(float), adjustment) if len(frame) else []
-    significant = frame["p_adjusted"].lt(alpha)
-    frame["direction"] = np.where(significant, np.sign(frame[sign_of].fillna(0.0)), 0).astype(int)
-    return frame
 
 
 def _labels_per_setting(runs: pd.DataFrame) -> pd.Series:
@@ -362,8 +297,6 @@ def improvement_grid(
     settings = sorted(done["setting"].unique())
     grid = GridTable(cells, improvements, columns, sorted(done["dataset"].unique()), list(metrics),
                      proposed, base, split, notes, test, adjustment, alpha, settings)
-    from seqbench.reporting.verdicts import verdict_frame
-
     grid.verdicts = verdict_frame(done, chosen, base, verdict_metric, split, matrix, test, adjustment, alpha)
     return grid
 

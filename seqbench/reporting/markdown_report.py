@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -91,7 +92,6 @@ def _runs_table(runs: pd.DataFrame) -> str:
 
 def linked_files(report: Path) -> list[Path]:
     """Files a report links to (for checking that every link resolves)."""
-    import re
 
     text = report.read_text(encoding="utf-8")
     return [report.parent / target for target in re.findall(r"!?\[[^\]]*\]\(([^)]+)\)", text)]

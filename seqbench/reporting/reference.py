@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from seqbench.errors import InputError
+from seqbench.reporting.comparisons import RankMatrix, cell_interval
 from seqbench.reporting.runs import (
     DATASET_DISPLAY,
     METRICS,
@@ -59,8 +60,6 @@ def published(source: str = DEFAULT_SOURCE, path: Path | None = None) -> pd.Data
 def reproduced(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, split: str = "test", store: Any = None) -> pd.DataFrame:
     """Mean test metrics of the completed runs per dataset, setting, model, loss variant, with a 95%
     interval (t over seeds; one seed: bootstrap over users from ``store``'s ranks, else none)."""
-    from seqbench.reporting.grid import RankMatrix, _cell_interval
-
     done = completed_runs(runs)
     done = one_run_per_seed(done.assign(setting=setting_labels(done)), ["dataset", "setting", "model", "label"])
     matrix = RankMatrix(store, split)
@@ -70,7 +69,7 @@ def reproduced(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, split: str 
             column = metric_column(split, metric)
             if column not in group.columns or group[column].isna().all():
                 continue
-            interval = _cell_interval(group[group[column].notna()].sort_values("seed"), metric, split, matrix)
+            interval = cell_interval(group[group[column].notna()].sort_values("seed"), metric, split, matrix)
             rows.append({"dataset": dataset, "setting": setting, "model": model, "loss": loss, "variant": label, "metric": metric,
                          "reproduced": interval.mean, "low": interval.low, "high": interval.high,
                          "interval": interval.covers, "n_seeds": interval.n_seeds})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,8 +23,12 @@ from tabulate import tabulate
 
 from seqbench.errors import InputError
 
-if TYPE_CHECKING:
-    from seqbench.reporting.grid import GridTable
+
+class Displayable(Protocol):
+    """A report table that lays itself out (the improvement grid's :class:`GridTable`)."""
+
+    def display(self) -> DisplayTable: ...
+
 
 FORMATS: tuple[str, ...] = ("text", "markdown", "latex", "csv")
 MISSING = "-"
@@ -129,7 +133,7 @@ def frame_display(frame: pd.DataFrame) -> DisplayTable:
 
 
 # --- the four formats ---------------------------------------------------------------------------
-def to_rich(table: GridTable | pd.DataFrame) -> Table:
+def to_rich(table: Displayable | pd.DataFrame) -> Table:
     """A rich Table (bold where the layout says) for a terminal; the CLI may print it directly."""
     display = _display(table)
     out = Table(title=display.title or None, box=box.SIMPLE_HEAD, show_lines=False)
@@ -157,7 +161,7 @@ def _natural_width(display: DisplayTable) -> int:
     return sum(max(len(text) for text in column) + 3 for column in columns) + 4
 
 
-def render_text(table: GridTable | pd.DataFrame, width: int | None = None) -> str:
+def render_text(table: Displayable | pd.DataFrame, width: int | None = None) -> str:
     """Plain-text rendering (a rich table without colour); ``width`` defaults to what fits."""
     console = Console(file=io.StringIO(), width=width or max(80, _natural_width(_display(table))),
                       color_system=None, force_terminal=False)
@@ -165,7 +169,7 @@ def render_text(table: GridTable | pd.DataFrame, width: int | None = None) -> st
     return console.file.getvalue()  # type: ignore[attr-defined]
 
 
-def render_markdown(table: GridTable | pd.DataFrame) -> str:
+def render_markdown(table: Displayable | pd.DataFrame) -> str:
     display = _display(table)
     body = [keys + [f"**{c.text}**" if c.bold else c.text for c in cells] for keys, cells in display.rows]
     text = tabulate(body, headers=display.stub + display.flat_headers(), tablefmt="github", disable_numparse=True)
@@ -183,7 +187,7 @@ def latex_escape(text: str) -> str:
     return escaped.replace("±", r"$\pm$")
 
 
-def render_latex(table: GridTable | pd.DataFrame) -> str:
+def render_latex(table: Displayable | pd.DataFrame) -> str:
     """A booktabs tabular; model groups become \\multicolumn headers with \\cmidrule underneath."""
     display = _display(table)
     n_values = sum(len(names) for _, names in display.groups)
@@ -209,12 +213,12 @@ def render_latex(table: GridTable | pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_csv(table: GridTable | pd.DataFrame) -> str:
+def render_csv(table: Displayable | pd.DataFrame) -> str:
     frame = table.tidy() if hasattr(table, "tidy") else table
     return frame.to_csv(index=False)
 
 
-def render(table: GridTable | pd.DataFrame, fmt: str) -> str:
+def render(table: Displayable | pd.DataFrame, fmt: str) -> str:
     """Render a report table (a :class:`GridTable` or a reference/frontier DataFrame) as ``fmt``.
 
     ``fmt`` is one of ``text`` (rich, plain characters), ``markdown`` (bold as ``**x**``),
@@ -226,7 +230,7 @@ def render(table: GridTable | pd.DataFrame, fmt: str) -> str:
     return renderers[fmt](table)
 
 
-def _display(table: GridTable | pd.DataFrame) -> DisplayTable:
+def _display(table: Displayable | pd.DataFrame) -> DisplayTable:
     if isinstance(table, pd.DataFrame):
         return frame_display(table)
     return table.display()

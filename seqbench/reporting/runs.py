@@ -12,8 +12,10 @@ from typing import Any
 
 import pandas as pd
 
+from seqbench.config import RunConfig
 from seqbench.errors import InputError
 from seqbench.losses.cross_entropy import CeImpl
+from seqbench.storage.records import json_object
 
 METRICS: tuple[str, ...] = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 FRONTIER_METRIC = "NDCG@10"
@@ -59,8 +61,6 @@ def completed_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _params(text: Any) -> dict[str, Any]:
     """A stored JSON column (config, loss params) as a dict; anything unreadable is {}."""
-    from seqbench.storage.records import json_object
-
     return json_object(text)
 
 
@@ -119,8 +119,6 @@ NOT_A_SETTING: frozenset[str] = frozenset({"dataset", "model", "loss", "seed", "
 @functools.cache
 def _config_defaults() -> dict[str, Any]:
     """Every run-config field's default (a stored config leaves out fields added later)."""
-    from seqbench.config import RunConfig
-
     default = RunConfig()
     return {name: getattr(default, name) for name in RunConfig.__dataclass_fields__}
 

@@ -19,14 +19,18 @@ from typing import Any
 
 import pandas as pd
 
+from seqbench.config import RunConfig
 from seqbench.errors import InputError
 from seqbench.reporting.frontier import frontier_table
 from seqbench.reporting.grid import GridTable, improvement_grid, significance_frame
 from seqbench.reporting.reference import reference_table
 from seqbench.reporting.runs import setting_labels
-from seqbench.reporting.verdicts import sensitivity_table, verdict_heading, verdict_lines
+from seqbench.reporting.verdicts import (
+    sensitivity_table,
+    verdict_heading,
+    verdict_lines,
+)
 from seqbench.storage.store import RunStore
-from seqbench.config import RunConfig
 
 SELECTIONS: tuple[str, ...] = ("grid", "stored")
 TABLES: tuple[str, ...] = ("grid", "frontier", "reference", "all")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from seqbench.colors import loss_colors
+from seqbench.reporting.figures import file_slug, save_figure
 from seqbench.reporting.render import fmt_seconds
 from seqbench.reporting.runs import dataset_display, model_display
 
@@ -89,12 +91,9 @@ def chosen_table(studies: Studies) -> pd.DataFrame:
 def trials_figure(studies: Studies, stem: Path, title: str = "") -> list[Path]:
     """Validation metric versus trial number, one colour per loss; hollow markers = pruned trials,
     the line = best completed trial so far."""
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
-
-    from seqbench.colors import loss_colors
-    from seqbench.reporting.figures import save_figure
+    from matplotlib.figure import Figure  # lazy: matplotlib (figures only)
+    from matplotlib.lines import Line2D  # lazy: matplotlib (figures only)
+    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib (figures only)
 
     colors = loss_colors([study.loss for study, _ in studies])
     figure = Figure(figsize=(6.4, 4.2), layout="constrained")
@@ -121,8 +120,6 @@ def trials_figure(studies: Studies, stem: Path, title: str = "") -> list[Path]:
 
 def cell_figures(studies: Studies, directory: Path) -> list[Path]:
     """One validation-per-trial figure per (data set, model), every loss of that cell in it."""
-    from seqbench.reporting.figures import file_slug
-
     groups: dict[tuple[str, str], list[tuple[Study, pd.DataFrame]]] = {}
     for study, trials in studies:
         groups.setdefault((study.dataset, study.model), []).append((study, trials))

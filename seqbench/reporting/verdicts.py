@@ -8,16 +8,13 @@ grid's test; the p-values of all verdicts of a table are adjusted together.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from seqbench.reporting import stats
+from seqbench.reporting.comparisons import RankMatrix, compare_runs, with_adjusted
 from seqbench.reporting.render import fmt_p, fmt_percent
-from seqbench.reporting.runs import dataset_display, model_display
-
-if TYPE_CHECKING:
-    from seqbench.reporting.grid import RankMatrix
+from seqbench.reporting.runs import dataset_display, metric_column, model_display
 
 COLUMNS = ["dataset", "setting", "model", "metric", "proposed", "baseline", "proposed_mean", "baseline_mean", "improve",
            "improve_low", "improve_high", "test", "covers", "p_value", "p_adjusted", "n_proposed", "n_baseline",
@@ -26,8 +23,6 @@ COLUMNS = ["dataset", "setting", "model", "metric", "proposed", "baseline", "pro
 
 def verdict_frame(runs: pd.DataFrame, proposed: str | None, baselines: list[str], metric: str, split: str,
                   matrix: RankMatrix, test: str, adjustment: str, alpha: float) -> pd.DataFrame:
-    from seqbench.reporting.grid import compare_runs, metric_column, with_adjusted
-
     rows = []
     if proposed is None or metric_column(split, metric) not in runs.columns:
         return pd.DataFrame(columns=COLUMNS)

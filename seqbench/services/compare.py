@@ -22,16 +22,40 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.coerce import parse_list
+from seqbench.config import RunConfig, parse_assignments
+from seqbench.configure import check_catalogues, make_config
+from seqbench.data.prepare import ensure_prepared
+from seqbench.data.registry import load_registry
+from seqbench.data.sequences import is_prepared
 from seqbench.errors import InputError, SeqbenchError, check_choice
-from seqbench.reporting.stats import ADJUSTMENTS, TESTS
-from seqbench.reporting.study import SELECTIONS, TABLES, StudyRequest, StudyTables
-from seqbench.config import REAL_DATA_SEEDS, SYNTHETIC_EPOCHS, RunConfig
 from seqbench.events import EventKind, Progress, ignore
 from seqbench.execution import executors
-from seqbench.execution.executor import Executor, RunOutcome
+from seqbench.execution.executor import Executor, InProcessExecutor, RunOutcome
 from seqbench.execution.executors import ExecutorChoice
-from seqbench.execution.planned import PlannedRun
-
+from seqbench.execution.grid import GridSpec, expand, plan_grid_runs, run_grid
+from seqbench.execution.plan import plan_grid
+from seqbench.execution.planned import PlannedRun, run_label
+from seqbench.execution.processes import available_cores, check_jobs, default_jobs
+from seqbench.losses.registry import LOSSES
+from seqbench.models.registry import MODELS
+from seqbench.names import SAFE_NAME
+from seqbench.policies import REAL_DATA_SEEDS, SYNTHETIC_EPOCHS
+from seqbench.reporting import frame_records, write_figures
+from seqbench.reporting.markdown_report import write_report
+from seqbench.reporting.stats import ADJUSTMENTS, TESTS
+from seqbench.reporting.study import (
+    SELECTIONS,
+    TABLES,
+    StudyRequest,
+    StudyTables,
+    build_tables,
+    verdict_records,
+)
+from seqbench.services.tune_grid import plan_tuning, tune_grid
+from seqbench.storage.records import document, run_records
+from seqbench.storage.store import RunStore
+from seqbench.tracking import make_tracker
+from seqbench.training.reevaluate import evaluate_stored
 
 
 @dataclass
@@ -96,8 +120,6 @@ def check_request(request: CompareRequest) -> None:
 # --- planning ---------------------------------------------------------------------------------
 def known_losses(proposed: str, baselines: str | None) -> None:
     """--proposed and --baselines name registered losses (a variant ``sampled-ce[...]`` counts as its loss)."""
-    from seqbench.losses.registry import LOSSES
-
     for option, name in [("--proposed", proposed), *(("--baselines", b) for b in (parse_list(baselines, "baseline") if baselines else []))]:
         if name.split("[")[0] not in LOSSES.names():
             raise InputError(f"unknown loss '{name}' in {option}: choose from {', '.join(LOSSES.names())}")
@@ -105,10 +127,6 @@ def known_losses(proposed: str, baselines: str | None) -> None:
 
 def known_datasets(data_dir: Path) -> list[str]:
     """Registered data sets plus any prepared directory (a user's own data set counts too)."""
-    from seqbench.data.registry import load_registry
-    from seqbench.data.sequences import is_prepared
-    from seqbench.names import SAFE_NAME
-
     # Hidden folders (.raw, temporary ones) and names no data set may have are not candidates.
     prepared = [p.name for p in Path(data_dir).glob("*") if p.is_dir() and SAFE_NAME.fullmatch(p.name) and is_prepared(p.name, data_dir)]
     return sorted(set(load_registry().names()) | set(prepared))
@@ -116,9 +134,6 @@ def known_datasets(data_dir: Path) -> list[str]:
 
 def grid_names(datasets: str, models: str, losses: str, seeds: str | None, data_dir: Path) -> dict[str, list[Any]]:
     """The grid's axes from comma lists, each name checked; the seeds policy when none are given."""
-    from seqbench.losses.registry import LOSSES
-    from seqbench.models.registry import MODELS
-
     dataset_names = parse_list(datasets, "dataset", known_datasets(data_dir))
     if seeds is None:
         seeds = "0" if dataset_names == ["synthetic"] else ",".join(map(str, REAL_DATA_SEEDS))
@@ -137,8 +152,6 @@ def grid_names(datasets: str, models: str, losses: str, seeds: str | None, data_
 def grid_overrides(names: dict[str, list[Any]], epochs: int | None, device: str | None, sets: list[str]) -> dict[str, Any]:
     """What every run of the grid (and every tuning trial) is given; the epochs policy applies
     when --epochs is not given."""
-    from seqbench.config import parse_assignments
-
     overrides: dict[str, Any] = parse_assignments(sets)
     if epochs is not None:
         overrides["epochs"] = epochs
@@ -151,9 +164,6 @@ def grid_overrides(names: dict[str, list[Any]], epochs: int | None, device: str 
 
 def grid_configs(names: dict[str, list[Any]], overrides: dict[str, Any]) -> list[RunConfig]:
     """Every run of the grid as a validated config."""
-    from seqbench.execution.grid import GridSpec, expand
-    from seqbench.configure import make_config
-
     spec = GridSpec(names["datasets"], names["models"], names["losses"], names["seeds"], overrides)
     return expand(spec, make_config)
 
@@ -168,25 +178,16 @@ def plan(request: CompareRequest) -> Grid:
 
 def dry_run(request: CompareRequest, grid: Grid) -> list[dict[str, Any]]:
     """``--dry-run``: one row per run (label, run id, stored status, action, estimated seconds)."""
-    from seqbench.storage.store import RunStore
-    from seqbench.execution.executor import InProcessExecutor
-    from seqbench.execution.grid import plan_grid_runs
-    from seqbench.execution.plan import plan_grid
-
     return plan_grid(plan_grid_runs(grid.configs, InProcessExecutor()), RunStore(request.results), request.retry_failed)
 
 
 def tune_plan(request: CompareRequest, grid: Grid) -> list[dict[str, Any]]:
     """``--tune T --dry-run``: per cell the trials stored and to run, the retrain runs, an estimate."""
-    from seqbench.services.tune_grid import plan_tuning
-
     return plan_tuning(grid.configs, grid.names, request.tune, grid.overrides, request.data_dir, request.results)
 
 
 def plan_document(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``--dry-run --json`` document."""
-    from seqbench.storage.records import document
-
     todo = [row for row in rows if row["action"] != "skip"]
     known = [row["estimated_seconds"] for row in todo if row["estimated_seconds"] is not None]
     return document("plan", runs=rows, to_train=len(todo), estimated_seconds=sum(known) if known else None)
@@ -200,9 +201,6 @@ def make_executor(request: CompareRequest) -> Executor:
 
 def prepare(request: CompareRequest, grid: Grid) -> None:
     """Every data set prepared and every config checked against its catalogue, before any training."""
-    from seqbench.data.prepare import ensure_prepared
-    from seqbench.configure import check_catalogues
-
     for dataset in grid.names["datasets"]:
         ensure_prepared(dataset, request.data_dir, request.mirror)
     check_catalogues(grid.configs, request.data_dir, request.mirror)
@@ -210,15 +208,11 @@ def prepare(request: CompareRequest, grid: Grid) -> None:
 
 def labels(grid: Grid) -> list[str]:
     """The grid's run labels, in order (a live table's rows)."""
-    from seqbench.execution.planned import run_label
-
     return [run_label(config) for config in grid.configs]
 
 
 def train(request: CompareRequest, grid: Grid, executor: Executor, progress: Progress | None = None) -> list[RunOutcome]:
     """Train the grid's runs that are not stored; progress (and the ``--log-to`` tracker) sees every event."""
-    from seqbench.execution.grid import plan_grid_runs, run_grid
-
     runs = plan_grid_runs(grid.configs, executor)
     outcomes = run_grid(runs, request.data_dir, request.results, executor, request.mirror, request.retry_failed,
                         tracked(progress or ignore, runs, request))
@@ -238,8 +232,6 @@ def failure_note(outcomes: list[RunOutcome]) -> str | None:
 
 def tracked(progress: Progress, runs: list[PlannedRun], request: CompareRequest) -> Progress:
     """The grid's progress callback, mirrored into the ``--log-to`` tracker when one is named."""
-    from seqbench.tracking import make_tracker
-
     tracker = make_tracker(request.log_to, request.results, progress)
     if tracker is None:
         return progress
@@ -259,7 +251,6 @@ def study_jobs(request: CompareRequest, grid: Grid) -> int:
     per run) on the local executor; with Ray the studies advance together on its cluster instead."""
     if not request.where.on_this_machine:
         return 1
-    from seqbench.execution.processes import available_cores, check_jobs, default_jobs
 
     cores = available_cores()
     jobs = request.where.jobs if request.where.jobs is not None else default_jobs(grid.configs, cores)
@@ -273,7 +264,6 @@ def tune(request: CompareRequest, grid: Grid, progress: Progress | None = None) 
     study_req = study_request(request, grid)
     if request.tune is None:
         return study_req
-    from seqbench.services.tune_grid import tune_grid
 
     notify = progress or ignore
     figure_dirs = [request.plots, Path(request.report_dir) / "figures" if request.report_dir is not None else None]
@@ -289,9 +279,6 @@ def tune(request: CompareRequest, grid: Grid, progress: Progress | None = None) 
 def report(request: CompareRequest, grid: Grid, progress: Progress | None = None, study_req: StudyRequest | None = None) -> CompareResult:
     """The study's tables from the store (``study_req``: :func:`tune`'s, else the grid's own);
     ``--plots`` figures and the ``--report`` directory written."""
-    from seqbench.reporting.study import build_tables
-    from seqbench.storage.store import RunStore
-
     notify = progress or ignore
     store = RunStore(request.results)
     study_req = study_req or study_request(request, grid)
@@ -299,9 +286,6 @@ def report(request: CompareRequest, grid: Grid, progress: Progress | None = None
     figures = write_plots(store, study.completed, request.plots, request.data_dir, request.mirror, notify) if request.plots else []
     written = None
     if request.report_dir is not None:
-        from seqbench.reporting import write_figures
-        from seqbench.reporting.markdown_report import write_report
-
         # No per-timestamp curves here: they re-evaluate every run (use --plots for those).
         report_figures = write_figures(store, study.completed, Path(request.report_dir) / "figures")
         written = write_report(Path(request.report_dir), study, study_req, report_figures)
@@ -312,9 +296,6 @@ def report(request: CompareRequest, grid: Grid, progress: Progress | None = None
 
 
 def write_plots(store: Any, runs: Any, plots: Path, data_dir: Path, mirror: Path | None, notify: Progress) -> list[Path]:
-    from seqbench.reporting import write_figures
-    from seqbench.training.reevaluate import evaluate_stored
-
     curves: dict[str, list[dict[str, float]]] = {}
     for row in runs.itertuples():
         try:
@@ -327,16 +308,11 @@ def write_plots(store: Any, runs: Any, plots: Path, data_dir: Path, mirror: Path
 
 
 def as_records(value: Any) -> list[dict[str, Any]]:
-    from seqbench.reporting import frame_records
-
     return value.records() if hasattr(value, "records") else frame_records(value)
 
 
 def compare_document(request: CompareRequest, result: CompareResult) -> dict[str, Any]:
     """The ``compare --json`` document."""
-    from seqbench.reporting.study import verdict_records
-    from seqbench.storage.records import document, run_records
-
     study = result.study
     return document("compare", runs=run_records(study.runs), tables={name: as_records(value) for name, value in study.tables.items()},
                     verdicts=verdict_records(study.tables.get("grid")), figures=[str(p) for p in result.figures],

@@ -13,9 +13,12 @@ from typing import Any
 
 import pandas as pd
 
+from seqbench.configure import make_config
+from seqbench.data.prepare import load_dataset
 from seqbench.errors import InputError
-from seqbench.reporting.tuning import budget_table, cell_figures, chosen_table
 from seqbench.execution.executor import Executor
+from seqbench.execution.processes import available_cores, check_jobs
+from seqbench.reporting.tuning import budget_table, cell_figures, chosen_table
 from seqbench.tuning.studies import (
     Study,
     TuneSettings,
@@ -25,6 +28,7 @@ from seqbench.tuning.studies import (
     require_optuna,
     retrain_best,
 )
+from seqbench.tuning.study_pool import run_studies, run_studies_through
 
 
 @dataclass
@@ -61,11 +65,6 @@ def tune(
     train through it instead, wave by wave, again with the same trials. Only the first ``trials`` trials of a stored
     study count (a study once run longer keeps its extra trials but they do not choose).
     """
-    from seqbench.execution.processes import available_cores, check_jobs
-    from seqbench.tuning.study_pool import run_studies, run_studies_through
-    from seqbench.configure import make_config
-    from seqbench.data.prepare import load_dataset
-
     require_optuna()
     if trials < 1:
         raise InputError(f"--trials must be >= 1, got {trials}")

@@ -23,12 +23,17 @@ from typing import Any
 
 import pandas as pd
 
+from seqbench.config import RunConfig
+from seqbench.configure import check_catalogues, make_config
+from seqbench.data.prepare import ensure_prepared
+from seqbench.data.sequences import is_prepared, read_meta
 from seqbench.errors import InputError, RuntimeFailure
+from seqbench.execution.executor import Executor
+from seqbench.execution.order import estimate, seconds_per_epoch
+from seqbench.execution.planned import plan_run
 from seqbench.reporting.study import StudyRequest
 from seqbench.reporting.tuning import budget_table, cell_figures, chosen_table
 from seqbench.storage.store import RunStore
-from seqbench.config import RunConfig
-from seqbench.execution.executor import Executor
 from seqbench.tuning.studies import (
     Study,
     TuneSettings,
@@ -40,6 +45,7 @@ from seqbench.tuning.studies import (
     retrain_best,
     run_study,
 )
+from seqbench.tuning.study_pool import run_studies, run_studies_through
 
 DEFAULT, TUNED = "default", "tuned"
 
@@ -87,7 +93,6 @@ def tune_grid(
     if request.selection != "grid":
         raise InputError("--tune shows exactly the default and the tuned configs: drop --runs stored")
     one_config_per_cell(request.configs)
-    from seqbench.configure import check_catalogues
 
     check_catalogues(request.configs, data_dir, mirror)  # the default grid trains after the studies: fail first
     settings = settings or TuneSettings()
@@ -99,7 +104,6 @@ def tune_grid(
         for dataset in request.names["datasets"] for model in request.names["models"] for loss in request.names["losses"]
     ]
     if train:  # every study (and its retrains) first, side by side; the loop below then reads them
-        from seqbench.tuning.study_pool import run_studies, run_studies_through
 
         listed, updates = [study for study, _ in cells], [u for _, u in cells]
         if executor is not None:
@@ -139,9 +143,6 @@ def plan_tuning(configs: Sequence[RunConfig], names: dict[str, list[Any]], trial
     """``compare --tune --dry-run``: per cell the trials stored and to run, the retrain runs to train,
     and an upper bound of their training time (every trial and retrain at the full max epochs,
     at the seconds per epoch of the most similar stored run; pruning and early stopping only cut it)."""
-    from seqbench.data.sequences import is_prepared, read_meta
-    from seqbench.execution.order import estimate, seconds_per_epoch
-
     one_config_per_cell(configs)
     settings, seeds, store = settings or TuneSettings(), list(names["seeds"]), RunStore(results)
     rates = seconds_per_epoch(store.table())
@@ -170,7 +171,6 @@ def _retrains_left(study: Study, stored: pd.DataFrame, trials: int, seeds: list[
     the study's own (that run is the best trial's)."""
     if len(stored) < trials or not (stored["state"] == "completed").any():
         return len([seed for seed in seeds if seed != study.seed])
-    from seqbench.execution.planned import plan_run
 
     run_ids = [plan_run(_config(best_overrides(study, stored), seed)).run_id for seed in seeds]
     return sum(1 for run_id in run_ids if not (store.has(run_id) and store.row(run_id).get("status") == "completed"))
@@ -189,9 +189,6 @@ def one_config_per_cell(configs: Sequence[RunConfig]) -> None:
 
 
 def catalogue_size(dataset: str, data_dir: Path, mirror: Path | None) -> int:
-    from seqbench.data.prepare import ensure_prepared
-    from seqbench.data.sequences import read_meta
-
     ensure_prepared(dataset, data_dir, mirror)
     return int(read_meta(dataset, data_dir)["num_items"])
 
@@ -204,8 +201,6 @@ def _trials(study: Study, trials: int, data_dir: Path, results: Path, mirror: Pa
 
 
 def _config(overrides: dict[str, Any], seed: int) -> RunConfig:
-    from seqbench.configure import make_config
-
     return make_config(None, overrides | {"seed": seed})
 
 

@@ -15,6 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from seqbench.config import LATER_FIELDS
+from seqbench.measure.metrics import is_metric
+
 SCHEMA_VERSION = 1
 # Row columns that make up the nested groups of a record (everything else is in ``config``).
 TRAINING = ("best_epoch", "epochs_run", "train_seconds", "peak_memory_bytes", "device", "num_params", "num_items")
@@ -52,7 +55,6 @@ def json_object(text: Any) -> dict[str, Any]:
 def run_config(row: Mapping[str, Any]) -> dict[str, Any]:
     """The run's config as a nested object (``loss_params``/``model_params`` as objects)."""
     config = json_object(row.get("config_json"))
-    from seqbench.config import LATER_FIELDS
 
     # Fields added after the first runs were stored (and any at their default) are not in config_json.
     for name, default in LATER_FIELDS.items():
@@ -63,8 +65,6 @@ def run_config(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def split_metrics(row: Mapping[str, Any], split: str) -> dict[str, float]:
     """The ``<split>_METRIC`` columns of a run row (any registered metric), without the prefix."""
-    from seqbench.measure.metrics import is_metric
-
     prefix = f"{split}_"
     metrics = {}
     for key, value in row.items():

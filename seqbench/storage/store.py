@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +29,8 @@ import torch
 from seqbench.atomic import atomic_directory, recover_siblings
 from seqbench.errors import InputError
 from seqbench.names import check_name
+from seqbench.storage.layout import ResultsLayout
 
-RUNS_DIR = "runs"
 STATUSES = ("completed", "failed", "interrupted", "pruned")  # pruned: stopped by a tuner (StopRun)
 LOG_FILE = "run.log"
 # A temporary directory of an atomic write lives for the seconds the write takes; one older than
@@ -63,7 +63,7 @@ class StoredRun:
 class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.runs_dir = self.root / RUNS_DIR
+        self.runs_dir = ResultsLayout(self.root).runs
         self._warned: set[Path] = set()
         if self.runs_dir.is_dir():
             recover_siblings(self.runs_dir)  # a run replaced when the process was killed

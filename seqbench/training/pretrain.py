@@ -31,6 +31,7 @@ from torch import Tensor
 from seqbench.atomic import atomic_file
 from seqbench.data.sequences import PreparedDataset, Ragged, windows_ending_at
 from seqbench.errors import InputError, RuntimeFailure
+from seqbench.models.registry import make_config
 from seqbench.models.s3rec import PretrainBatch, S3Rec, S3RecConfig
 
 EpochLosses = Callable[[int, dict[str, float]], None]  # (epoch, mean loss per objective), after each epoch
@@ -302,7 +303,7 @@ def _cache_lock(path: Path | None) -> Iterator[None]:
     """An exclusive lock on ``path``'s sibling ``.lock`` file (POSIX ``flock``; held per open file,
     so threads and processes alike wait). Without a cache, or without ``fcntl``, no lock."""
     try:
-        import fcntl
+        import fcntl  # optional: fcntl (POSIX only)
     except ImportError:  # Windows: the atomic write alone (a second run pre-trains again)
         fcntl = None
     if path is None or fcntl is None:
@@ -351,8 +352,6 @@ def cached_pretrain(
     progress: EpochLosses | None = None,
 ) -> tuple[dict[str, Tensor], str]:
     """The trainer's entry point: pre-train (or reuse) for a run; returns (weights, note for the run)."""
-    from seqbench.models.registry import make_config
-
     if run.model != "s3rec":
         raise InputError(f"pretrain_epochs applies to model s3rec only, not '{run.model}': set pretrain_epochs 0")
     config = make_config("s3rec", run.model_params)

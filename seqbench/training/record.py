@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 import seqbench
 from seqbench.config import RunConfig
-from seqbench.losses.base import Loss
 from seqbench.events import EventKind, Progress
+from seqbench.losses.base import Loss
+from seqbench.storage.layout import ResultsLayout
 
 if TYPE_CHECKING:
     from seqbench.data.sequences import PreparedDataset
@@ -98,20 +101,34 @@ def _default_negatives(loss: Loss) -> int:
 
 
 class RunLog:
-    """A run's progress as plain text lines (stored as ``run.log``); forwards every event."""
+    """A run's progress as plain text lines (stored as ``run.log``); forwards every event.
 
-    def __init__(self, run_id: str, config: RunConfig, device: torch.device, progress: Progress | None) -> None:
+    With ``live`` (``results/running/<run_id>.log``) each line is also appended there as it is
+    made, so a long run started with ``--quiet`` can be followed (``seqbench runs --running``,
+    ``tail -f``); the caller removes the file once the run is stored.
+    """
+
+    def __init__(self, run_id: str, config: RunConfig, device: torch.device, progress: Progress | None, live: Path | None = None) -> None:
         self.progress = progress
+        self.live = live
         started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        self.lines = [
-            f"{started} seqbench {seqbench.__version__} run {run_id} on {device.type}",
-            "config " + json.dumps(config.hash_payload(), sort_keys=True, default=str),
-        ]
+        self.lines: list[str] = []
+        if live is not None:
+            live.parent.mkdir(parents=True, exist_ok=True)
+            live.write_text("")
+        self._add(f"{started} seqbench {seqbench.__version__} run {run_id} on {device.type} pid {os.getpid()}")
+        self._add("config " + json.dumps(config.hash_payload(), sort_keys=True, default=str))
+
+    def _add(self, line: str) -> None:
+        self.lines.append(line)
+        if self.live is not None:
+            with open(self.live, "a") as out:
+                out.write(line + "\n")
 
     def __call__(self, event: EventKind, info: dict[str, Any]) -> None:
         if event == EventKind.EPOCH:
             valid = " ".join(f"{k} {v:.4f}" for k, v in info.items() if k.startswith("valid_"))
-            self.lines.append(
+            self._add(
                 f"epoch {info['epoch']} loss {info['train_loss']:.4f} {valid} test_NDCG@10 {info['test_NDCG@10']:.4f} "
                 f"train_seconds {info['train_seconds']:.2f} peak_memory_bytes {info['peak_memory_bytes']} best_epoch {info['best_epoch']}"
             )
@@ -124,3 +141,44 @@ class RunLog:
         return "\n".join([*self.lines, end + (f" {test}" if test else "")]) + "\n"
 
 
+
+
+def live_runs(results: Path) -> list[dict[str, Any]]:
+    """The runs in progress under ``results`` from their live logs: run id, pid, whether that
+    process is still alive (a killed run leaves its log behind), seconds since the last line, and
+    every evaluated epoch so far (epoch, train loss, validation metrics, test NDCG@10)."""
+    records = []
+    for path in sorted(ResultsLayout(results).running.glob("*.log")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        lines = path.read_text(errors="replace").splitlines()
+        head = lines[0].split() if lines else []
+        pid = int(head[head.index("pid") + 1]) if "pid" in head[:-1] and head[head.index("pid") + 1].isdigit() else None
+        records.append({
+            "run_id": path.stem, "pid": pid, "alive": pid is not None and _alive(pid),
+            "seconds_since_update": max(0.0, dt.datetime.now().timestamp() - path.stat().st_mtime),
+            "epochs": [_epoch_fields(line) for line in lines if line.startswith("epoch ")],
+        })
+    return records
+
+
+def _epoch_fields(line: str) -> dict[str, Any]:
+    """``epoch 5 loss 8.6 valid_NDCG@10 0.01 ...`` as a dict (the words come in name/value pairs)."""
+    words = line.split()
+    fields: dict[str, Any] = {}
+    for name, value in zip(words[::2], words[1::2]):
+        try:
+            fields[name] = int(value) if name in ("epoch", "best_epoch", "peak_memory_bytes") else float(value)
+        except ValueError:
+            fields[name] = value
+    return fields
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from seqbench.errors import InputError
-from seqbench.measure.ranking import evaluate_split
-from seqbench.storage.store import RunStore
-from seqbench.devices import resolve_device
-from seqbench.training.threads import run_threads
 from seqbench.configure import make_config
 from seqbench.data.prepare import load_dataset
+from seqbench.devices import resolve_device
+from seqbench.errors import InputError
+from seqbench.measure.ranking import evaluate_split, per_timestamp_ndcg
+from seqbench.models.registry import build_model
+from seqbench.storage.store import RunStore
+from seqbench.training.threads import run_threads
 
 
 def evaluate_stored(
@@ -25,9 +26,6 @@ def evaluate_stored(
     mirror: Path | None = None,
 ) -> dict[str, Any]:
     """Re-evaluate a stored run's best checkpoint (loaded with ``weights_only=True``)."""
-    from seqbench.models.registry import build_model
-    from seqbench.measure.ranking import per_timestamp_ndcg
-
     if split not in ("valid", "test"):
         raise InputError(f"split must be 'valid' or 'test', got '{split}'")
     if ks is not None and (not ks or min(ks) < 1):

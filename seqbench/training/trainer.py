@@ -17,20 +17,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from seqbench.config import RunConfig
 from seqbench.data.batches import TrainBatches
 from seqbench.data.prepare import load_dataset
 from seqbench.data.sequences import PreparedDataset
-from seqbench.errors import Terminated, RuntimeFailure
+from seqbench.devices import resolve_device
+from seqbench.errors import RuntimeFailure, Terminated
+from seqbench.events import EventKind, Progress, StopRun
 from seqbench.losses.base import Loss, LossBatch
 from seqbench.losses.registry import build_loss, loss_class
 from seqbench.measure.allocations import AllocationTracker
 from seqbench.measure.ranking import Evaluation, evaluate_split
 from seqbench.models.base import SequentialRecommender
 from seqbench.models.registry import build_model
+from seqbench.storage.layout import ResultsLayout
 from seqbench.storage.store import RunStore, StoredRun, ranks_frame
-from seqbench.config import RunConfig
-from seqbench.events import EventKind, Progress, StopRun
-from seqbench.devices import resolve_device
+from seqbench.training.pretrain import cached_pretrain
 from seqbench.training.record import RunLog, run_row
 from seqbench.training.threads import run_threads
 
@@ -96,8 +98,6 @@ class Trainer:
         self.peak_bytes = 0
 
     def _pretrain(self, cache: Path | None) -> None:
-        from seqbench.training.pretrain import cached_pretrain
-
         state, note = cached_pretrain(self.dataset, self.config, self.device, cache)
         self.model.load_state_dict(state, strict=False)
         if note:
@@ -229,6 +229,7 @@ def run_training(
     device: torch.device,
     pretrain_cache: Path | None = None,
     progress: Progress | None = None,
+    live_log: Path | None = None,
 ) -> tuple[StoredRun, BaseException | None]:
     """Train and evaluate one run in memory; nothing touches the run store.
 
@@ -237,7 +238,7 @@ def run_training(
     writes it into the store and decides what to raise.
     """
     with run_threads(config.threads):
-        return _train_and_evaluate(config, dataset, device, pretrain_cache, progress)
+        return _train_and_evaluate(config, dataset, device, pretrain_cache, progress, live_log)
 
 
 def _train_and_evaluate(
@@ -246,10 +247,11 @@ def _train_and_evaluate(
     device: torch.device,
     pretrain_cache: Path | None,
     progress: Progress | None,
+    live_log: Path | None = None,
 ) -> tuple[StoredRun, BaseException | None]:
     run_id = config.run_id(device.type)
     trainer = Trainer(config, dataset, device, pretrain_cache)
-    log = RunLog(run_id, config, device, progress)
+    log = RunLog(run_id, config, device, progress, live_log)
     status, reason, error = "completed", "", None
     try:
         trainer.fit(log)
@@ -300,7 +302,12 @@ def train_run(
     store = RunStore(results)
     store.check_writable()  # a --results that names a file fails now, not after training
     dataset = load_dataset(config.dataset, data_dir, mirror)
-    stored, error = run_training(config, dataset, device, Path(results) / "pretrain", progress)
-    store.write(stored)
+    layout = ResultsLayout(results)
+    live = layout.live_log(config.run_id(device.type))
+    try:
+        stored, error = run_training(config, dataset, device, layout.pretrain, progress, live)
+        store.write(stored)
+    finally:
+        live.unlink(missing_ok=True)  # the stored run.log has it all; a crash leaves nothing to mislead
     raise_for_outcome(stored, error)
     return stored

@@ -32,14 +32,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seqbench.atomic import atomic_file
+from seqbench.configure import make_config
 from seqbench.errors import InputError, RuntimeFailure
-from seqbench.space import SHARED_SPACE, Space, cap_at_catalogue
-from seqbench.storage.store import RunStore
 from seqbench.events import Progress
+from seqbench.execution.planned import local_device_type, plan_run
+from seqbench.losses.registry import loss_class
+from seqbench.models.registry import default_params
+from seqbench.space import SHARED_SPACE, Space, cap_at_catalogue
+from seqbench.storage.layout import ResultsLayout
+from seqbench.storage.store import RunStore
 from seqbench.training.prune_rule import PruneRule
+from seqbench.training.trainer import train_run
 from seqbench.tuning.pruning import median_rule
 
-STUDIES_DIR = "studies"
 PRUNERS = ("median", "none")
 TRIAL_COLUMNS = [
     "number", "run_id", "state", "value", "params_json", "intermediate_json", "epochs_run", "best_epoch",
@@ -50,7 +55,7 @@ Update = Progress  # the trainer's progress callback, forwarded with the trial's
 
 def require_optuna() -> Any:
     try:
-        import optuna
+        import optuna  # optional: optuna
     except ImportError:
         raise InputError("seqbench tune needs Optuna: pip install 'seqbench[tune]' (or pip install optuna)") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -102,8 +107,6 @@ class Study:
     @property
     def max_epochs(self) -> int:
         """Every trial's epoch budget (the budget table multiplies it by the trials)."""
-        from seqbench.configure import make_config
-
         return make_config(None, self.trial_overrides({})).epochs
 
     def best(self, trials: pd.DataFrame) -> dict[str, Any]:
@@ -123,9 +126,6 @@ def best_trial(trials: pd.DataFrame) -> dict[str, Any]:
 def applicable_space(model: str, loss: str, num_items: int | None = None) -> tuple[Space, ...]:
     """Shared spaces the model has a field for, then the loss's own, capped at a catalogue of
     ``num_items`` (no more negatives than items: beyond N they only repeat)."""
-    from seqbench.losses.registry import loss_class
-    from seqbench.models.registry import default_params
-
     model_fields = set(default_params(model))
     shared = tuple(s for s in SHARED_SPACE if s.scope()[0] != "model" or s.scope()[1] in model_fields)
     own = tuple(loss_class(loss).space)
@@ -159,7 +159,7 @@ def study_base(overrides: dict[str, Any]) -> dict[str, Any]:
 
 # --- the study table -------------------------------------------------------------------------------
 def study_dir(results: Path, study_id: str) -> Path:
-    return Path(results) / STUDIES_DIR / study_id
+    return ResultsLayout(results).studies / study_id
 
 
 def load_trials(results: Path, study_id: str) -> pd.DataFrame:
@@ -194,7 +194,7 @@ def _json(base: dict[str, Any]) -> str:
 
 def load_meta(results: Path) -> pd.DataFrame:
     """One row per stored study (its ``study.parquet``)."""
-    files = sorted((Path(results) / STUDIES_DIR).glob("*/study.parquet"))
+    files = sorted(ResultsLayout(results).studies.glob("*/study.parquet"))
     return pd.concat([pq.read_table(path).to_pandas() for path in files], ignore_index=True) if files else pd.DataFrame()
 
 
@@ -275,9 +275,6 @@ class Draw:
 
 def draw_trial(study: Study, trials: pd.DataFrame, store: RunStore, device_of: Any = None) -> Draw:
     """Draw trial number ``len(trials)`` (``device_of(config)``: where it will train, for its run id)."""
-    from seqbench.execution.planned import local_device_type, plan_run
-    from seqbench.configure import make_config
-
     number = len(trials)
     frozen = _optuna_study(study, trials, number)
     params = dict(frozen.ask({s.name: s.distribution() for s in study.space}).params)
@@ -308,8 +305,6 @@ def _in_trial(study: Study, number: int, update: Update | None) -> Update | None
 
 def run_trial(study: Study, trials: pd.DataFrame, data_dir: Path, results: Path, mirror: Path | None, update: Update | None) -> dict[str, Any]:
     """Draw trial number ``len(trials)``, train it here unless its run is stored, return its table row."""
-    from seqbench.training.trainer import train_run
-
     store = RunStore(results)
     draw = draw_trial(study, trials, store)
     if draw.known is not None:
@@ -360,10 +355,6 @@ def best_overrides(study: Study, trials: pd.DataFrame) -> dict[str, Any]:
 
 def retrain_best(study: Study, trials: pd.DataFrame, seeds: list[int], data_dir: Path, results: Path, mirror: Path | None = None, update: Update | None = None) -> pd.DataFrame:
     """The chosen config trained with each seed (stored runs are reused), without pruning."""
-    from seqbench.execution.planned import plan_run
-    from seqbench.configure import make_config
-    from seqbench.training.trainer import train_run
-
     overrides, store, rows = best_overrides(study, trials), RunStore(results), []
     for seed in seeds:
         config = make_config(None, overrides | {"seed": seed})

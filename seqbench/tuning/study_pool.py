@@ -25,10 +25,25 @@ from typing import Any
 
 import pandas as pd
 
-from seqbench.storage.store import RunStore
+from seqbench.configure import make_config
 from seqbench.execution import workers
 from seqbench.execution.executor import Executor
-from seqbench.tuning.studies import Study, Update, load_trials, retrain_best, run_study
+from seqbench.execution.grid import run_grid
+from seqbench.execution.planned import plan_run
+from seqbench.execution.processes import available_cores
+from seqbench.storage.store import RunStore
+from seqbench.tuning.studies import (
+    Study,
+    Update,
+    append_trial,
+    best_overrides,
+    draw_trial,
+    load_trials,
+    record_trial,
+    retrain_best,
+    run_study,
+    start_study,
+)
 
 
 def run_studies(
@@ -46,7 +61,6 @@ def run_studies(
     updates = list(updates) or [None] * len(studies)
     if jobs <= 1 or len(studies) <= 1:
         return [_one(study, trials, data_dir, results, mirror, update, list(retrain_seeds)) for study, update in zip(studies, updates)]
-    from seqbench.execution.processes import available_cores
 
     context = multiprocessing.get_context("spawn")
     threads = max(1, available_cores() // jobs)  # a worker's default; a run's own ``threads`` wins
@@ -92,10 +106,6 @@ def run_studies_through(
     :func:`run_studies`. A wave lasts as long as its longest trial. Then the chosen configs are
     retrained with ``retrain_seeds`` as one grid (stored runs are not trained again).
     """
-    from seqbench.execution.grid import run_grid
-    from seqbench.tuning.studies import best_overrides, start_study
-    from seqbench.configure import make_config
-
     updates = list(updates) or [None] * len(studies)
     tables = [start_study(results, study) for study in studies]
     while wave := _draw_wave(executor, studies, tables, trials, results, updates):
@@ -112,8 +122,6 @@ def _draw_wave(executor: Executor, studies: Sequence[Study], tables: list[pd.Dat
                updates: list[Update | None]) -> dict[str, tuple[int, Any]]:
     """The next trial to train of every unfinished study, by run id (trials whose config is
     stored already are recorded on the way, as one study at a time records them)."""
-    from seqbench.tuning.studies import draw_trial
-
     store, wave = RunStore(results), {}
     for index, study in enumerate(studies):
         while len(tables[index]) < trials:
@@ -129,9 +137,6 @@ def _draw_wave(executor: Executor, studies: Sequence[Study], tables: list[pd.Dat
 def _train_wave(executor: Executor, wave: dict[str, tuple[int, Any]], studies: Sequence[Study], tables: list[pd.DataFrame],
                 trials: int, data_dir: Path, results: Path, mirror: Path | None, updates: list[Update | None]) -> None:
     """Train the wave's trials at once (each under its pruning rule) and record them."""
-    from seqbench.execution.planned import plan_run
-    from seqbench.tuning.studies import record_trial
-
     runs = [dataclasses.replace(plan_run(draw.config, executor.device_type(draw.config)), pruning=draw.rule) for _, draw in wave.values()]
     started = time.perf_counter()
     outcomes = {o.run_id: o for o in executor.run(runs, data_dir, results, mirror, _dispatch(wave, studies, updates))}
@@ -144,8 +149,6 @@ def _train_wave(executor: Executor, wave: dict[str, tuple[int, Any]], studies: S
 
 
 def _append(results: Path, study: Study, table: pd.DataFrame, record: dict[str, Any], trials: int, update: Update | None) -> pd.DataFrame:
-    from seqbench.tuning.studies import append_trial
-
     table = append_trial(results, study, table, record)
     _notify(update)("trial", {"loss": study.loss, "trials": trials} | record)
     return table

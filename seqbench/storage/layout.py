@@ -1,0 +1,42 @@
+"""What lives where under a results directory: the one place that names its folders.
+
+``runs/`` (the run store), ``studies/`` (tuning studies), ``pretrain/`` (the S3-Rec pre-training
+cache), ``mlruns/`` (the MLflow mirror, when no tracking URI is set) and ``running/`` (the live
+log of every run in progress, removed when the run is stored).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ResultsLayout:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def studies(self) -> Path:
+        return self.root / "studies"
+
+    @property
+    def pretrain(self) -> Path:
+        return self.root / "pretrain"
+
+    @property
+    def mlruns(self) -> Path:
+        return self.root / "mlruns"
+
+    @property
+    def running(self) -> Path:
+        return self.root / "running"
+
+    def live_log(self, run_id: str) -> Path:
+        return self.running / f"{run_id}.log"
