@@ -132,13 +132,13 @@ def env_path(name: str, default: Path) -> Path:
 
 
 __all__ = [
-    "guarded",
-    "fail",
-    "emit_json",
-    "parse_list",
-    "err_console",
-    "out_console",
-    "StreamConsole",
     "InputError",
     "RuntimeFailure",
+    "StreamConsole",
+    "emit_json",
+    "err_console",
+    "fail",
+    "guarded",
+    "out_console",
+    "parse_list",
 ]

@@ -7,7 +7,7 @@ trains and builds the tables, and this module renders them (and the live table o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -47,9 +47,9 @@ def compare(
     datasets: Annotated[str, typer.Option(help="Comma-separated data sets.")] = "synthetic",
     models: Annotated[str, typer.Option(help="Comma-separated models.")] = "gru4rec,sasrec",
     losses: Annotated[str, typer.Option(help="Comma-separated losses.")] = "bce,ce,cce",
-    seeds: Annotated[Optional[str], typer.Option(help=f"Comma-separated seeds (default: {','.join(map(str, REAL_DATA_SEEDS))} on real data sets, 0 on synthetic alone).")] = None,
+    seeds: Annotated[str | None, typer.Option(help=f"Comma-separated seeds (default: {','.join(map(str, REAL_DATA_SEEDS))} on real data sets, 0 on synthetic alone).")] = None,
     preset: PresetOption = None,
-    epochs: Annotated[Optional[int], typer.Option(help=f"Max epochs per run (default: {SYNTHETIC_EPOCHS} on synthetic, else 150).")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"Max epochs per run (default: {SYNTHETIC_EPOCHS} on synthetic, else 150).")] = None,
     device: DeviceOption = None,
     set_: SetOption = None,
     table: Annotated[str, typer.Option(help="grid, frontier, reference or all.")] = "grid",
@@ -59,10 +59,10 @@ def compare(
     adjust: Annotated[str, typer.Option("--adjust", help="Multiple-comparison adjustment per table: holm, bh or none.")] = "holm",
     alpha: Annotated[float, typer.Option("--alpha", help="Adjusted p below this marks a difference.")] = 0.05,
     runs_: Annotated[str, typer.Option("--runs", help="grid: exactly the grid's configs (default); stored: every stored run of its cells.")] = "grid",
-    report_dir: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained Markdown report (tables + figures) into this directory.")] = None,
-    baselines: Annotated[Optional[str], typer.Option(help="Baselines for Improve. (default: every other loss).")] = None,
+    report_dir: Annotated[Path | None, typer.Option("--report", help="Write a self-contained Markdown report (tables + figures) into this directory.")] = None,
+    baselines: Annotated[str | None, typer.Option(help="Baselines for Improve. (default: every other loss).")] = None,
     source: Annotated[str, typer.Option(help="Published results to compare with (reference table).")] = "li2023_cce_table2",
-    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write figures (PNG and PDF) into this directory.")] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="Write figures (PNG and PDF) into this directory.")] = None,
     no_train: Annotated[bool, typer.Option("--no-train", help="Only print tables from stored runs.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the grid, what is stored, what would train and an estimate of the time; train nothing.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train runs stored as failed again.")] = False,
@@ -70,8 +70,8 @@ def compare(
     ray_address: RayAddressOption = None,
     cpus_per_run: CpusPerRunOption = None,
     gpus_per_run: GpusPerRunOption = None,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", help="Local runs at once, one process each (default: cores / threads per run).")] = None,
-    tune: Annotated[Optional[int], typer.Option("--tune", help="Also tune every loss with this many trials (same budget each), retrain its best config by validation with --seeds, show 'tuned' beside 'default'.")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", help="Local runs at once, one process each (default: cores / threads per run).")] = None,
+    tune: Annotated[int | None, typer.Option("--tune", help="Also tune every loss with this many trials (same budget each), retrain its best config by validation with --seeds, show 'tuned' beside 'default'.")] = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -60,7 +60,7 @@ def _stdout() -> Console:
 
 @app.command("prepare")
 def prepare_command(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Registered data sets to prepare (see --list).", show_default=False)] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Registered data sets to prepare (see --list).", show_default=False)] = None,
     mirror: PrepareMirrorOption = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if already prepared.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List registered data sets and whether each is prepared.")] = False,

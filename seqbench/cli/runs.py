@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -154,15 +154,15 @@ def check_status(status: str | None) -> None:
 @runs_app.callback()
 def runs(
     ctx: typer.Context,
-    dataset: Annotated[Optional[str], typer.Option(help="Only this data set.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Only this model.")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Only this loss.")] = None,
-    status: Annotated[Optional[str], typer.Option(help="completed, failed or interrupted.")] = None,
-    sort: Annotated[Optional[str], typer.Option("--sort", help="Sort by this column (e.g. test_NDCG@10, train_seconds).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Only this data set.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    loss: Annotated[str | None, typer.Option(help="Only this loss.")] = None,
+    status: Annotated[str | None, typer.Option(help="completed, failed or interrupted.")] = None,
+    sort: Annotated[str | None, typer.Option("--sort", help="Sort by this column (e.g. test_NDCG@10, train_seconds).")] = None,
     reverse: Annotated[bool, typer.Option("--reverse", help="Sort descending.")] = False,
-    columns: Annotated[Optional[str], typer.Option("--columns", help="Comma-separated columns to show (any run.parquet column, or config).")] = None,
+    columns: Annotated[str | None, typer.Option("--columns", help="Comma-separated columns to show (any run.parquet column, or config).")] = None,
     format_: Annotated[str, typer.Option("--format", help="text, markdown or csv (csv keeps raw bytes and seconds).")] = "text",
-    metrics: Annotated[Optional[str], typer.Option(help="Test metrics shown as columns: HR@k, NDCG@k, MRR@k or MRR (default HR@10,NDCG@10).")] = None,
+    metrics: Annotated[str | None, typer.Option(help="Test metrics shown as columns: HR@k, NDCG@k, MRR@k or MRR (default HR@10,NDCG@10).")] = None,
     running: Annotated[bool, typer.Option("--running", help="Runs in progress instead: each one's validation curve so far (from results/running/).")] = False,
     results: ResultsOption = DEFAULT_RESULTS,
     json_: JsonOption = False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -38,18 +38,18 @@ def cli_overrides(**options: Any) -> dict[str, Any]:
 
 @app.command()
 def train(
-    dataset: Annotated[Optional[str], typer.Option(help="Prepared data set name (see `seqbench prepare --list`).", show_default=DEFAULTS.dataset)] = None,
-    model: Annotated[Optional[str], typer.Option(help="gru4rec, sasrec, bert4rec or s3rec.", show_default=DEFAULTS.model)] = None,
-    loss: Annotated[Optional[str], typer.Option(help="A loss registry name, e.g. cce, ce, bce, sce.", show_default=DEFAULTS.loss)] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (0 evaluates the untrained model).", show_default=str(DEFAULTS.epochs))] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in evaluations without improvement.", show_default=str(DEFAULTS.patience))] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of weights, batches and negatives (part of the run id).", show_default=str(DEFAULTS.seed))] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Training sequences per batch.", show_default=str(DEFAULTS.batch_size))] = None,
-    max_len: Annotated[Optional[int], typer.Option("--max-len", help="Positions per input sequence (longer histories keep their last items).", show_default=str(DEFAULTS.max_len))] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present), cpu or cuda.", show_default=DEFAULTS.device)] = None,
-    time_budget: Annotated[Optional[float], typer.Option("--time-budget", help="Stop training after the epoch that passes this many seconds.", show_default="no limit")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Prepared data set name (see `seqbench prepare --list`).", show_default=DEFAULTS.dataset)] = None,
+    model: Annotated[str | None, typer.Option(help="gru4rec, sasrec, bert4rec or s3rec.", show_default=DEFAULTS.model)] = None,
+    loss: Annotated[str | None, typer.Option(help="A loss registry name, e.g. cce, ce, bce, sce.", show_default=DEFAULTS.loss)] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (0 evaluates the untrained model).", show_default=str(DEFAULTS.epochs))] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in evaluations without improvement.", show_default=str(DEFAULTS.patience))] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of weights, batches and negatives (part of the run id).", show_default=str(DEFAULTS.seed))] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Training sequences per batch.", show_default=str(DEFAULTS.batch_size))] = None,
+    max_len: Annotated[int | None, typer.Option("--max-len", help="Positions per input sequence (longer histories keep their last items).", show_default=str(DEFAULTS.max_len))] = None,
+    device: Annotated[str | None, typer.Option(help="auto (CUDA when present), cpu or cuda.", show_default=DEFAULTS.device)] = None,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", help="Stop training after the epoch that passes this many seconds.", show_default="no limit")] = None,
     preset: PresetOption = None,
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="YAML file of config fields (options and --set override it).", show_default="none")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file of config fields (options and --set override it).", show_default="none")] = None,
     set_: SetOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
@@ -117,7 +117,7 @@ def report_run(row: dict[str, Any], as_json: bool) -> None:
 def eval_(
     run_id: Annotated[str, typer.Argument(help="A stored run id or a unique prefix of one (see `seqbench runs`).")],
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
-    k: Annotated[Optional[str], typer.Option("--k", help="Cut-offs, e.g. 5,10,20.")] = None,
+    k: Annotated[str | None, typer.Option("--k", help="Cut-offs, e.g. 5,10,20.")] = None,
     per_timestamp: Annotated[bool, typer.Option("--per-timestamp", help="Also NDCG@10 per sequence position.")] = False,
     device: AutoDeviceOption = "auto",
     data_dir: DataDirOption = DEFAULT_DATA_DIR,

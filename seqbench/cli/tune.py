@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -39,15 +39,15 @@ def tune(
     losses: Annotated[str, typer.Option(help="Comma-separated losses; each gets the same number of trials.")] = "bce,cce",
     trials: Annotated[int, typer.Option(help="Trials per loss (a stored study continues up to this many).")] = 12,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of every trial's training.")] = 0,
-    epochs: Annotated[Optional[int], typer.Option(help=f"Max epochs per trial (default: {SYNTHETIC_EPOCHS} on synthetic, else 150).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"Max epochs per trial (default: {SYNTHETIC_EPOCHS} on synthetic, else 150).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     set_: SetOption = None,
-    retrain_seeds: Annotated[Optional[str], typer.Option("--retrain-seeds", help="Retrain each loss's chosen config with these seeds, e.g. 0,1,2.")] = None,
+    retrain_seeds: Annotated[str | None, typer.Option("--retrain-seeds", help="Retrain each loss's chosen config with these seeds, e.g. 0,1,2.")] = None,
     pruner: Annotated[str, typer.Option(help="median or none.")] = "median",
     prune_warmup: Annotated[int, typer.Option("--prune-warmup", help="Never prune before this epoch.")] = 5,
     random_trials: Annotated[int, typer.Option("--random-trials", help="First trials drawn at random before TPE models the space.")] = 4,
-    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write the validation-per-trial figure (PNG and PDF) here.")] = None,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", help="Studies at once, one process each (same trials as one at a time; default 1).")] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="Write the validation-per-trial figure (PNG and PDF) here.")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", help="Studies at once, one process each (same trials as one at a time; default 1).")] = None,
     executor: ExecutorOption = "local",
     ray_address: RayAddressOption = None,
     cpus_per_run: CpusPerRunOption = None,

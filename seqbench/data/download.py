@@ -180,7 +180,7 @@ def _from_mirror(source: SourceFile, mirror: Path, target: Path, show: bool) -> 
 
 def _open_url(url: str) -> tuple[BinaryIO, int | None]:
     try:
-        response = urllib.request.urlopen(url, timeout=READ_TIMEOUT)  # noqa: S310 - scheme checked by check_url
+        response = urllib.request.urlopen(url, timeout=READ_TIMEOUT)
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         raise RuntimeFailure(

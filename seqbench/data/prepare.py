@@ -118,7 +118,7 @@ def _source_meta(fetched: list[FetchedFile]) -> list[dict[str, Any]]:
 def statistics(sequences: Sequences) -> dict[str, Any]:
     """Table-1 statistics of the full (filtered) sequences, before the split."""
     users, items = len(sequences.items), sequences.num_items
-    interactions = int(len(sequences.items.values))
+    interactions = len(sequences.items.values)
     lengths = sequences.items.lengths
     return {
         "users": users,

@@ -23,7 +23,8 @@ each way, where torch's dense cross-entropy makes about five.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -79,7 +79,7 @@ class CrossEntropyParams:
 
 
 def _cut_cross_entropy(x: Tensor, table: Tensor, bias: Tensor | None, targets: Tensor) -> Tensor:
-    from cut_cross_entropy import linear_cross_entropy  # optional dependency, CUDA only
+    from cut_cross_entropy import linear_cross_entropy  # optional: cut-cross-entropy (CUDA only)
 
     items = table[1:]
     return linear_cross_entropy(

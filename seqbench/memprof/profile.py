@@ -246,7 +246,7 @@ def measure(request: Request, registries: Registries) -> ProfileRecord:
                     request.spec, request.model, request.shape, registries, meter, request.seed, _train_step
                 )
             seconds = _timed_step(state, device)
-    except Exception as error:  # noqa: BLE001 - only out-of-memory becomes a cell, the rest re-raises
+    except Exception as error:
         if not _is_oom(error):
             raise
         return _record(request, "measured", peak_bytes=None, status="OOM", note=str(error).splitlines()[0][:200])

@@ -97,4 +97,4 @@ def linked_files(report: Path) -> list[Path]:
     return [report.parent / target for target in re.findall(r"!?\[[^\]]*\]\(([^)]+)\)", text)]
 
 
-__all__: list[Any] = ["write_report", "linked_files"]
+__all__: list[Any] = ["linked_files", "write_report"]

@@ -130,4 +130,4 @@ def cell_figures(studies: Studies, directory: Path) -> list[Path]:
     return paths
 
 
-__all__ = ["budget_table", "budget_notes", "chosen_table", "trials_figure", "cell_figures"]
+__all__ = ["budget_notes", "budget_table", "cell_figures", "chosen_table", "trials_figure"]

@@ -47,8 +47,8 @@ def verdict_frame(runs: pd.DataFrame, proposed: str | None, baselines: list[str]
 
 
 def _short(row: object) -> str:
-    direction = int(getattr(row, "direction"))
-    proposed, baseline = getattr(row, "proposed"), getattr(row, "baseline")
+    direction = int(row.direction)
+    proposed, baseline = row.proposed, row.baseline
     if direction > 0:
         return f"{proposed} > {baseline}"
     if direction < 0:

@@ -215,4 +215,4 @@ def _where(study: Study) -> str:
     return f"{study.dataset}/{study.model}/{study.loss}"
 
 
-__all__ = ["DEFAULT", "TUNED", "GridTuning", "tune_grid", "plan_tuning", "one_config_per_cell"]
+__all__ = ["DEFAULT", "TUNED", "GridTuning", "one_config_per_cell", "plan_tuning", "tune_grid"]
