@@ -106,7 +106,7 @@ def _integer(value: Any) -> int:
 
 
 def _real(value: Any) -> float:
-    if isinstance(value, bool) or isinstance(value, (list, dict, tuple)):
+    if isinstance(value, (bool, list, dict, tuple)):
         raise TypeError
     number = float(value.strip() if isinstance(value, str) else value)
     if not math.isfinite(number):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from typing import Literal
 
 # Registry order (seqbench.losses.registry), written out so that this module needs no torch.
 LOSS_ORDER = ("ce", "cce", "bce", "bpr", "top1", "bpr-max", "sampled-ce", "scaled-ce", "nce", "neg", "gbce", "sce")
@@ -18,7 +19,9 @@ PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
     "#e377c2", "#bcbd22", "#17becf", "#393b79", "#637939", "#843c39",
 )
-LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)))
+# A matplotlib line style: a named one, or (offset, (on, off, ...)) dashes.
+LineStyle = Literal["-", "--", ":", "-."] | tuple[float, tuple[float, ...]]
+LINESTYLES: tuple[LineStyle, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)))
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
@@ -38,9 +41,9 @@ def loss_colors(labels: Sequence[str]) -> dict[str, str]:
     return {label: loss_color(label) for label in sorted(set(labels))}
 
 
-def variant_styles(labels: Sequence[str]) -> dict[str, tuple[object, str]]:
+def variant_styles(labels: Sequence[str]) -> dict[str, tuple[LineStyle, str]]:
     """(line style, marker) per label: the plain loss solid, each variant of it another style."""
-    styles: dict[str, tuple[object, str]] = {}
+    styles: dict[str, tuple[LineStyle, str]] = {}
     by_base: dict[str, list[str]] = {}
     for label in sorted(set(labels), key=lambda text: (base_loss(text), "[" in text, text)):
         by_base.setdefault(base_loss(label), []).append(label)

@@ -23,6 +23,8 @@ class EventKind(StrEnum):
     RUN_END = "run-end"  # a grid: one run ended (status, reason, test metrics)
     SKIPPED = "skipped"  # a grid: a run already stored is not trained again (reason)
     NOTE = "note"  # a service: one line for the user (text), e.g. a file written or runs that failed
+    TRIAL_START = "trial-start"  # a tuner: one trial starts (loss, trial, params, run_id)
+    TRIAL = "trial"  # a tuner: one trial was recorded (loss, trials, and its trials.parquet row)
 
 
 BATCH_EVENT_SECONDS = 0.5  # across processes, at most two "batch" events a second per run

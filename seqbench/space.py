@@ -59,7 +59,7 @@ class Space:
         low, high = float(self.low), float(self.high)
         middle = math.sqrt(low * high) if self.log else (low + high) / 2
         values = [low, middle, high]
-        return [int(round(v)) for v in values] if self.integer else values
+        return [round(v) for v in values] if self.integer else values
 
     def distribution(self) -> Any:
         """The Optuna distribution of this space (Optuna is imported only here)."""

@@ -266,7 +266,7 @@ def cases() -> list[Case]:
             add(f"float-{key}={value}", train("--set", f"{key}={value}"), contains=key)
     for key in ("exclude_seen", "bf16", "compile"):
         add(f"bool-{key}=maybe", train("--set", f"{key}=maybe"), contains=key)
-    for key, value in [("epochs", "-1"), ("patience", "0"), ("batch_size", "0"), ("max_len", "1"), ("lr", "0"), ("lr", "-1"),
+    for key, value in [("epochs", "-1"), ("patience", "-1"), ("batch_size", "0"), ("max_len", "1"), ("lr", "0"), ("lr", "-1"),
                        ("eval_every", "0"), ("eval_batch_size", "0"), ("time_budget", "0"), ("time_budget", "-5"), ("threads", "-1"),
                        ("pretrain_epochs", "-1"), ("ks", "0"), ("ks", "abc"), ("ks", "5,-1"), ("positions", "first"), ("device", "tpu"),
                        ("selection_metric", "bogus"), ("augment", "bogus"), ("augment_stride", "0"), ("bogus", "1"), ("loss", "nope"),

@@ -17,7 +17,7 @@ pytest.importorskip("ray")
 if not Path("/proc").is_dir():
     pytest.skip("needs /proc to find the processes", allow_module_level=True)
 
-from conftest import write_toy_dataset  # noqa: E402
+from conftest import write_toy_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,7 @@ from seqbench.tuning import studies as tuning
 
 runner = CliRunner()
 try:
-    import optuna  # noqa: F401
+    import optuna
 except ImportError:
     optuna = None
 # The spaces need no Optuna; the studies do (the dev extra installs it).

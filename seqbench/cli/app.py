@@ -20,14 +20,23 @@ class OneLineErrors(TyperGroup):
     """Usage errors (a bad option value, an unknown option) as the one ``error:`` line every other
     bad input gets, exit 2, instead of a multi-line usage box; ``--json`` adds the JSON object."""
 
-    def main(self, args: Sequence[str] | None = None, *posargs: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        kwargs: dict[str, Any] = {"prog_name": prog_name, "complete_var": complete_var, "windows_expand_args": windows_expand_args, **extra}
         if not standalone_mode:
-            return super().main(args, *posargs, standalone_mode=False, **kwargs)
+            return super().main(args, standalone_mode=False, **kwargs)
         argv = list(sys.argv[1:] if args is None else args)
         try:
-            code = super().main(argv, *posargs, standalone_mode=False, **kwargs)
+            code = super().main(argv, standalone_mode=False, **kwargs)
         except click.NoArgsIsHelpError:
-            return super().main(argv, *posargs, standalone_mode=True, **kwargs)  # prints the help
+            return super().main(argv, standalone_mode=True, **kwargs)  # prints the help
         except click.UsageError as error:
             from seqbench.cli.common import print_error  # lazy: start-up
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.rule import Rule
+from rich.text import Text
 
 from seqbench.coerce import parse_list
 from seqbench.errors import InputError, RuntimeFailure, SeqbenchError, Terminated
@@ -42,7 +43,7 @@ class StreamConsole(Console):
     def size(self, new_size: tuple[int, int]) -> None:
         self._width, self._height = new_size
 
-    def rule(self, title: str = "", *, characters: str = "─", style: Any = "rule.line", align: Any = "center") -> None:
+    def rule(self, title: str | Text = "", *, characters: str = "─", style: Any = "rule.line", align: Any = "center") -> None:
         width = None if self.is_terminal else max(PIPE_RULE_WIDTH, len(title) + 8)
         self.print(Rule(title, characters=characters, style=style, align=align), width=width)
 

@@ -47,7 +47,10 @@ def compare(
     datasets: Annotated[str, typer.Option(help="Comma-separated data sets.")] = "synthetic",
     models: Annotated[str, typer.Option(help="Comma-separated models.")] = "gru4rec,sasrec",
     losses: Annotated[str, typer.Option(help="Comma-separated losses.")] = "bce,ce,cce",
-    seeds: Annotated[str | None, typer.Option(help=f"Comma-separated seeds (default: {','.join(map(str, REAL_DATA_SEEDS))} on real data sets, 0 on synthetic alone).")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help=f"Comma-separated seeds (default: {','.join(map(str, REAL_DATA_SEEDS))} on real data sets, 0 on synthetic alone)."),
+    ] = None,
     preset: PresetOption = None,
     epochs: Annotated[int | None, typer.Option(help=f"Max epochs per run (default: {SYNTHETIC_EPOCHS} on synthetic, else 150).")] = None,
     device: DeviceOption = None,
@@ -59,19 +62,32 @@ def compare(
     adjust: Annotated[str, typer.Option("--adjust", help="Multiple-comparison adjustment per table: holm, bh or none.")] = "holm",
     alpha: Annotated[float, typer.Option("--alpha", help="Adjusted p below this marks a difference.")] = 0.05,
     runs_: Annotated[str, typer.Option("--runs", help="grid: exactly the grid's configs (default); stored: every stored run of its cells.")] = "grid",
-    report_dir: Annotated[Path | None, typer.Option("--report", help="Write a self-contained Markdown report (tables + figures) into this directory.")] = None,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write a self-contained Markdown report (tables + figures) into this directory."),
+    ] = None,
     baselines: Annotated[str | None, typer.Option(help="Baselines for Improve. (default: every other loss).")] = None,
     source: Annotated[str, typer.Option(help="Published results to compare with (reference table).")] = "li2023_cce_table2",
     plots: Annotated[Path | None, typer.Option("--plots", help="Write figures (PNG and PDF) into this directory.")] = None,
     no_train: Annotated[bool, typer.Option("--no-train", help="Only print tables from stored runs.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the grid, what is stored, what would train and an estimate of the time; train nothing.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show the grid, what is stored, what would train and an estimate of the time; train nothing."),
+    ] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train runs stored as failed again.")] = False,
     executor: ExecutorOption = "local",
     ray_address: RayAddressOption = None,
     cpus_per_run: CpusPerRunOption = None,
     gpus_per_run: GpusPerRunOption = None,
     jobs: Annotated[int | None, typer.Option("--jobs", help="Local runs at once, one process each (default: cores / threads per run).")] = None,
-    tune: Annotated[int | None, typer.Option("--tune", help="Also tune every loss with this many trials (same budget each), retrain its best config by validation with --seeds, show 'tuned' beside 'default'.")] = None,
+    tune: Annotated[
+        int | None,
+        typer.Option(
+            "--tune",
+            help="Also tune every loss with this many trials (same budget each), "
+            "retrain its best config by validation with --seeds, show 'tuned' beside 'default'.",
+        ),
+    ] = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
@@ -105,7 +121,7 @@ def compare(
                 return show_tune_plan(rows, service.tune_plan(request, grid), request.tune, json_)
             from seqbench.cli.plan_view import show_plan  # lazy: start-up
 
-            return show_plan(rows, json_)
+            return show_plan(rows, json_, service.preset_plan(request, grid))
         # --tune's studies first: a bad tuning request is refused before the default grid trains
         study_request = service.tune(request, grid, None if quiet or json_ else print_tuning)
         if request.train:
@@ -124,7 +140,7 @@ def print_note(kind: EventKind, info: dict[str, Any]) -> None:
         err_console.print(info["text"], highlight=False, markup=False)
 
 
-def print_tuning(kind: str, info: dict[str, Any]) -> None:
+def print_tuning(kind: EventKind, info: dict[str, Any]) -> None:
     """``--tune``: one line per trial (the tuner's events) and the service's notes."""
     print_note(kind, info) if kind == EventKind.NOTE else show_trial_progress(kind, info)
 
@@ -154,7 +170,8 @@ def show_tables(result: service.CompareResult, fmt: str) -> None:
             continue
         out_console.print(render(value, fmt), highlight=False, markup=False, soft_wrap=True)
         if name == "grid" and study.verdicts:
-            out_console.print(study.verdict_heading + "\n" + "\n".join(f"  {line}" for line in study.verdicts), highlight=False, markup=False, soft_wrap=True)
+            verdicts = study.verdict_heading + "\n" + "\n".join(f"  {line}" for line in study.verdicts)
+            out_console.print(verdicts, highlight=False, markup=False, soft_wrap=True)
     for path in result.figures:
         err_console.print(f"wrote {path}")
 

@@ -46,6 +46,8 @@ class GridProgress:
             row.update(status=info["status"], detail=info.get("reason", "")[:60], test=info.get("metrics", {}).get("NDCG@10"))
         elif event == EventKind.SKIPPED:
             row.update(status="skipped", detail=info.get("reason", ""))
+        elif event == EventKind.NOTE:  # another process trains this run: the row says so while it waits
+            row.update(status="waiting", detail=info.get("text", "")[:60])
         if self.live is not None:
             self.live.update(self._table())
 

@@ -14,7 +14,7 @@ from seqbench.cli.options import AutoDeviceOption, DebugOption, JsonOption, Quie
 from seqbench.errors import InputError, unknown_name
 
 if TYPE_CHECKING:
-    from seqbench.memprof.profile import ProfileRecord, Registries
+    from seqbench.memprof.profile import Mode, ProfileRecord, Registries
 
 DEFAULT_CATALOGS = "1e4,1e5,1e6"
 DEFAULT_LOSSES = "ce,cce,cce[chunked],sce,sampled-ce,bce"
@@ -61,7 +61,7 @@ def run_memprof(
     batch_size: int,
     max_len: int,
     hidden: int,
-    mode: str,
+    mode: Mode,
     device: str,
     breakdown: bool,
     registries: Registries,
@@ -88,7 +88,11 @@ def memprof(
     catalog: Annotated[str, typer.Option("--catalog", help="Catalog sizes, comma-separated (1e4,1e5,1e6).")] = DEFAULT_CATALOGS,
     losses: Annotated[
         str,
-        typer.Option("--losses", help="Losses, comma-separated; cce[chunked] = cce computed in chunks, never holding the whole logits matrix (same values); NAME[key=value;...] sets options."),
+        typer.Option(
+            "--losses",
+            help="Losses, comma-separated; cce[chunked] = cce computed in chunks, never holding the whole logits matrix (same values); "
+            "NAME[key=value;...] sets options.",
+        ),
     ] = DEFAULT_LOSSES,
     model: Annotated[str, typer.Option("--model", help="Encoder (sasrec, gru4rec, bert4rec, s3rec).")] = "sasrec",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per batch (B).")] = 256,
@@ -105,7 +109,7 @@ def memprof(
     """Peak memory of one training step per loss and catalog size, measured where it fits, predicted otherwise."""
 
     def work() -> None:
-        from seqbench.memprof.profile import MODES, default_registries  # lazy: start-up
+        from seqbench.memprof.profile import MODES, default_registries, is_mode  # lazy: start-up
         from seqbench.memprof.report import (  # lazy: start-up
             peak_table,
             plot_peaks,
@@ -114,7 +118,7 @@ def memprof(
         )
         from seqbench.storage.records import document  # lazy: start-up
 
-        if mode not in MODES:
+        if not is_mode(mode):
             raise InputError(f"unknown --mode {mode!r}: choose {', '.join(MODES)}")
         catalogs = parse_catalogs(catalog)
         registries = default_registries()

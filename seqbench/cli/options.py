@@ -34,9 +34,22 @@ PrepareMirrorOption = Annotated[
     Path | None,
     typer.Option("--mirror", envvar=_MIRROR_ENV, help="Offline mirror directory to read raw files from instead of downloading."),
 ]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override any config field: key=value (repeatable), e.g. lr=5e-4, ce_impl=chunked.", show_default="none")]
-GeneratorSetOption = Annotated[list[str] | None, typer.Option("--set", help="Generator parameter key=value for synthetic (users, items, length, seed).")]
-LogToOption = Annotated[str | None, typer.Option("--log-to", help="Also mirror runs into a tracker: mlflow (needs seqbench[mlflow]; MLFLOW_TRACKING_URI, else RESULTS/mlruns).", show_default="none")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any config field: key=value (repeatable), e.g. lr=5e-4, ce_impl=chunked.", show_default="none"),
+]
+GeneratorSetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Generator parameter key=value for synthetic (users, items, length, seed)."),
+]
+LogToOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-to",
+        help="Also mirror runs into a tracker: mlflow (needs seqbench[mlflow]; MLFLOW_TRACKING_URI, else RESULTS/mlruns).",
+        show_default="none",
+    ),
+]
 
 _DEVICE_HELP = "auto, cpu or cuda."
 DeviceOption = Annotated[str | None, typer.Option("--device", help=_DEVICE_HELP)]  # None: the config's (auto)
@@ -45,8 +58,14 @@ AutoDeviceOption = Annotated[str, typer.Option("--device", help=_DEVICE_HELP)]
 # Where runs train: this machine or a Ray cluster (compare's grid, tune's trials).
 ExecutorOption = Annotated[str, typer.Option("--executor", help="local or ray.")]
 RayAddressOption = Annotated[str | None, typer.Option("--ray-address", help="Ray cluster: auto or ray://host:port (default: start a local Ray).")]
-CpusPerRunOption = Annotated[float | None, typer.Option("--cpus-per-run", help="Ray: CPUs each run reserves (also its torch threads).", show_default="1")]
-GpusPerRunOption = Annotated[float | None, typer.Option("--gpus-per-run", help="Ray: GPUs each run reserves (a fraction shares one).", show_default="1 where the cluster has GPUs, else 0")]
+CpusPerRunOption = Annotated[
+    float | None,
+    typer.Option("--cpus-per-run", help="Ray: CPUs each run reserves (also its torch threads).", show_default="1"),
+]
+GpusPerRunOption = Annotated[
+    float | None,
+    typer.Option("--gpus-per-run", help="Ray: GPUs each run reserves (a fraction shares one).", show_default="1 where the cluster has GPUs, else 0"),
+]
 
 _PRESET_HELP = f"A paper's protocol in one word: {', '.join(PRESETS)} (explicit options and --set override it)."
 PresetOption = Annotated[str | None, typer.Option("--preset", help=_PRESET_HELP, show_default="the protocol's")]

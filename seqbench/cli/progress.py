@@ -45,7 +45,9 @@ class TrainingProgress:
     def __call__(self, event: EventKind, info: dict[str, Any]) -> None:
         if self.bar is None:
             return
-        if event == EventKind.START:
+        if event == EventKind.NOTE:  # e.g. waiting for another process that trains the same run
+            self.bar.console.print(info["text"], highlight=False, markup=False, soft_wrap=True)
+        elif event == EventKind.START:
             self.task = self.bar.add_task(f"{self.label} epoch 1", total=info["steps"])
         elif event == EventKind.BATCH and self.task is not None:
             self.bar.update(self.task, completed=info["step"], description=f"{self.label} epoch {info['epoch']}")

@@ -38,7 +38,10 @@ runs_app = typer.Typer(
 )
 app.add_typer(runs_app, name="runs")
 
-RUN_COLUMNS = ["run_id", "status", "dataset", "model", "loss", "seed", "config", "best_epoch", "epochs_run", "train_seconds", "peak_memory_bytes", "test_HR@10", "test_NDCG@10"]
+RUN_COLUMNS = [
+    "run_id", "status", "dataset", "model", "loss", "seed", "config",
+    "best_epoch", "epochs_run", "train_seconds", "peak_memory_bytes", "test_HR@10", "test_NDCG@10",
+]
 LIST_FORMATS = ("text", "markdown", "csv")
 # Fields that are already columns of their own, or say where a run ran rather than what it is.
 IDENTITY_FIELDS = ("dataset", "model", "loss", "seed", "device")
@@ -163,7 +166,10 @@ def runs(
     columns: Annotated[str | None, typer.Option("--columns", help="Comma-separated columns to show (any run.parquet column, or config).")] = None,
     format_: Annotated[str, typer.Option("--format", help="text, markdown or csv (csv keeps raw bytes and seconds).")] = "text",
     metrics: Annotated[str | None, typer.Option(help="Test metrics shown as columns: HR@k, NDCG@k, MRR@k or MRR (default HR@10,NDCG@10).")] = None,
-    running: Annotated[bool, typer.Option("--running", help="Runs in progress instead: each one's validation curve so far (from results/running/).")] = False,
+    running: Annotated[
+        bool,
+        typer.Option("--running", help="Runs in progress instead: each one's validation curve so far (from results/running/)."),
+    ] = False,
     results: ResultsOption = DEFAULT_RESULTS,
     json_: JsonOption = False,
     quiet: QuietOption = False,
@@ -224,9 +230,14 @@ def show_text(record: dict[str, Any], epochs: pd.DataFrame, files: list[dict[str
     training = record["training"]
     lines = [
         f"run {record['run_id']}  {record['status']}" + (f" ({record['reason']})" if record["reason"] else ""),
-        f"  {record['dataset']} / {record['model']} / {record['loss']} / seed {record['seed']}  on {training['device']}, created {record['created_at']}",
-        f"  best epoch {training['best_epoch']} of {training['epochs_run']}, {fmt_seconds(training['train_seconds'])} training, "
-        f"peak memory {fmt_bytes(training['peak_memory_bytes'])}, {training['num_params']:,} parameters" if training["num_params"] is not None else "",
+        f"  {record['dataset']} / {record['model']} / {record['loss']} / seed {record['seed']}  "
+        f"on {training['device']}, created {record['created_at']}",
+        (
+            f"  best epoch {training['best_epoch']} of {training['epochs_run']}, {fmt_seconds(training['train_seconds'])} training, "
+            f"peak memory {fmt_bytes(training['peak_memory_bytes'])}, {training['num_params']:,} parameters"
+            if training["num_params"] is not None
+            else ""
+        ),
         "",
         "config (differences from the protocol defaults: " + (config_delta(record["config"]) or "none") + ")",
     ]
@@ -366,8 +377,10 @@ def show_running(results: Path, as_json: bool) -> None:
         return
     for run in live:
         state = "running" if run["alive"] else "not running (its process is gone: killed?)"
-        out_console.print(f"{run['run_id']}  pid {run['pid']}  {state}  last line {run['seconds_since_update']:.0f}s ago", highlight=False, markup=False)
+        out_console.print(
+            f"{run['run_id']}  pid {run['pid']}  {state}  last line {run['seconds_since_update']:.0f}s ago", highlight=False, markup=False
+        )
         for epoch in run["epochs"]:
             shown = {k: v for k, v in epoch.items() if k in ("loss", "valid_NDCG@10", "valid_HR@10", "test_NDCG@10", "best_epoch")}
-            out_console.print(f"  epoch {epoch.get('epoch')}: " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()),
-                              highlight=False, markup=False)
+            values = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
+            out_console.print(f"  epoch {epoch.get('epoch')}: " + values, highlight=False, markup=False)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from seqbench.cli.app import app
-from seqbench.cli.common import emit_json, guarded, out_console
+from seqbench.cli.common import emit_json, err_console, guarded, out_console
 from seqbench.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_RESULTS,
@@ -38,19 +38,41 @@ def cli_overrides(**options: Any) -> dict[str, Any]:
 
 @app.command()
 def train(
-    dataset: Annotated[str | None, typer.Option(help="Prepared data set name (see `seqbench prepare --list`).", show_default=DEFAULTS.dataset)] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Prepared data set name (see `seqbench prepare --list`).", show_default=DEFAULTS.dataset),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="gru4rec, sasrec, bert4rec or s3rec.", show_default=DEFAULTS.model)] = None,
     loss: Annotated[str | None, typer.Option(help="A loss registry name, e.g. cce, ce, bce, sce.", show_default=DEFAULTS.loss)] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (0 evaluates the untrained model).", show_default=str(DEFAULTS.epochs))] = None,
-    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in evaluations without improvement.", show_default=str(DEFAULTS.patience))] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of weights, batches and negatives (part of the run id).", show_default=str(DEFAULTS.seed))] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Training sequences per batch.", show_default=str(DEFAULTS.batch_size))] = None,
-    max_len: Annotated[int | None, typer.Option("--max-len", help="Positions per input sequence (longer histories keep their last items).", show_default=str(DEFAULTS.max_len))] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="Early-stopping patience in evaluations without improvement.", show_default=str(DEFAULTS.patience)),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of weights, batches and negatives (part of the run id).", show_default=str(DEFAULTS.seed)),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Training sequences per batch.", show_default=str(DEFAULTS.batch_size)),
+    ] = None,
+    max_len: Annotated[
+        int | None,
+        typer.Option("--max-len", help="Positions per input sequence (longer histories keep their last items).", show_default=str(DEFAULTS.max_len)),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto (CUDA when present), cpu or cuda.", show_default=DEFAULTS.device)] = None,
-    time_budget: Annotated[float | None, typer.Option("--time-budget", help="Stop training after the epoch that passes this many seconds.", show_default="no limit")] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option("--time-budget", help="Stop training after the epoch that passes this many seconds.", show_default="no limit"),
+    ] = None,
     preset: PresetOption = None,
-    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file of config fields (options and --set override it).", show_default="none")] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML file of config fields (options and --set override it).", show_default="none"),
+    ] = None,
     set_: SetOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Train again a run that is stored as completed (a completed re-run replaces it).")] = False,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
@@ -74,13 +96,17 @@ def train(
         check_catalogues([config], data_dir, mirror)
         label = f"{config.dataset}/{config.model}/{config.loss}"
         with TrainingProgress(label, quiet=quiet) as progress:  # stderr: --json keeps stdout clean
-            stored = train_tracked(config, data_dir, results, mirror, progress, log_to)
+            stored = train_tracked(config, data_dir, results, mirror, progress, log_to, force)
+        if stored.reused and not quiet:
+            err_console.print(f"run {stored.run_id} is already stored as completed: shown below, not trained again "
+                              "(--force trains it again)", highlight=False, markup=False, soft_wrap=True)
         report_run(stored.row, json_)
 
     guarded(work, debug, json_)
 
 
-def train_tracked(config: Any, data_dir: Path, results: Path, mirror: Path | None, progress: Any, log_to: str | None) -> Any:
+def train_tracked(config: Any, data_dir: Path, results: Path, mirror: Path | None, progress: Any, log_to: str | None,
+                  force: bool = False) -> Any:
     """``train_run``, mirrored into the ``--log-to`` tracker when one is named."""
     from seqbench.execution.planned import plan_run  # lazy: start-up
     from seqbench.tracking import make_tracker  # lazy: start-up
@@ -88,11 +114,11 @@ def train_tracked(config: Any, data_dir: Path, results: Path, mirror: Path | Non
 
     tracker = make_tracker(log_to, results, progress)
     if tracker is None:
-        return train_run(config, data_dir, results, mirror, progress)
+        return train_run(config, data_dir, results, mirror, progress, force)
     run_id = plan_run(config).run_id
     tracker.start(run_id, config.hash_payload())
     try:
-        return train_run(config, data_dir, results, mirror, tracker)
+        return train_run(config, data_dir, results, mirror, tracker, force)
     finally:
         tracker.end_stored(run_id)
 

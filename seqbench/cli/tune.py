@@ -42,7 +42,10 @@ def tune(
     epochs: Annotated[int | None, typer.Option(help=f"Max epochs per trial (default: {SYNTHETIC_EPOCHS} on synthetic, else 150).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     set_: SetOption = None,
-    retrain_seeds: Annotated[str | None, typer.Option("--retrain-seeds", help="Retrain each loss's chosen config with these seeds, e.g. 0,1,2.")] = None,
+    retrain_seeds: Annotated[
+        str | None,
+        typer.Option("--retrain-seeds", help="Retrain each loss's chosen config with these seeds, e.g. 0,1,2."),
+    ] = None,
     pruner: Annotated[str, typer.Option(help="median or none.")] = "median",
     prune_warmup: Annotated[int, typer.Option("--prune-warmup", help="Never prune before this epoch.")] = 5,
     random_trials: Annotated[int, typer.Option("--random-trials", help="First trials drawn at random before TPE models the space.")] = 4,

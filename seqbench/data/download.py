@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from rich.console import Console
 from rich.progress import (
@@ -64,12 +64,12 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _chunks(reader: BinaryIO) -> Iterator[bytes]:
+def _chunks(reader: IO[bytes]) -> Iterator[bytes]:
     return iter(lambda: reader.read(CHUNK), b"")
 
 
 def _copy_hashing(
-    reader: BinaryIO, target: Path, total: int | None, label: str, show: bool,
+    reader: IO[bytes], target: Path, total: int | None, label: str, show: bool,
     max_bytes: int | None = None, deadline: float | None = None,
 ) -> str:
     """Stream ``reader`` into ``target`` (a temporary path), with a progress bar; return the sha256.
@@ -80,14 +80,20 @@ def _copy_hashing(
     digest = hashlib.sha256()
     written = 0
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with open(target, "wb") as out, Progress(*columns, console=progress_console, disable=not (show and progress_console.is_terminal), transient=True) as bar:
+    hidden = not (show and progress_console.is_terminal)
+    with open(target, "wb") as out, Progress(*columns, console=progress_console, disable=hidden, transient=True) as bar:
         task = bar.add_task(label, total=total)
         for block in _chunks(reader):
             written += len(block)
             if max_bytes is not None and written > max_bytes:
-                raise RuntimeFailure(f"{label}: more than {max_bytes} bytes, the limit for this file: nothing was kept (raise max_bytes in the registry if it is right)")
+                raise RuntimeFailure(
+                    f"{label}: more than {max_bytes} bytes, the limit for this file: nothing was kept "
+                    "(raise max_bytes in the registry if it is right)"
+                )
             if deadline is not None and time.monotonic() > deadline:
-                raise RuntimeFailure(f"{label}: not done after {DOWNLOAD_SECONDS} s: nothing was kept; run again, or use --mirror DIR with an offline copy")
+                raise RuntimeFailure(
+                    f"{label}: not done after {DOWNLOAD_SECONDS} s: nothing was kept; run again, or use --mirror DIR with an offline copy"
+                )
             digest.update(block)
             out.write(block)
             bar.advance(task, len(block))

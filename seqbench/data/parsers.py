@@ -146,7 +146,9 @@ def _interactions(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray | No
 
 def parse_movielens_csv(path: Path) -> pd.DataFrame:
     """MovieLens ``ratings.csv``: ``userId,movieId,rating,timestamp`` with a header."""
-    frame = _read_delimited(path, ",", ["user", "item", "rating", "timestamp"], header=True, expected_header=("userid", "movieid", "rating", "timestamp"))
+    frame = _read_delimited(
+        path, ",", ["user", "item", "rating", "timestamp"], header=True, expected_header=("userid", "movieid", "rating", "timestamp")
+    )
     return _interactions(_integers(frame, "user", path), _integers(frame, "item", path),
                          _integers(frame, "timestamp", path), _floats(frame, "rating", path))
 

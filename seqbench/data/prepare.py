@@ -87,7 +87,9 @@ def synthetic_params(entry: DatasetEntry, overrides: dict[str, str] | None) -> S
 # --- loading raw data -------------------------------------------------------------------------
 
 
-def _load_sources(entry: DatasetEntry, data_dir: Path, mirror: Path | None, show: bool, refresh: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None, list[FetchedFile]]:
+def _load_sources(
+    entry: DatasetEntry, data_dir: Path, mirror: Path | None, show: bool, refresh: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame | None, list[FetchedFile]]:
     fetched = [fetch(source, Path(data_dir) / RAW_DIR, mirror, show, entry.manual_download, refresh) for source in entry.files]
     frames: dict[str, list[pd.DataFrame]] = {"interactions": [], "attributes": []}
     for item in fetched:
@@ -140,7 +142,9 @@ def _split(entry: DatasetEntry, sequences: Sequences) -> splits.SplitResult:
     return splits.leave_one_out(users, sequences.items)
 
 
-def _build(entry: DatasetEntry, data_dir: Path, mirror: Path | None, params: SyntheticParams | None, show: bool, refresh: bool = False) -> tuple[PreparedDataset, Sequences]:
+def _build(
+    entry: DatasetEntry, data_dir: Path, mirror: Path | None, params: SyntheticParams | None, show: bool, refresh: bool = False
+) -> tuple[PreparedDataset, Sequences]:
     if params is not None:
         _say(show, f"  generating {params}")
         interactions, attribute_pairs = synthetic.generate(params)

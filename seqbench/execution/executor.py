@@ -55,6 +55,8 @@ def execute_run(run: PlannedRun | RunConfig, data_dir: Path, results: Path, mirr
     else:
         status = str(stored.row.get("status", "completed"))  # "pruned" when a tuning trial's rule stopped it
         reason = "" if status == "completed" else str(stored.row.get("reason", ""))
+        if stored.reused:  # another process completed it after this grid looked at the store
+            status, reason = "skipped", "already stored (completed by another process meanwhile)"
         outcome = RunOutcome(run.run_id, run.label, status, reason, time.perf_counter() - started, test_metrics(stored.row))
     forward(EventKind.RUN_END, end_info(outcome))
     return outcome
@@ -73,7 +75,9 @@ def end_info(outcome: RunOutcome) -> dict[str, Any]:
 class Executor(Protocol):
     """Trains planned runs (a config is planned on the executor's device first)."""
 
-    def run(self, runs: Sequence[PlannedRun | RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Progress | None) -> list[RunOutcome]: ...
+    def run(
+        self, runs: Sequence[PlannedRun | RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Progress | None
+    ) -> list[RunOutcome]: ...
 
     def device_type(self, config: RunConfig) -> str:
         """Where the executor will train ``config`` ("cpu"/"cuda"): part of the run id."""
@@ -86,5 +90,7 @@ class InProcessExecutor:
     def device_type(self, config: RunConfig) -> str:
         return local_device_type(config)
 
-    def run(self, runs: Sequence[PlannedRun | RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Progress | None) -> list[RunOutcome]:
+    def run(
+        self, runs: Sequence[PlannedRun | RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Progress | None
+    ) -> list[RunOutcome]:
         return [execute_run(run, data_dir, results, mirror, update) for run in plan_runs(runs, self.device_type)]

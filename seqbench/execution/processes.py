@@ -118,7 +118,9 @@ class ProcessExecutor:
         check_jobs(jobs, configs, self.cores)
         return max(1, min(jobs, len(configs)))
 
-    def run(self, runs: Sequence[PlannedRun | RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Progress | None) -> list[RunOutcome]:
+    def run(
+        self, runs: Sequence[PlannedRun | RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Progress | None
+    ) -> list[RunOutcome]:
         planned = plan_runs(runs, self.device_type)
         if not planned:
             return []
@@ -129,7 +131,9 @@ class ProcessExecutor:
         ctx = multiprocessing.get_context(self.context)
         if self.context == "forkserver":
             ctx.set_forkserver_preload(PRELOAD)
-        todo, running, outcomes = list(planned), [], {}
+        todo = list(planned)
+        running: list[_Job] = []
+        outcomes: dict[int, RunOutcome] = {}
         try:
             while todo or running:
                 while todo and len(running) < jobs:
@@ -153,9 +157,9 @@ class ProcessExecutor:
     def _relay(job: _Job, notify: Progress) -> workers.Notify:
         """The job's events to ``notify``, noting when its run ended."""
 
-        def relay(kind: str, info: dict[str, Any]) -> None:
+        def relay(kind: EventKind, info: dict[str, Any]) -> None:
             job.ended = job.ended or kind == EventKind.RUN_END
-            notify(kind, info)  # type: ignore[arg-type]  # kinds arrive as EventKind, pickled
+            notify(kind, info)
 
         return relay
 
@@ -168,13 +172,17 @@ class ProcessExecutor:
         worker = job.worker
         workers.reap(worker)
         outcome = worker.result
+        run_id, label = job.run.run_id, job.run.label
         if worker.interrupted:
-            outcome = RunOutcome(job.run.run_id, job.run.label, "interrupted", "interrupted by the user (Ctrl-C)", time.perf_counter() - worker.started)
+            outcome = RunOutcome(run_id, label, "interrupted", "interrupted by the user (Ctrl-C)", time.perf_counter() - worker.started)
         elif worker.error is not None:
-            outcome = RunOutcome(job.run.run_id, job.run.label, "failed", f"{type(worker.error).__name__}: {worker.error}", time.perf_counter() - worker.started)
+            outcome = RunOutcome(run_id, label, "failed", f"{type(worker.error).__name__}: {worker.error}", time.perf_counter() - worker.started)
         elif outcome is None:
-            reason = "interrupted by the user (Ctrl-C)" if missing == "interrupted" else f"worker process died ({worker.why_gone()}); nothing was stored"
-            outcome = RunOutcome(job.run.run_id, job.run.label, missing, reason, time.perf_counter() - worker.started)
+            if missing == "interrupted":
+                reason = "interrupted by the user (Ctrl-C)"
+            else:
+                reason = f"worker process died ({worker.why_gone()}); nothing was stored"
+            outcome = RunOutcome(run_id, label, missing, reason, time.perf_counter() - worker.started)
         if not job.ended:
             notify(EventKind.RUN_END, end_info(outcome))
         return outcome

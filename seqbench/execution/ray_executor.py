@@ -122,7 +122,9 @@ class RayExecutor:
         return device_name(config.device, self.gpus() > 0, NO_RUN_GPU)
 
     # -- the Executor protocol --
-    def run(self, runs: Sequence[PlannedRun | RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Progress | None) -> list[RunOutcome]:
+    def run(
+        self, runs: Sequence[PlannedRun | RunConfig], data_dir: Path, results: Path, mirror: Path | None, update: Progress | None
+    ) -> list[RunOutcome]:
         if not runs:
             return []
         self.connect()

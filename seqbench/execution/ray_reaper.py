@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Set
 from pathlib import Path
 
 OWNER_VARIABLE = "SEQBENCH_RAY_OWNER"
@@ -80,7 +81,7 @@ def processes_with(value: str) -> list[int]:
     return found
 
 
-def _still_running(recorded: set[ProcessKey], value: str) -> list[int]:
+def _still_running(recorded: Set[ProcessKey], value: str) -> list[int]:
     """Recorded descendants that are still the same process, and every marked process."""
     same = [pid for pid, started in recorded if (stat := _stat(pid)) is not None and stat[1] == started]
     return sorted((set(same) | set(processes_with(value))) - {os.getpid()})
@@ -94,7 +95,7 @@ def _signal_all(pids: list[int], number: int) -> None:
             continue
 
 
-def reap(value: str, recorded: set[ProcessKey] = frozenset()) -> None:
+def reap(value: str, recorded: Set[ProcessKey] = frozenset()) -> None:
     """SIGTERM every process of the Ray start ``value`` (marked or recorded), SIGKILL what is left
     after a grace period; repeat until no such process has been seen for ``QUIET_SECONDS``, since
     a dying process may have forked one more child."""

@@ -28,12 +28,12 @@ from typing import Any
 
 import torch
 
-from seqbench.events import BatchThrottle, ProgressEvent
+from seqbench.events import BatchThrottle, EventKind, Progress, ProgressEvent
 
 POLL_SECONDS = 0.2  # how often the driver looks at its workers when none reports
 STOP_GRACE_SECONDS = 60.0  # time a stopped worker has to store its interrupted run
 
-Notify = Callable[[str, dict[str, Any]], None]
+Notify = Progress  # what the driver hands a worker's events to
 
 
 @dataclass
@@ -103,7 +103,8 @@ def poll(worker: Worker, notify: Notify) -> bool:
     if not worker.closed:
         try:
             while worker.conn.poll():
-                _receive(worker, *worker.conn.recv(), notify)
+                kind, payload = worker.conn.recv()
+                _receive(worker, kind, payload, notify)
         except (EOFError, OSError):  # the worker closed its end, exited or was killed mid-message
             worker.closed = True
         except Exception:  # a message cut off by a kill does not unpickle
@@ -160,9 +161,9 @@ class _Relay:
     def __init__(self, conn: Connection) -> None:
         self.conn, self.throttle = conn, BatchThrottle()
 
-    def __call__(self, kind: str, info: dict[str, Any]) -> None:
+    def __call__(self, kind: EventKind, info: dict[str, Any]) -> None:
         if self.throttle.passes(kind):
-            self.conn.send(("event", ProgressEvent(kind, info)))  # type: ignore[arg-type]  # a tuner adds its own kinds
+            self.conn.send(("event", ProgressEvent(kind, info)))
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
@@ -172,10 +173,8 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
 
 def _exit_with_driver(conn: Connection) -> None:
     """Block on the pipe, which the driver never writes to: end of file means the driver is gone."""
-    try:
+    with contextlib.suppress(EOFError, OSError):
         conn.recv()
-    except (EOFError, OSError):
-        pass
     os._exit(1)  # nobody would read this task's answer
 
 

@@ -7,10 +7,12 @@ models); GRU4Rec's classic setting trains it at the last position (``positions=l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor
 
+from seqbench.losses.base import Positions
 from seqbench.losses.sampled import SampledLoss
 from seqbench.losses.samplers import Negatives, SamplerParams
 from seqbench.space import integer
@@ -27,7 +29,7 @@ class BPR(SampledLoss):
     paper = "Rendle et al. 2009, BPR; GRU4Rec (Hidasi et al. 2016)"
     help = "Bayesian personalised ranking, 1 negative (Rendle et al.; GRU4Rec's classic loss)"
     default_positions = "all"
-    model_positions = {"gru4rec": "last"}  # losses.md: last for GRU4Rec, all for the others
+    model_positions: ClassVar[dict[str, Positions]] = {"gru4rec": "last"}  # losses.md: last for GRU4Rec, all for the others
     Params = BPRParams
     space = (integer("loss.num_negatives", 1, 64, log=True),)
 

@@ -37,6 +37,7 @@ class BPRMax(SampledLoss):
     help = "BPR-max: softmax-weighted BPR over sampled negatives (GRU4Rec+, Hidasi & Karatzoglou)"
     default_positions = "last"
     Params = BPRMaxParams
+    params: BPRMaxParams
     space = (integer("loss.num_negatives", 32, 512, log=True), real("loss.bpreg", 0.0, 2.0))
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:

@@ -69,7 +69,7 @@ def _tile_logits(x: Tensor, table: Tensor, bias: Tensor | None, items: tuple[int
 
 class _ChunkedCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, x: Tensor, table: Tensor, bias: Tensor | None, targets: Tensor, chunk: int
     ) -> Tensor:
         n, num_items = x.shape[0], table.shape[0] - 1
@@ -94,7 +94,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         return lse - positive
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, table, bias, targets, lse = ctx.saved_tensors
         want_x, want_table, want_bias = ctx.needs_input_grad[:3]
         n, num_items = x.shape[0], table.shape[0] - 1
@@ -144,7 +144,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
     dense's five or so)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, table: Tensor, bias: Tensor | None, targets: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, table: Tensor, bias: Tensor | None, targets: Tensor) -> Tensor:
         n, num_items = x.shape[0], table.shape[0] - 1
         rows = strip_rows(n, num_items, x.device, x.element_size())
         exps = x.new_empty(n, num_items)
@@ -166,7 +166,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, table, bias, targets, exps, total = ctx.saved_tensors
         want_x, want_table, want_bias = ctx.needs_input_grad[:3]
         n, num_items = exps.shape

@@ -96,6 +96,7 @@ class CrossEntropy(Loss):
     default_positions: ClassVar[Positions] = "last"
     needs_negatives = False
     Params = CrossEntropyParams
+    params: CrossEntropyParams
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

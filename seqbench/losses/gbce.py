@@ -38,6 +38,7 @@ class GBCE(SampledLoss):
     help = "generalised BCE with calibration t=0.75, K=256 (gSASRec, Petrov & Macdonald)"
     default_positions = "all"
     Params = GBCEParams
+    params: GBCEParams
     # gSASRec's two knobs: negatives K and the calibration t (t = 0 is bce).
     space = (integer("loss.num_negatives", 16, 512, log=True), real("loss.t", 0.0, 1.0))
 

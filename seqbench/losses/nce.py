@@ -52,6 +52,7 @@ class NCE(SampledLoss):
     help = "noise-contrastive estimation with fixed normaliser c=10, K=100 (Xu et al.)"
     default_positions = "all"
     Params = NCEParams
+    params: NCEParams
     space = (integer("loss.num_negatives", 16, 512, log=True), real("loss.c", 1.0, 20.0))
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def loss_class(name: str) -> type[Loss]:
     return LOSSES.get(name)
 
 
-def default_params(name: str) -> dict[str, object]:
+def default_params(name: str) -> dict[str, Any]:
     """The spec's defaults of a loss's hyper-parameters (None = derived from the batch/catalogue)."""
     return dataclasses.asdict(loss_class(name).Params())
 

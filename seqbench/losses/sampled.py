@@ -31,6 +31,7 @@ from seqbench.losses.scoring import sampled_scores
 
 
 class SampledLoss(Loss):
+    params: SamplerParams
     needs_negatives = True
     wants_log_q = False  # set by losses that apply a logQ correction
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -53,7 +54,9 @@ class SampledCE(SampledLoss):
     paper = "sampled softmax (CE^- of Xu et al.; Jean et al. 2015)"
     help = "sampled softmax: positive + K=256 negatives excluding history (CE^-, Xu et al.)"
     default_positions = "all"
-    Params = SampledCEParams
+    # scaled-ce below is this loss with its own parameters (alpha instead of exclude_history).
+    Params: ClassVar[type[SampledCEParams | ScaledCEParams]] = SampledCEParams
+    params: SampledCEParams | ScaledCEParams
     space = (integer("loss.num_negatives", 16, 1024, log=True), choice("loss.logq", False, True))
 
     @property
@@ -75,6 +78,7 @@ class ScaledCE(SampledCE):
     paper = "Xu et al., scaled cross-entropy"
     help = "scaled cross-entropy: negatives' mass scaled by alpha=100, K=100 (Xu et al.)"
     Params = ScaledCEParams
+    params: ScaledCEParams
     space = (integer("loss.num_negatives", 16, 512, log=True), real("loss.alpha", 1.0, 1000.0, log=True))
 
     def per_position(self, pos: Tensor, neg: Tensor, negatives: Negatives) -> Tensor:

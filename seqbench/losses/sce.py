@@ -78,7 +78,7 @@ def top_items(centres: Tensor, table: Tensor, b_y: int) -> Tensor:
         scores = centres @ table[start:stop].T
         top = scores.topk(min(b_y, stop - start), dim=1)
         ids = top.indices + start
-        if best_scores is None:
+        if best_scores is None or best_ids is None:  # the first block (both are set together)
             best_scores, best_ids = top.values, ids
             continue
         merged = torch.cat([best_scores, top.values], dim=1)
@@ -114,6 +114,7 @@ class SCE(Loss):
     default_positions = "all"
     needs_negatives = False  # negatives come from the buckets, not from a sampler
     Params = SCEParams
+    params: SCEParams
     # Buckets and the centres' kind; b_y is left at its default because it may not exceed N.
     space = (integer("loss.n_b", 8, 128, log=True), choice("loss.mix", False, True))
 

@@ -28,7 +28,7 @@ def _gather(table: Tensor, items: Tensor) -> Tensor:
 
 class _GatheredScores(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, table: Tensor, items: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, table: Tensor, items: Tensor) -> Tensor:
         n, k = items.shape
         step = _rows_per_chunk(k, x.shape[1])
         out = x.new_empty((n, k))
@@ -39,7 +39,7 @@ class _GatheredScores(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         x, table, items = ctx.saved_tensors
         n, k = items.shape
         d = x.shape[1]

@@ -47,6 +47,17 @@ def _mrr(ranks: np.ndarray, k: int | None) -> np.ndarray:
 PerUser = Callable[[np.ndarray, "int | None"], np.ndarray]
 
 
+def _cut_only(metric: Callable[[np.ndarray, int], np.ndarray]) -> PerUser:
+    """A metric defined only with a cut-off, as a :data:`PerUser` (``parse_metric`` gives it a k)."""
+
+    def per_user(ranks: np.ndarray, k: int | None) -> np.ndarray:
+        if k is None:
+            raise ValueError(f"{metric.__name__} needs a cut-off k")
+        return metric(ranks, k)
+
+    return per_user
+
+
 @dataclass(frozen=True)
 class MetricKind:
     """One family of metrics: its per-user function of (ranks, k; None = no cut-off)."""
@@ -59,8 +70,8 @@ class MetricKind:
 KINDS: dict[str, MetricKind] = {
     kind.name: kind
     for kind in (
-        MetricKind("HR", hit_rate),  # parse_metric guarantees a k for kinds that are not uncut
-        MetricKind("NDCG", ndcg),
+        MetricKind("HR", _cut_only(hit_rate)),  # parse_metric guarantees a k for kinds that are not uncut
+        MetricKind("NDCG", _cut_only(ndcg)),
         MetricKind("MRR", _mrr, uncut=True),
     )
 }

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import torch
 
@@ -50,12 +50,19 @@ from seqbench.memprof.step import train_step as _train_step
 
 # What the profiler's callers import from here (the CLI, benchmarks, tests).
 __all__ = [
-    "MODES", "LossSpec", "ProfileRecord", "Registries", "StageRecord", "StepShape",
-    "default_registries", "parse_loss_spec", "profile_step", "split_loss_list",
+    "MODES", "LossSpec", "Mode", "ProfileRecord", "Registries", "StageRecord", "StepShape",
+    "default_registries", "is_mode", "parse_loss_spec", "profile_step", "split_loss_list",
 ]
 
 Mode = Literal["measure", "predict", "auto"]
 MODES: tuple[str, ...] = ("measure", "predict", "auto")
+
+
+def is_mode(value: str) -> TypeGuard[Mode]:
+    """Whether ``value`` names a mode (narrows a command-line string to :data:`Mode`)."""
+    return value in MODES
+
+
 # A predicted step that dispatches more operators than this loops over the catalog (a tiled
 # chunked CE: ~3,400 tiles at 10^6 items); it is then extrapolated from FOLD_CATALOGS.
 # A plain step is ~3,000 operators.

@@ -23,9 +23,6 @@ class SequentialRecommender(nn.Module, abc.ABC):
     Config: ClassVar[type]  # a dataclass with the model's published defaults
     # "causal": targets at every input position; "masked": targets only where the input was masked
     target_positions: ClassVar[str] = "causal"
-    # Extra left padding changes no real position's output (right-aligned positions, packed
-    # recurrences): lets evaluation and the length sampler cut batches to their longest sequence.
-    left_padding_free: ClassVar[bool] = True
     # Training work per position relative to GRU4Rec's, roughly: only orders a grid's runs
     # (the longest first, so that parallel runs end together), never changes a result.
     relative_cost: ClassVar[float] = 1.0
@@ -35,6 +32,13 @@ class SequentialRecommender(nn.Module, abc.ABC):
         self.config = config
         self.num_items = num_items
         self.max_len = max_len
+
+    @property
+    def left_padding_free(self) -> bool:
+        """Extra left padding changes no real position's output (right-aligned positions, packed
+        recurrences): lets evaluation and the length sampler cut batches to their longest sequence.
+        A model whose answer depends on its config overrides this property."""
+        return True
 
     @abc.abstractmethod
     def forward(self, input_ids: Tensor) -> Tensor:

@@ -40,12 +40,13 @@ class BERT4RecConfig:
 class BERT4Rec(SequentialRecommender):
     name: ClassVar[str] = "bert4rec"
     Config: ClassVar[type] = BERT4RecConfig
+    config: BERT4RecConfig
     target_positions: ClassVar[str] = "masked"
     relative_cost: ClassVar[float] = 2.0  # attention blocks: an epoch measured 1.5-2.2x GRU4Rec's (docs/performance.md)
 
     def __init__(self, config: BERT4RecConfig, num_items: int, max_len: int) -> None:
-        if config.inner_size is None:
-            config = replace(config, inner_size=4 * config.hidden_size)
+        inner_size = 4 * config.hidden_size if config.inner_size is None else config.inner_size
+        config = replace(config, inner_size=inner_size)
         if not 0.0 < config.mask_prob <= 1.0:
             raise InputError(f"mask_prob must be in (0, 1], got {config.mask_prob}")
         if max_len < 2:
@@ -54,7 +55,7 @@ class BERT4Rec(SequentialRecommender):
         self.mask_id = num_items + 1
         self.encoder = TransformerEncoder(
             num_tokens=num_items + 2, max_len=max_len, hidden=config.hidden_size, layers=config.num_layers,
-            heads=config.num_heads, inner=config.inner_size, activation="gelu", dropout=config.dropout,
+            heads=config.num_heads, inner=inner_size, activation="gelu", dropout=config.dropout,
             attn_dropout=config.attn_dropout, eps=config.layer_norm_eps, norm_first=False,
             scale_embeddings=False,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -43,7 +44,9 @@ def make_config(name: str, params: dict[str, Any] | None = None) -> Any:
     valid = [f.name for f in fields(cls.Config)]
     unknown = sorted(set(params or {}) - set(valid))
     if unknown:
-        raise InputError(f"unknown parameter(s) {', '.join(unknown)} for model '{name}'{did_you_mean(unknown[0], valid)}: valid are {', '.join(valid)}")
+        raise InputError(
+            f"unknown parameter(s) {', '.join(unknown)} for model '{name}'{did_you_mean(unknown[0], valid)}: valid are {', '.join(valid)}"
+        )
     values = coerce_fields(cls.Config, dict(params or {}), "model.")
     for key, value in values.items():
         _check_range(key, value)
@@ -75,5 +78,6 @@ def build_model(
     cls = model_class(name)
     config = make_config(name, params)
     if "num_attributes" in inspect.signature(cls.__init__).parameters:
-        return cls(config, num_items, max_len, num_attributes=num_attributes)
+        with_attributes: Callable[..., SequentialRecommender] = cls  # a subclass whose __init__ takes them (checked above)
+        return with_attributes(config, num_items, max_len, num_attributes=num_attributes)
     return cls(config, num_items, max_len)

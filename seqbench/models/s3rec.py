@@ -64,6 +64,7 @@ class PretrainBatch:
 class S3Rec(SASRec):
     name: ClassVar[str] = "s3rec"
     Config: ClassVar[type] = S3RecConfig
+    config: S3RecConfig
     target_positions: ClassVar[str] = "causal"
     relative_cost: ClassVar[float] = 2.0  # attention blocks: an epoch measured 1.5-2.2x GRU4Rec's (docs/performance.md)
 

@@ -21,7 +21,7 @@ code), so the untrained model's full-softmax cross-entropy is close to ln N.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -56,6 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "init": ("normal", "xavier"), "residual": ("normed", "raw"), "pad_keys": ("masked", "visible"),
 }
+_Config = TypeVar("_Config", bound="SASRecConfig")  # resolved() keeps a subclass (S3-Rec's config)
 
 
 @dataclass
@@ -79,7 +80,7 @@ class SASRecConfig:
     pad_keys: str | None = None  # masked; visible: padding keys attended to, as in Xu's code
     init_std: float = 0.02
 
-    def resolved(self) -> SASRecConfig:
+    def resolved(self: _Config) -> _Config:
         """A copy with every ``None`` filled from the preset."""
         if self.preset not in PRESETS:
             raise InputError(f"unknown SASRec preset '{self.preset}': choose one of {', '.join(PRESETS)}")
@@ -98,6 +99,10 @@ class SASRecConfig:
 
 def build_encoder(config: SASRecConfig, num_tokens: int, max_len: int) -> TransformerEncoder:
     c = config.resolved()
+    # resolved() filled every None from the preset
+    assert c.num_layers is not None and c.num_heads is not None and c.inner_size is not None and c.activation is not None
+    assert c.dropout is not None and c.attn_dropout is not None and c.layer_norm_eps is not None
+    assert c.norm_first is not None and c.scale_embeddings is not None
     for name in ("hidden_size", "num_layers", "num_heads", "inner_size"):
         if getattr(c, name) < 1:
             raise InputError(f"{name} must be >= 1, got {getattr(c, name)}")
@@ -112,6 +117,7 @@ def build_encoder(config: SASRecConfig, num_tokens: int, max_len: int) -> Transf
 class SASRec(SequentialRecommender):
     name: ClassVar[str] = "sasrec"
     Config: ClassVar[type] = SASRecConfig
+    config: SASRecConfig  # resolved: no field left None
     target_positions: ClassVar[str] = "causal"
     relative_cost: ClassVar[float] = 2.0  # attention blocks: an epoch measured 1.5-2.2x GRU4Rec's (docs/performance.md)
 
@@ -124,7 +130,7 @@ class SASRec(SequentialRecommender):
         else:
             init_normal_(self, resolved.init_std)
 
-    @property  # type: ignore[override]  # a class-wide True elsewhere; here it depends on the config
+    @property
     def left_padding_free(self) -> bool:
         """Visible padding keys make the amount of padding part of the function: pad to max_len."""
         return not self.encoder.pad_keys_visible

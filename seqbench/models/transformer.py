@@ -21,6 +21,7 @@ inert, so inputs must be padded to ``max_len`` (the model is then not ``left_pad
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 
 from seqbench.errors import InputError
 
-ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"gelu": F.gelu, "relu": F.relu}
 
 
 def attention_mask(input_ids: Tensor, causal: bool, pad_keys_visible: bool = False) -> Tensor:

@@ -103,7 +103,7 @@ def frontier_figure(table: pd.DataFrame, stem: Path) -> list[Path]:
         ax.set_xlabel(f"peak training memory ({unit}, log scale)")
         ax.set_ylabel(f"test {FRONTIER_METRIC}")
         ax.grid(True, which="both", alpha=0.3)
-    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=l) for l, c in colors.items()]
+    handles = [Line2D([], [], color=color, marker="o", linestyle="", label=label) for label, color in colors.items()]
     handles += [Line2D([], [], color="grey", marker=markers[m], linestyle="", label=model_display(m)) for m in markers]
     handles.append(Line2D([], [], color="black", linestyle="--", marker="o", markerfacecolor="none", label="Pareto frontier"))
     figure.legend(handles=handles, loc="outside right center", title="loss / model")  # clear of the title
@@ -124,7 +124,7 @@ def _curve_column(curves: Sequence[pd.DataFrame]) -> str:
 
 
 def time_figure(runs: pd.DataFrame, epochs: Mapping[str, pd.DataFrame], dataset: str, stem: Path,
-                colors: Mapping[str, tuple]) -> list[Path]:
+                colors: Mapping[str, str]) -> list[Path]:
     """NDCG@10 after each evaluation against cumulative training seconds: one panel per model,
     one line per run, colour per loss (seeds of a loss share the colour and one legend entry)."""
     mine = runs[runs["dataset"] == dataset]
@@ -149,7 +149,7 @@ def time_figure(runs: pd.DataFrame, epochs: Mapping[str, pd.DataFrame], dataset:
         ax.set_xlabel("training wall-clock (seconds, evaluation excluded)")
         ax.set_ylabel(f"{'test' if column == NDCG_COLUMN else 'validation'} NDCG@10")
         ax.grid(True, alpha=0.3)
-    handles = [Line2D([], [], color=colors[l], marker="o", linestyle=styles[l][0], label=l) for l in sorted(shown)]
+    handles = [Line2D([], [], color=colors[label], marker="o", linestyle=styles[label][0], label=label) for label in sorted(shown)]
     figure.legend(handles=handles, loc="outside right upper", title="loss")
     figure.suptitle(f"{dataset_display(dataset)}: NDCG@10 versus training time (one line per run)")
     return save_figure(figure, stem)
@@ -165,7 +165,7 @@ def _series_keys(keys: Sequence[str], runs: pd.DataFrame | None) -> dict[str, tu
     known: dict[str, tuple[str, str, str]] = {}
     if runs is not None and not runs.empty:
         labels = runs["label"] if "label" in runs.columns else runs["loss"]
-        known = {r: (d, m, str(l)) for r, d, m, l in zip(runs["run_id"], runs["dataset"], runs["model"], labels)}
+        known = {r: (d, m, str(label)) for r, d, m, label in zip(runs["run_id"], runs["dataset"], runs["model"], labels)}
     meta = {}
     for key in keys:
         parts = key.split("/")
@@ -201,7 +201,7 @@ def per_timestamp_figure(per_timestamp: PerTimestamp, stem: Path, title: str = "
         ax.set_xlabel("position t in the input sequence (items seen)")
         ax.set_ylabel(f"{split} {metric} of predicting item t+1")
         ax.grid(True, alpha=0.3)
-    handles = [Line2D([], [], color=loss_color(l), linestyle=style, marker=".", label=l) for l, style in sorted(shown.items())]
+    handles = [Line2D([], [], color=loss_color(label), linestyle=style, marker=".", label=label) for label, style in sorted(shown.items())]
     figure.legend(handles=handles, loc="outside right upper", title="loss")
     names = ", ".join(dict.fromkeys(dataset_display(d) for d, _ in panels if d)) or "stored runs"
     figure.suptitle(title or f"{names}, {split} split: {metric} per position t (figure 3 of the CCE paper)")

@@ -227,14 +227,18 @@ def _improvement(cells: pd.DataFrame, runs: pd.DataFrame, proposed: str | None, 
         prop_mean, base_mean = float(means[proposed]), float(candidates[best])
         scope = runs[(runs["dataset"] == dataset) & (runs["setting"] == setting) & (runs["model"] == model)]
         result = compare_runs(scope[scope["label"] == proposed], scope[scope["label"] == best], metric, split, matrix, test)
-        relative = (lambda x: x / base_mean) if base_mean > 0 else (lambda x: math.nan)
         rows.append({"dataset": dataset, "setting": setting, "model": model, "metric": metric, "proposed": proposed,
                      "best_baseline": best, "proposed_mean": prop_mean, "baseline_mean": base_mean,
                      "proposed_n_seeds": int(group.set_index("loss").loc[proposed, "n_seeds"]),
-                     "improve": relative(prop_mean - base_mean), "improve_low": relative(result.low),
-                     "improve_high": relative(result.high), "test": result.test, "covers": result.covers,
+                     "improve": _relative(prop_mean - base_mean, base_mean), "improve_low": _relative(result.low, base_mean),
+                     "improve_high": _relative(result.high, base_mean), "test": result.test, "covers": result.covers,
                      "p_value": result.p_value})
     return pd.DataFrame(rows, columns=columns)
+
+
+def _relative(difference: float, base_mean: float) -> float:
+    """A difference of means relative to the baseline's mean (NaN where that mean is not positive)."""
+    return difference / base_mean if base_mean > 0 else math.nan
 
 
 def _labels_per_setting(runs: pd.DataFrame) -> pd.Series:

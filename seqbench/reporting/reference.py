@@ -72,9 +72,19 @@ def reproduced(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, split: str 
             interval = cell_interval(group[group[column].notna()].sort_values("seed"), metric, split, matrix)
             rows.append({"dataset": dataset, "setting": setting, "model": model, "loss": loss, "variant": label, "metric": metric,
                          "reproduced": interval.mean, "low": interval.low, "high": interval.high,
-                         "interval": interval.covers, "n_seeds": interval.n_seeds})
+                         "interval": interval.covers, "n_seeds": interval.n_seeds, "preset": _presets(group)})
     return pd.DataFrame(rows, columns=[*KEYS[:2], "setting", KEYS[2], "variant", "metric", "reproduced", "low", "high",
-                                       "interval", "n_seeds"])
+                                       "interval", "n_seeds", "preset"])
+
+
+def _presets(group: pd.DataFrame) -> str:
+    """The paper preset(s) the runs of a cell followed; "protocol" for seqbench's own defaults."""
+    names = group["paper_preset"].fillna("").astype(str) if "paper_preset" in group.columns else pd.Series([""])
+    return ",".join(sorted({name or "protocol" for name in names}))
+
+
+# The preset that is each source's own code's protocol.
+SOURCE_PRESETS: dict[str, str] = {"li2023_cce_table2": "li2023", "xu2024_table5": "xu2024"}
 
 
 # Protocol differences between a source's runs and seqbench's defaults that are known to move results.
@@ -86,8 +96,10 @@ KNOWN_DIFFERENCES: dict[str, list[str]] = {
         "its BCE number matches such an early stop.",
     ],
     "xu2024_table5": [
-        "Xu et al. validate every 5 epochs for 200-300 epochs; Beauty SASRec used dropout 0.6, batch 512, lr 5e-4; "
-        "history items are not masked on Yelp (`--preset xu2024` sets those).",
+        "Xu et al.'s code: SASRec with the attention residual from the raw input, padding keys visible and Xavier "
+        "initialisation (SASRec preset `xu`); validation every 5 epochs for 200 (CE) or 300 epochs with no early stopping; "
+        "per data set and per loss tuned dropout, batch, lr and weight decay; history not masked on Yelp "
+        "(`--preset xu2024` sets all of those).",
     ],
 }
 
@@ -132,11 +144,13 @@ def reference_table(
     published_values = table["published"].where(table["published"] != 0)
     table["rel_diff"] = (table["reproduced"] - published_values) / published_values
     table["in_ci"] = [_inside(p, lo, hi) for p, lo, hi in zip(table["published"], table["low"], table["high"])]
+    own = SOURCE_PRESETS.get(source)
+    table["paper_protocol"] = table["preset"].map(lambda used: "-" if pd.isna(used) else ("yes" if used == own else "no"))
     table["setting"] = table["setting"].fillna("")
     table["metric_order"] = table["metric"].map({m: i for i, m in enumerate(metrics)})
     table = table.sort_values(["dataset", "setting", "model", "loss", "metric_order"], kind="stable").reset_index(drop=True)
     columns = ["dataset", "setting", "model", "loss", "metric", "reproduced", "low", "high", "n_seeds", "published", "rel_diff",
-               "in_ci", "status"]
+               "in_ci", "preset", "paper_protocol", "status"]
     table = table[columns if (table["setting"] != "").any() else [c for c in columns if c != "setting"]]
     table["n_seeds"] = table["n_seeds"].astype("Int64")
     users_only = bool((ours["interval"] == "users").any())
@@ -144,7 +158,8 @@ def reference_table(
         "title": f"Reproduced versus published ({source}, test split, mean and 95% CI)",
         "formats": {"reproduced": "number", "low": "number", "high": "number", "published": "number",
                     "rel_diff": "percent", "n_seeds": "text"},
-        "headers": {"low": "CI low", "high": "CI high", "in_ci": "published in 95% CI?"},
+        "headers": {"low": "CI low", "high": "CI high", "in_ci": "published in 95% CI?", "preset": "run preset",
+                    "paper_protocol": f"paper's protocol (--preset {own})?" if own else "paper's protocol?"},
         "stub": ["dataset", "setting", "model", "loss", "metric"],
         "notes": ["rel_diff = (reproduced - published) / published; '-' = missing on that side (never filled in). "
                   "CI: t-interval over seeds" + (" (one seed: bootstrap over users, user sampling only)" if users_only else "")

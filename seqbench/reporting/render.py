@@ -29,6 +29,10 @@ class Displayable(Protocol):
 
     def display(self) -> DisplayTable: ...
 
+    def tidy(self) -> pd.DataFrame:
+        """The numbers as plain rows, for ``csv``."""
+        ...
+
 
 FORMATS: tuple[str, ...] = ("text", "markdown", "latex", "csv")
 MISSING = "-"
@@ -214,7 +218,7 @@ def render_latex(table: Displayable | pd.DataFrame) -> str:
 
 
 def render_csv(table: Displayable | pd.DataFrame) -> str:
-    frame = table.tidy() if hasattr(table, "tidy") else table
+    frame = table if isinstance(table, pd.DataFrame) else table.tidy()
     return frame.to_csv(index=False)
 
 

@@ -52,7 +52,7 @@ def budget_table(studies: Studies) -> pd.DataFrame:
 
 def budget_notes(budget: pd.DataFrame) -> list[str]:
     """One sentence per (data set, model): was every loss given the same trials and max epochs?"""
-    notes = []
+    notes: list[str] = []
     if budget.empty:
         return notes
     for (dataset, model), group in budget.groupby(["dataset", "model"], sort=True):
@@ -110,7 +110,7 @@ def trials_figure(studies: Studies, stem: Path, title: str = "") -> list[Path]:
     ax.set_xlabel("trial")
     ax.set_ylabel(f"validation {metric} (best epoch)")
     ax.set_title(title or f"validation {metric} per trial")
-    handles = [Line2D([], [], color=c, marker="o", label=l) for l, c in colors.items()]
+    handles = [Line2D([], [], color=color, marker="o", label=label) for label, color in colors.items()]
     handles.append(Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="", label="pruned"))
     handles.append(Line2D([], [], color="grey", label="best completed so far"))
     ax.legend(handles=handles, loc="best")

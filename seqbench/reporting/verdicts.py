@@ -8,6 +8,7 @@ grid's test; the p-values of all verdicts of a table are adjusted together.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 
@@ -46,7 +47,7 @@ def verdict_frame(runs: pd.DataFrame, proposed: str | None, baselines: list[str]
     return frame.reindex(columns=COLUMNS)
 
 
-def _short(row: object) -> str:
+def _short(row: Any) -> str:  # a row of DataFrame.itertuples(): its fields are the frame's columns
     direction = int(row.direction)
     proposed, baseline = row.proposed, row.baseline
     if direction > 0:

@@ -40,6 +40,7 @@ from seqbench.losses.registry import LOSSES
 from seqbench.models.registry import MODELS
 from seqbench.names import SAFE_NAME
 from seqbench.policies import REAL_DATA_SEEDS, SYNTHETIC_EPOCHS
+from seqbench.presets import preset
 from seqbench.reporting import frame_records, write_figures
 from seqbench.reporting.markdown_report import write_report
 from seqbench.reporting.stats import ADJUSTMENTS, TESTS
@@ -169,7 +170,10 @@ def grid_configs(names: dict[str, list[Any]], overrides: dict[str, Any]) -> list
 
 
 def plan(request: CompareRequest) -> Grid:
-    names = grid_names(request.datasets, request.models, request.losses, request.seeds, request.data_dir)
+    seeds = request.seeds
+    if seeds is None and request.preset and preset(request.preset).seeds:  # the paper's own seeds
+        seeds = ",".join(map(str, preset(request.preset).seeds))
+    names = grid_names(request.datasets, request.models, request.losses, seeds, request.data_dir)
     known_losses(request.proposed, request.baselines)
     sets = [*([f"paper_preset={request.preset}"] if request.preset else []), *request.sets]
     overrides = grid_overrides(names, request.epochs, request.device, sets)
@@ -183,14 +187,51 @@ def dry_run(request: CompareRequest, grid: Grid) -> list[dict[str, Any]]:
 
 def tune_plan(request: CompareRequest, grid: Grid) -> list[dict[str, Any]]:
     """``--tune T --dry-run``: per cell the trials stored and to run, the retrain runs, an estimate."""
+    if request.tune is None:
+        raise ValueError("tune_plan needs a request with --tune trials")
     return plan_tuning(grid.configs, grid.names, request.tune, grid.overrides, request.data_dir, request.results)
 
 
-def plan_document(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def plan_document(rows: list[dict[str, Any]], preset_plan: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``--dry-run --json`` document."""
     todo = [row for row in rows if row["action"] != "skip"]
     known = [row["estimated_seconds"] for row in todo if row["estimated_seconds"] is not None]
-    return document("plan", runs=rows, to_train=len(todo), estimated_seconds=sum(known) if known else None)
+    return document("plan", runs=rows, to_train=len(todo), estimated_seconds=sum(known) if known else None, preset=preset_plan)
+
+
+def preset_plan(request: CompareRequest, grid: Grid) -> dict[str, Any] | None:
+    """``--preset P --dry-run``: per data set, model and loss of the grid, every value the preset
+    sets as the runs will get it (an explicit option wins: then ``overridden`` names it), and what
+    the preset cannot know."""
+    if not request.preset:
+        return None
+    chosen = preset(request.preset)
+    cells, seen = [], set()
+    for config in grid.configs:
+        cell = (config.dataset, config.model, config.loss)
+        if cell in seen:
+            continue
+        seen.add(cell)
+        wanted = chosen.values(config.dataset, config.loss)
+        applied = {key: _config_value(config, key) for key in wanted if _applies(config, key)}
+        overridden = sorted(key for key, value in applied.items() if value != wanted[key])
+        cells.append({"dataset": config.dataset, "model": config.model, "loss": config.loss, "values": applied, "overridden": overridden})
+    return {"name": request.preset, "description": chosen.description, "cells": cells, "unknown": chosen.unknown,
+            "seeds": list(chosen.seeds)}
+
+
+def _applies(config: RunConfig, key: str) -> bool:
+    """A scoped key (``sasrec.dropout``, ``nce.c``) concerns only runs of that model or loss."""
+    scope, dot, _ = key.partition(".")
+    return not dot or scope in (config.model, config.loss, "model", "loss")
+
+
+def _config_value(config: RunConfig, key: str) -> Any:
+    scope, dot, name = key.partition(".")
+    if not dot:
+        return getattr(config, key)
+    params = config.model_params if scope in (config.model, "model") else config.loss_params
+    return params.get(name)
 
 
 # --- training ---------------------------------------------------------------------------------

@@ -84,6 +84,6 @@ def tune(
         [retrain_best(study, table, retrain_seeds, data_dir, results, mirror, update) for study, table in studies.values()],
         ignore_index=True,
     ) if retrain_seeds else pd.DataFrame()  # the runs were trained above: read back, not trained again
-    figures = cell_figures(list(studies.values()), Path(plots)) if plots else []
-    listed = list(studies.values())
-    return TuneReport(studies, budget_table(listed), chosen_table(listed), best, retrained, figures)
+    cells = list(studies.values())  # (study, its budgeted trials) per loss
+    figures = cell_figures(cells, Path(plots)) if plots else []
+    return TuneReport(studies, budget_table(cells), chosen_table(cells), best, retrained, figures)

@@ -2,7 +2,8 @@
 
 ``runs/`` (the run store), ``studies/`` (tuning studies), ``pretrain/`` (the S3-Rec pre-training
 cache), ``mlruns/`` (the MLflow mirror, when no tracking URI is set) and ``running/`` (the live
-log of every run in progress, removed when the run is stored).
+log of every run in progress, removed when the run is stored) and ``locks/`` (one lock file per
+run id, :mod:`seqbench.storage.locks`).
 """
 
 from __future__ import annotations
@@ -38,5 +39,13 @@ class ResultsLayout:
     def running(self) -> Path:
         return self.root / "running"
 
+    @property
+    def locks(self) -> Path:
+        return self.root / "locks"
+
     def live_log(self, run_id: str) -> Path:
         return self.running / f"{run_id}.log"
+
+    def lock(self, name: str) -> Path:
+        """The lock file of one run id (or study id, or pre-training cache key)."""
+        return self.locks / f"{name}.lock"

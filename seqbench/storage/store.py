@@ -58,6 +58,11 @@ class StoredRun:
     ranks: pd.DataFrame = field(default_factory=pd.DataFrame)  # columns: split, user, rank
     checkpoint: dict[str, torch.Tensor] | None = None
     log: str = ""  # the run's progress lines, written as run.log
+    reused: bool = False  # read back from the store, not trained now
+
+    @property
+    def status(self) -> str:
+        return str(self.row.get("status", ""))
 
 
 class RunStore:
@@ -91,9 +96,28 @@ class RunStore:
     def has(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / "run.parquet").is_file()
 
-    def write(self, run: StoredRun) -> Path:
-        """Write a whole run atomically (replacing an earlier failed or interrupted one)."""
+    def is_completed(self, run_id: str) -> bool:
+        try:
+            return self.has(run_id) and self.row(run_id).get("status") == "completed"
+        except DamagedRun:
+            return False
+
+    def stored(self, run_id: str) -> StoredRun:
+        """A stored run read back (row and epochs; no checkpoint), marked as reused."""
+        return StoredRun(run_id, self.row(run_id), self.epochs(run_id), log=self.log(run_id), reused=True)
+
+    def log(self, run_id: str) -> str:
+        path = self.run_dir(run_id) / LOG_FILE
+        return path.read_text(errors="replace") if path.is_file() and not path.is_symlink() else ""
+
+    def write(self, run: StoredRun, replace_completed: bool = False) -> bool:
+        """Write a whole run atomically, replacing an earlier failed or interrupted one. A completed
+        run is replaced only by another completed run and only with ``replace_completed``
+        (``--force``): a stopped or failed re-run never destroys finished work. False when the
+        stored run was kept."""
         target = self.run_dir(run.run_id)
+        if self.is_completed(run.run_id) and not (replace_completed and run.status == "completed"):
+            return False
         try:
             with atomic_directory(target, overwrite=True) as tmp:
                 pq.write_table(pa.Table.from_pylist([run.row]), tmp / "run.parquet")
@@ -105,7 +129,7 @@ class RunStore:
                     (tmp / LOG_FILE).write_text(run.log)
         except (PermissionError, NotADirectoryError, FileExistsError) as error:
             raise InputError(f"cannot write runs into {self.root} ({error.strerror or error}): choose a writable --results directory") from None
-        return target
+        return True
 
     def run_files(self) -> list[Path]:
         if not self.runs_dir.is_dir():
@@ -167,7 +191,9 @@ class RunStore:
         except Exception as error:  # torch raises several types for a file that is not a checkpoint
             raise InputError(f"{path} is not a readable checkpoint ({type(error).__name__}): re-run the training") from None
         if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-            raise InputError(f"{path} holds a {type(state).__name__}, not a model state dict: remove the run with `rm -r {path.parent}` and re-run the training")
+            raise InputError(
+                f"{path} holds a {type(state).__name__}, not a model state dict: remove the run with `rm -r {path.parent}` and re-run the training"
+            )
         return state
 
     def config(self, run_id: str) -> dict[str, Any]:
@@ -194,10 +220,6 @@ class RunStore:
             raise InputError(f"no stored run '{prefix}' in {self.root}: list runs with `seqbench runs`")
         shown = ", ".join(matches[:8]) + (f" and {len(matches) - 8} more" if len(matches) > 8 else "")
         raise InputError(f"run id prefix '{prefix}' matches {len(matches)} runs ({shown}): give more of the id")
-
-    def log(self, run_id: str) -> str:
-        path = self.run_dir(run_id) / LOG_FILE
-        return path.read_text() if path.is_file() else ""
 
     def delete(self, run_id: str) -> None:
         """Remove a run directory; it is renamed away first, so readers never see half of it."""

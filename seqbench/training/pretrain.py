@@ -172,6 +172,7 @@ def _epoch(
         batch = make_batch(items, model.num_items, config.mask_prob, data.attributes, data.long_sequence, generator)
         terms = model.pretrain_terms(batch)
         loss = sum(weights[name] * value for name, (value, _) in terms.items())
+        assert isinstance(loss, Tensor)  # MIP and SP are always among the terms
         if not torch.isfinite(loss):
             raise RuntimeFailure(f"S3-Rec pre-training loss is {loss.item()} (not finite): lower pretrain_lr")
         optimizer.zero_grad(set_to_none=True)
@@ -304,9 +305,11 @@ def _cache_lock(path: Path | None) -> Iterator[None]:
     so threads and processes alike wait). Without a cache, or without ``fcntl``, no lock."""
     try:
         import fcntl  # optional: fcntl (POSIX only)
+
+        can_lock = True
     except ImportError:  # Windows: the atomic write alone (a second run pre-trains again)
-        fcntl = None
-    if path is None or fcntl is None:
+        can_lock = False
+    if path is None or not can_lock:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)

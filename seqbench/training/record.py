@@ -29,11 +29,13 @@ class FinishedTraining(Protocol):
     dataset: PreparedDataset
     loss: Loss
     device: torch.device
-    model: torch.nn.Module
     records: list[Any]  # EpochRecord, one per evaluation
     best_epoch: int
     notes: list[str]
     threads_used: int
+
+    @property
+    def model(self) -> torch.nn.Module: ...  # read-only here, so any module subclass will do
 
     def peak_memory(self) -> int: ...
 

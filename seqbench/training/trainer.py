@@ -31,6 +31,7 @@ from seqbench.measure.ranking import Evaluation, evaluate_split
 from seqbench.models.base import SequentialRecommender
 from seqbench.models.registry import build_model
 from seqbench.storage.layout import ResultsLayout
+from seqbench.storage.locks import exclusive
 from seqbench.storage.store import RunStore, StoredRun, ranks_frame
 from seqbench.training.pretrain import cached_pretrain
 from seqbench.training.record import RunLog, run_row
@@ -252,7 +253,8 @@ def _train_and_evaluate(
     run_id = config.run_id(device.type)
     trainer = Trainer(config, dataset, device, pretrain_cache)
     log = RunLog(run_id, config, device, progress, live_log)
-    status, reason, error = "completed", "", None
+    status, reason = "completed", ""
+    error: BaseException | None = None
     try:
         trainer.fit(log)
     except StopRun as stop:
@@ -296,18 +298,34 @@ def train_run(
     results: Path,
     mirror: Path | None = None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> StoredRun:
-    """Train, evaluate and store one run; a failure is stored as a ``failed`` run and re-raised."""
+    """Train, evaluate and store one run; a failure is stored as a ``failed`` run and re-raised.
+
+    One process at a time trains a run id (a lock under ``results/locks/``; another process that
+    wants the same run waits, saying so). A run already stored as completed is returned as it is
+    (``reused``) unless ``force``, and even then only a completed re-run replaces it.
+    """
     device = resolve_device(config.device)
     store = RunStore(results)
     store.check_writable()  # a --results that names a file fails now, not after training
-    dataset = load_dataset(config.dataset, data_dir, mirror)
     layout = ResultsLayout(results)
-    live = layout.live_log(config.run_id(device.type))
-    try:
-        stored, error = run_training(config, dataset, device, layout.pretrain, progress, live)
-        store.write(stored)
-    finally:
-        live.unlink(missing_ok=True)  # the stored run.log has it all; a crash leaves nothing to mislead
+    run_id = config.run_id(device.type)
+
+    def waiting() -> None:
+        if progress is not None:
+            progress(EventKind.NOTE, {"text": f"run {run_id} is being trained by another process: waiting for it"})
+
+    with exclusive(layout.lock(run_id), waiting):
+        if not force and store.is_completed(run_id):  # stored before, or by the process waited for
+            return store.stored(run_id)
+        dataset = load_dataset(config.dataset, data_dir, mirror)
+        live = layout.live_log(run_id)
+        try:
+            stored, error = run_training(config, dataset, device, layout.pretrain, progress, live)
+            if not store.write(stored, replace_completed=force) and progress is not None:
+                progress(EventKind.NOTE, {"text": f"run {run_id} ended {stored.status}: the completed run stored before is kept"})
+        finally:
+            live.unlink(missing_ok=True)  # the stored run.log has it all; a crash leaves nothing to mislead
     raise_for_outcome(stored, error)
     return stored

@@ -17,6 +17,7 @@ study ran in one go or was interrupted, and the same command twice trains nothin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -34,7 +35,7 @@ import pyarrow.parquet as pq
 from seqbench.atomic import atomic_file
 from seqbench.configure import make_config
 from seqbench.errors import InputError, RuntimeFailure
-from seqbench.events import Progress
+from seqbench.events import EventKind, Progress
 from seqbench.execution.planned import local_device_type, plan_run
 from seqbench.losses.registry import loss_class
 from seqbench.models.registry import default_params
@@ -311,12 +312,10 @@ def run_trial(study: Study, trials: pd.DataFrame, data_dir: Path, results: Path,
         return draw.known
     forward = _in_trial(study, draw.number, update)
     if forward is not None:
-        forward("trial-start", {"params": draw.params, "run_id": draw.run_id})
+        forward(EventKind.TRIAL_START, {"params": draw.params, "run_id": draw.run_id})
     started = time.perf_counter()
-    try:
+    with contextlib.suppress(RuntimeFailure):  # NaN or out of memory: stored as a failed run, a failed trial here
         train_run(draw.config, data_dir, results, mirror, draw.rule.callback(forward) if draw.rule else forward)
-    except RuntimeFailure:  # NaN or out of memory: stored as a failed run, a failed trial here
-        pass
     return record_trial(study, draw, store, time.perf_counter() - started)
 
 
@@ -343,7 +342,7 @@ def run_study(study: Study, trials: int, data_dir: Path, results: Path, mirror: 
         record = run_trial(study, table, data_dir, results, mirror, update)
         table = append_trial(results, study, table, record)
         if update is not None:
-            update("trial", {"loss": study.loss, "trials": trials} | record)
+            update(EventKind.TRIAL, {"loss": study.loss, "trials": trials} | record)
     return table
 
 
@@ -353,7 +352,15 @@ def best_overrides(study: Study, trials: pd.DataFrame) -> dict[str, Any]:
     return study.trial_overrides(json.loads(best_trial(trials)["params_json"]))
 
 
-def retrain_best(study: Study, trials: pd.DataFrame, seeds: list[int], data_dir: Path, results: Path, mirror: Path | None = None, update: Update | None = None) -> pd.DataFrame:
+def retrain_best(
+    study: Study,
+    trials: pd.DataFrame,
+    seeds: list[int],
+    data_dir: Path,
+    results: Path,
+    mirror: Path | None = None,
+    update: Update | None = None,
+) -> pd.DataFrame:
     """The chosen config trained with each seed (stored runs are reused), without pruning."""
     overrides, store, rows = best_overrides(study, trials), RunStore(results), []
     for seed in seeds:
@@ -402,7 +409,9 @@ def tuned_configs(
         if rows.empty:
             raise InputError(f"no stored study for {dataset}/{model}/{loss} in {results}: run `seqbench tune --losses {loss}` first")
         if len(rows) > 1:
-            raise InputError(f"{len(rows)} studies for {dataset}/{model}/{loss} ({', '.join(rows['study_id'])}): pass the tune command's seed and overrides")
+            raise InputError(
+                f"{len(rows)} studies for {dataset}/{model}/{loss} ({', '.join(rows['study_id'])}): pass the tune command's seed and overrides"
+            )
         study = study_from_meta(rows.iloc[0].to_dict())
         chosen[loss] = best_overrides(study, load_trials(results, study.study_id))
     return chosen

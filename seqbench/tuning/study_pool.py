@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from seqbench.configure import make_config
+from seqbench.events import EventKind
 from seqbench.execution import workers
 from seqbench.execution.executor import Executor
 from seqbench.execution.grid import run_grid
@@ -128,7 +129,8 @@ def _draw_wave(executor: Executor, studies: Sequence[Study], tables: list[pd.Dat
             draw = draw_trial(study, tables[index], store, executor.device_type)
             if draw.known is None:
                 wave[draw.run_id] = (index, draw)
-                _notify(updates[index])("trial-start", {"loss": study.loss, "trial": draw.number, "params": draw.params, "run_id": draw.run_id})
+                info: dict[str, Any] = {"loss": study.loss, "trial": draw.number, "params": draw.params, "run_id": draw.run_id}
+                _notify(updates[index])(EventKind.TRIAL_START, info)
                 break
             tables[index] = _append(results, study, tables[index], draw.known, trials, updates[index])
     return wave
@@ -150,32 +152,33 @@ def _train_wave(executor: Executor, wave: dict[str, tuple[int, Any]], studies: S
 
 def _append(results: Path, study: Study, table: pd.DataFrame, record: dict[str, Any], trials: int, update: Update | None) -> pd.DataFrame:
     table = append_trial(results, study, table, record)
-    _notify(update)("trial", {"loss": study.loss, "trials": trials} | record)
+    _notify(update)(EventKind.TRIAL, {"loss": study.loss, "trials": trials} | record)
     return table
 
 
 def _dispatch(wave: dict[str, tuple[int, Any]], studies: Sequence[Study], updates: list[Update | None]) -> Update:
     """One executor callback for a wave: each run's events to its study's callback."""
 
-    def dispatch(kind: str, info: dict[str, Any]) -> None:
-        index, draw = wave.get(info.get("run_id", ""), (None, None))
-        if index is not None:
+    def dispatch(kind: EventKind, info: dict[str, Any]) -> None:
+        entry = wave.get(info.get("run_id", ""))
+        if entry is not None:
+            index, draw = entry
             _notify(updates[index])(kind, info | {"loss": studies[index].loss, "trial": draw.number})
 
-    return dispatch  # type: ignore[return-value]
+    return dispatch
 
 
 def _retrain_events(studies: Sequence[Study], updates: list[Update | None]) -> Update:
     """The retrain grid's events to the callback of the study of the run's loss."""
     by_cell = {(s.dataset, s.model, s.loss): u for s, u in zip(studies, updates)}
 
-    def forward(kind: str, info: dict[str, Any]) -> None:
+    def forward(kind: EventKind, info: dict[str, Any]) -> None:
         for (dataset, model, loss), update in by_cell.items():
             if update is not None and str(info.get("label", "")).startswith(f"{dataset}/{model}/{loss}"):
                 update(kind, info | {"loss": loss})
                 return
 
-    return forward  # type: ignore[return-value]
+    return forward
 
 
 def _one(study: Study, trials: int, data_dir: Path, results: Path, mirror: Path | None, update: Update | None,
@@ -193,7 +196,7 @@ def _study_in_worker(study: Study, trials: int, data_dir: Path, results: Path, m
     _one(study, trials, data_dir, results, mirror, relay if report else None, retrain_seeds)
 
 
-def _notify(update: Update | None) -> workers.Notify:
+def _notify(update: Update | None) -> Update:
     return update if update is not None else (lambda kind, info: None)
 
 

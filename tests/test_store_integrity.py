@@ -1,0 +1,85 @@
+"""The store never loses a completed run: a re-run that is stopped does not replace it, a re-run
+without --force shows it instead of training, and two processes never train one run id at once.
+Real entry point, stdout and stderr as pipes, real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from seqbench.storage.layout import ResultsLayout
+from seqbench.storage.store import RunStore
+
+REPO = Path(__file__).resolve().parents[1]
+STARTUP_SECONDS = 240  # an interpreter importing torch on a loaded 2-core machine
+
+
+def train_args(toy_data: Path, results: Path, epochs: int) -> list[str]:
+    return ["train", "--dataset", "toy", "--model", "gru4rec", "--loss", "cce", "--epochs", str(epochs), "--patience", "1000",
+            "--set", "max_len=10", "--set", "batch_size=16", "--set", "threads=1", "--device", "cpu",
+            "--data-dir", str(toy_data), "--results", str(results)]
+
+
+def start(args: list[str]) -> subprocess.Popen[str]:
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "seqbench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "seqbench", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def wait_for_epoch(results: Path, process: subprocess.Popen[str], epoch: int = 1) -> str:
+    """The run id of the run ``process`` trains, once its live log shows ``epoch``."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        for log in ResultsLayout(results).running.glob("*.log") if ResultsLayout(results).running.is_dir() else []:
+            if any(line.startswith(f"epoch {epoch} ") for line in log.read_text().splitlines()):
+                return log.stem
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run never reached its first epoch"
+        time.sleep(0.05)
+
+
+def test_a_rerun_shows_the_stored_run_and_a_stopped_forced_rerun_keeps_it(toy_data: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    first = run([*train_args(toy_data, results, 3), "--json"])
+    assert first.returncode == 0, first.stderr
+    stored = json.loads(first.stdout)
+    run_id = stored["run_id"]
+    assert stored["training"]["epochs_run"] == 3
+
+    again = run([*train_args(toy_data, results, 3), "--json"])
+    assert again.returncode == 0 and "already stored as completed" in again.stderr
+    assert json.loads(again.stdout)["created_at"] == stored["created_at"]  # shown, not trained again
+
+    rerun = start([*train_args(toy_data, results, 3), "--force", "--quiet"])
+    wait_for_epoch(results, rerun, epoch=1)
+    rerun.send_signal(signal.SIGTERM)
+    _, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 143, err
+    row = RunStore(results).row(run_id)
+    assert row["status"] == "completed" and row["epochs_run"] == 3 and str(row["created_at"]) == stored["created_at"]
+    assert not ResultsLayout(results).live_log(run_id).exists()
+
+
+def test_two_processes_never_train_one_run_and_the_second_waits_for_the_first(toy_data: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    # Long enough for a second interpreter to start while the first trains: 20 s of epochs.
+    args = [*train_args(toy_data, results, 100_000), "--time-budget", "20"]
+    first = start([*args, "--quiet", "--json"])
+    run_id = wait_for_epoch(results, first)
+    second = start([*args, "--json"])  # not quiet: it says that it waits
+    out_first, err_first = first.communicate(timeout=600)
+    out_second, err_second = second.communicate(timeout=600)
+    assert first.returncode == 0 and second.returncode == 0, (err_first, err_second)
+    assert f"run {run_id} is being trained by another process: waiting for it" in err_second
+    assert "already stored as completed" in err_second
+    assert json.loads(out_second)["created_at"] == json.loads(out_first)["created_at"]  # the first process's run
+    assert RunStore(results).row(run_id)["status"] == "completed"
