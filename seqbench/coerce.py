@@ -16,6 +16,8 @@ import types
 import typing
 from typing import Any, Union
 
+import yaml
+
 from seqbench.errors import InputError, unknown_name
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -132,6 +134,30 @@ def parse_list(text: str | None, what: str, known: list[str] | None = None) -> l
         if unknown:
             raise InputError(unknown_name(what, unknown[0], known))
     return items
+
+
+def parse_int_list(text: str, option: str) -> list[int]:
+    """A comma-separated list of integers (``--seeds 0,1,2``, ``--k 5,10``); ``option`` names the flag in the error."""
+    try:
+        return [int(part) for part in parse_list(text, option)]
+    except (ValueError, InputError):
+        raise InputError(f"{option} expects comma-separated integers, got '{text}'") from None
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` (or loss-spec) value as YAML reads a scalar or list (``5`` -> int, ``1e-3`` ->
+    float, ``false`` -> bool); the one text-to-value reading of the project."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        # YAML reads 1e-3 as a string; numbers written that way are meant as floats.
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def split_assignments(pairs: list[str] | None, example: str) -> dict[str, str]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from seqbench.coerce import coerce, split_assignments
+from seqbench.coerce import coerce, parse_value, split_assignments
 from seqbench.devices import DEVICES
 from seqbench.errors import InputError, did_you_mean, unknown_name
 from seqbench.names import check_name
@@ -89,21 +89,6 @@ FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
 FIELD_HINTS = typing.get_type_hints(RunConfig)
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy generators take seeds up to here
 NESTED = ("loss_params", "model_params")
-
-
-def parse_value(text: str) -> Any:
-    """A ``--set`` value as YAML scalar/list (``5`` -> int, ``1e-3`` -> float, ``false`` -> bool)."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):
-        # YAML reads 1e-3 as a string; numbers written that way are meant as floats.
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:

@@ -52,11 +52,14 @@ def test_an_interrupted_grid_resumes_without_duplicates(toy_data: Path, tmp_path
     monkeypatch.setattr(trainer.Trainer, "fit", broken_for_ce)
     monkeypatch.setattr("seqbench.execution.processes.available_cores", lambda: 1)  # in-process, where the patch applies
     results = tmp_path / "r"
-    assert invoke([*GRID, "--quiet"], toy_data, results).exit_code == 0
+    failing = invoke([*GRID, "--quiet"], toy_data, results)
+    assert failing.exit_code == 1  # runs of the grid failed: scripts see it (issue: it was 0)
+    assert "2 of 6 runs of the grid did not complete" in failing.output and "simulated crash" in failing.output
     table = RunStore(results).table()
     assert sorted(table["status"]) == ["completed"] * 4 + ["failed"] * 2
     monkeypatch.setattr(trainer.Trainer, "fit", original)
-    assert invoke([*GRID, "--quiet"], toy_data, results).exit_code == 0
+    assert invoke([*GRID, "--quiet"], toy_data, results).exit_code == 1  # still failed in the store
+    assert invoke([*GRID, "--quiet", "--allow-failed"], toy_data, results).exit_code == 0
     assert sorted(RunStore(results).table()["status"]) == ["completed"] * 4 + ["failed"] * 2  # not retried
     assert invoke([*GRID, "--quiet", "--retry-failed"], toy_data, results).exit_code == 0
     table = RunStore(results).table()

@@ -32,7 +32,7 @@ from seqbench.cli.options import (
     SetOption,
 )
 from seqbench.cli.progress import show_trial_progress
-from seqbench.errors import check_choice
+from seqbench.errors import InputError, RuntimeFailure, check_choice
 from seqbench.events import EventKind
 from seqbench.policies import REAL_DATA_SEEDS, SYNTHETIC_EPOCHS
 
@@ -75,6 +75,9 @@ def compare(
         typer.Option("--dry-run", help="Show the grid, what is stored, what would train and an estimate of the time; train nothing."),
     ] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train runs stored as failed again.")] = False,
+    allow_failed: Annotated[
+        bool, typer.Option("--allow-failed", help="Exit 0 even when runs of the grid failed or were interrupted (they are still listed).")
+    ] = False,
     executor: ExecutorOption = "local",
     ray_address: RayAddressOption = None,
     cpus_per_run: CpusPerRunOption = None,
@@ -98,7 +101,7 @@ def compare(
 ) -> None:
     """Run every dataset x model x loss x seed combination not stored yet, then print tables."""
 
-    def work() -> None:
+    def work() -> int:
         from seqbench.execution.executors import ExecutorChoice  # lazy: start-up
         from seqbench.services import compare as service  # lazy: start-up
         from seqbench.services.compare import CompareRequest  # lazy: start-up
@@ -118,20 +121,41 @@ def compare(
             if request.tune is not None:
                 from seqbench.cli.plan_view import show_tune_plan  # lazy: start-up
 
-                return show_tune_plan(rows, service.tune_plan(request, grid), request.tune, json_)
+                show_tune_plan(rows, service.tune_plan(request, grid), request.tune, json_)
+                return 0
             from seqbench.cli.plan_view import show_plan  # lazy: start-up
 
-            return show_plan(rows, json_, service.preset_plan(request, grid))
+            show_plan(rows, json_, service.preset_plan(request, grid))
+            return 0
         # --tune's studies first: a bad tuning request is refused before the default grid trains
         study_request = service.tune(request, grid, None if quiet or json_ else print_tuning)
-        if request.train:
-            train_grid(request, grid, quiet)
-        result = service.report(request, grid, print_note, study_request)
+        outcomes = train_grid(request, grid, quiet) if request.train else []
+        incomplete = service.incomplete_runs(request, grid, outcomes)
+        try:
+            result = service.report(request, grid, print_note, study_request)
+        except InputError:
+            if incomplete:  # nothing to tabulate because the runs failed: that is the error to report
+                raise RuntimeFailure(not_completed(incomplete, len(grid.configs))) from None
+            raise
         if json_:
-            return emit_json(service.compare_document(request, result))
-        show_tables(result, format_)
+            emit_json(service.compare_document(request, result, incomplete))
+        else:
+            show_tables(result, format_)
+        if incomplete:  # listed whatever the exit code, --quiet included
+            prefix = "warning" if allow_failed else "error"
+            err_console.print(f"{prefix}: {not_completed(incomplete, len(grid.configs))}", highlight=False, markup=False, soft_wrap=True)
+        return 1 if incomplete and not allow_failed else 0
 
-    guarded(work, debug, json_)
+    code = guarded(work, debug, json_)
+    if code:
+        raise typer.Exit(code)
+
+
+def not_completed(incomplete: list[dict[str, Any]], total: int) -> str:
+    """One line: how many runs of the grid did not complete, each with its reason, and what to do."""
+    listed = "; ".join(f"{run['label']}: {run['status']}" + (f" ({run['reason']})" if run["reason"] else "") for run in incomplete)
+    return (f"{len(incomplete)} of {total} runs of the grid did not complete: {listed} "
+            "(retry with --retry-failed; --allow-failed exits 0 anyway)")
 
 
 def print_note(kind: EventKind, info: dict[str, Any]) -> None:
@@ -145,7 +169,7 @@ def print_tuning(kind: EventKind, info: dict[str, Any]) -> None:
     print_note(kind, info) if kind == EventKind.NOTE else show_trial_progress(kind, info)
 
 
-def train_grid(request: service.CompareRequest, grid: service.Grid, quiet: bool) -> None:
+def train_grid(request: service.CompareRequest, grid: service.Grid, quiet: bool) -> list[Any]:
     from seqbench.cli.grid_progress import GridProgress  # lazy: start-up
     from seqbench.services import compare as service  # lazy: start-up
 
@@ -156,15 +180,17 @@ def train_grid(request: service.CompareRequest, grid: service.Grid, quiet: bool)
     note = service.failure_note(outcomes)
     if note and not quiet:
         err_console.print(note, highlight=False)
+    return outcomes
 
 
 def show_tables(result: service.CompareResult, fmt: str) -> None:
     from seqbench.reporting import render  # lazy: start-up
+    from seqbench.reporting.study import HEADINGS  # lazy: start-up
 
     study = result.study
     for name, value in study.tables.items():
         if fmt == "text":
-            out_console.rule(TITLES[name])
+            out_console.rule(HEADINGS.get(name, name))
         if getattr(value, "empty", False):  # e.g. no published numbers for these data sets
             out_console.print(" ".join(value.attrs.get("notes", [])), highlight=False, markup=False, soft_wrap=True)
             continue
@@ -174,14 +200,3 @@ def show_tables(result: service.CompareResult, fmt: str) -> None:
             out_console.print(verdicts, highlight=False, markup=False, soft_wrap=True)
     for path in result.figures:
         err_console.print(f"wrote {path}")
-
-
-TITLES = {
-    "grid": "Improvement grid (test metrics; Improve. = (proposed - best baseline) / best baseline)",
-    "frontier": "Peak training memory versus test NDCG@10 (Pareto frontier marked)",
-    "significance": "Significance of the proposed loss against the best baseline (p-values)",
-    "sensitivity": "Protocol sensitivity of the verdicts",
-    "reference": "Reproduced versus published",
-    "tuning_budget": "Tuning budget per loss (compare --tune: trials x max epochs, completed/pruned, wall time)",
-    "tuning_chosen": "Chosen hyper-parameters per loss (best trial by validation NDCG@10)",
-}

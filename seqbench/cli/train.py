@@ -24,8 +24,8 @@ from seqbench.cli.options import (
     SetOption,
 )
 from seqbench.cli.progress import TrainingProgress
+from seqbench.coerce import parse_int_list
 from seqbench.config import RunConfig
-from seqbench.errors import InputError
 
 DEFAULTS = RunConfig()  # what `train --help` shows as defaults: the protocol's values
 
@@ -158,12 +158,7 @@ def eval_(
     def work() -> None:
         from seqbench.training.reevaluate import evaluate_stored  # lazy: start-up
 
-        ks = None
-        if k:
-            try:
-                ks = tuple(int(part) for part in k.split(","))
-            except ValueError:
-                raise InputError(f"--k expects comma-separated integers, got '{k}'") from None
+        ks = tuple(parse_int_list(k, "--k")) if k else None
         from seqbench.storage.records import document  # lazy: start-up
 
         result = evaluate_stored(run_id, results, data_dir, split, ks, per_timestamp, device, mirror)

@@ -25,8 +25,7 @@ from seqbench.cli.options import (
     SetOption,
 )
 from seqbench.cli.progress import show_trial_progress
-from seqbench.coerce import parse_list
-from seqbench.errors import InputError
+from seqbench.coerce import parse_int_list, parse_list
 from seqbench.policies import (
     SYNTHETIC_EPOCHS,  # as for `compare`: a few epochs on synthetic, else 150
 )
@@ -94,12 +93,7 @@ def tune(
 
 
 def seed_list(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(part) for part in parse_list(text, "seed")]
-    except ValueError:
-        raise InputError(f"--retrain-seeds expects comma-separated integers, got '{text}'") from None
+    return parse_int_list(text, "--retrain-seeds") if text else None
 
 
 def print_report(report: Any, as_json: bool) -> None:

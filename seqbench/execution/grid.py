@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqbench.config import FIELD_TYPES, RunConfig, parse_value
+from seqbench.coerce import parse_value
+from seqbench.config import FIELD_TYPES, RunConfig
 from seqbench.errors import InputError
 from seqbench.events import EventKind, Progress
 from seqbench.execution.executor import Executor, RunOutcome

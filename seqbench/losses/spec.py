@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from seqbench.coerce import parse_value
 from seqbench.errors import InputError
 from seqbench.losses.cross_entropy import CE_IMPLS, CeImpl
 
@@ -45,18 +46,6 @@ def split_loss_list(text: str) -> list[str]:
     return [part for part in parts if part]
 
 
-def _parse_value(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_loss_spec(text: str) -> LossSpec:
     """``name``, ``name[impl]`` (ce/cce) or ``name[key=value;key=value]``."""
     match = re.fullmatch(r"\s*([A-Za-z0-9_-]+)\s*(?:\[(.*)\])?\s*", text)
@@ -67,7 +56,7 @@ def parse_loss_spec(text: str) -> LossSpec:
     for item in filter(None, (part.strip() for part in (inside or "").split(";"))):
         if "=" in item:
             key, value = (piece.strip() for piece in item.split("=", 1))
-            params[key] = _parse_value(value)
+            params[key] = parse_value(value)
         elif name in CE_LOSSES and item in CE_IMPLS:
             params["ce_impl"] = CeImpl(item)
         else:

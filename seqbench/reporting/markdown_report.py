@@ -17,18 +17,9 @@ import pandas as pd
 import seqbench
 from seqbench.reporting.render import render
 from seqbench.reporting.stats import ADJUSTMENT_NAMES
-from seqbench.reporting.study import StudyRequest, StudyTables
+from seqbench.reporting.study import HEADINGS, StudyRequest, StudyTables
 
 REPORT_NAME = "report.md"
-SECTIONS = {
-    "grid": "Improvement grid",
-    "significance": "Significance",
-    "sensitivity": "Protocol sensitivity",
-    "frontier": "Peak training memory versus NDCG@10",
-    "reference": "Reproduced versus published",
-    "tuning_budget": "Tuning budget per loss",
-    "tuning_chosen": "Chosen hyper-parameters",
-}
 
 
 def write_report(directory: Path, study: StudyTables, request: StudyRequest, figures: list[Path]) -> Path:
@@ -56,7 +47,7 @@ def _sections(directory: Path, study: StudyTables, request: StudyRequest, figure
                   "see *Chosen hyper-parameters* and *Tuning budget per loss*.", ""]
     lines += [f"> {note}" for note in study.notes] + ([""] if study.notes else [])
     for name, value in study.tables.items():
-        lines += [f"## {SECTIONS.get(name, name)}", ""]
+        lines += [f"## {HEADINGS.get(name, name)}", ""]
         if getattr(value, "empty", False):
             lines += [" ".join(value.attrs.get("notes", [])), ""]
             continue

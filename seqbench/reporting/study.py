@@ -35,6 +35,16 @@ from seqbench.storage.store import RunStore
 SELECTIONS: tuple[str, ...] = ("grid", "stored")
 TABLES: tuple[str, ...] = ("grid", "frontier", "reference", "all")
 DEVICE_TYPES = ("cpu", "cuda")
+# The heading of each table wherever a study is shown (the command line, the Markdown report).
+HEADINGS: dict[str, str] = {
+    "grid": "Improvement grid (test metrics; Improve. = (proposed - best baseline) / best baseline)",
+    "frontier": "Peak training memory versus test NDCG@10 (Pareto frontier marked)",
+    "significance": "Significance of the proposed loss against the best baseline (p-values)",
+    "sensitivity": "Protocol sensitivity of the verdicts",
+    "reference": "Reproduced versus published",
+    "tuning_budget": "Tuning budget per loss (compare --tune: trials x max epochs, completed/pruned, wall time)",
+    "tuning_chosen": "Chosen hyper-parameters per loss (best trial by validation NDCG@10)",
+}
 
 
 @dataclass

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqbench.coerce import parse_list
+from seqbench.coerce import parse_int_list, parse_list
 from seqbench.config import RunConfig, parse_assignments
 from seqbench.configure import check_catalogues, make_config
 from seqbench.data.prepare import ensure_prepared
@@ -50,6 +50,7 @@ from seqbench.reporting.study import (
     StudyRequest,
     StudyTables,
     build_tables,
+    select_runs,
     verdict_records,
 )
 from seqbench.services.tune_grid import plan_tuning, tune_grid
@@ -138,10 +139,7 @@ def grid_names(datasets: str, models: str, losses: str, seeds: str | None, data_
     dataset_names = parse_list(datasets, "dataset", known_datasets(data_dir))
     if seeds is None:
         seeds = "0" if dataset_names == ["synthetic"] else ",".join(map(str, REAL_DATA_SEEDS))
-    try:
-        seed_values = [int(seed) for seed in parse_list(seeds, "seed")]
-    except ValueError:
-        raise InputError(f"--seeds expects comma-separated integers, got '{seeds}'") from None
+    seed_values = parse_int_list(seeds, "--seeds")
     return {
         "datasets": dataset_names,
         "models": parse_list(models, "model", sorted(MODELS)),
@@ -260,6 +258,21 @@ def train(request: CompareRequest, grid: Grid, executor: Executor, progress: Pro
     return outcomes
 
 
+def incomplete_runs(request: CompareRequest, grid: Grid, outcomes: list[RunOutcome]) -> list[dict[str, Any]]:
+    """The grid's runs that did not complete: failed or interrupted now, or stored so (skipped
+    without --retry-failed). Runs never trained (``--no-train`` on a partial store) are not listed."""
+    found = {o.run_id: {"run_id": o.run_id, "label": o.label, "status": o.status, "reason": o.reason}
+             for o in outcomes if o.status in ("failed", "interrupted")}
+    table = RunStore(request.results).table()
+    if not table.empty:
+        runs, _ = select_runs(table, grid.configs, grid.names, "grid")
+        labels = {config.run_id(device): run_label(config) for config in grid.configs for device in ("cpu", "cuda")}
+        for row in runs[runs["status"] != "completed"].itertuples():
+            found.setdefault(str(row.run_id), {"run_id": row.run_id, "label": labels.get(str(row.run_id), str(row.run_id)),
+                                               "status": row.status, "reason": str(getattr(row, "reason", "") or "")})
+    return list(found.values())
+
+
 def failure_note(outcomes: list[RunOutcome]) -> str | None:
     """One line on the runs that failed (the first three named), or None."""
     failed = [outcome for outcome in outcomes if outcome.status == "failed"]
@@ -352,9 +365,10 @@ def as_records(value: Any) -> list[dict[str, Any]]:
     return value.records() if hasattr(value, "records") else frame_records(value)
 
 
-def compare_document(request: CompareRequest, result: CompareResult) -> dict[str, Any]:
-    """The ``compare --json`` document."""
+def compare_document(request: CompareRequest, result: CompareResult, incomplete: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The ``compare --json`` document (``incomplete``: the grid's runs that did not complete)."""
     study = result.study
-    return document("compare", runs=run_records(study.runs), tables={name: as_records(value) for name, value in study.tables.items()},
+    tables = {name: as_records(value) for name, value in study.tables.items()}
+    return document("compare", incomplete=incomplete or [], runs=run_records(study.runs), tables=tables,
                     verdicts=verdict_records(study.tables.get("grid")), figures=[str(p) for p in result.figures],
                     selection=request.runs, test=request.test, adjustment=request.adjust)

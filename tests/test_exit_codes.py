@@ -1,0 +1,63 @@
+"""The exit-code contract of ``compare`` as scripts see it (stdout and stderr as pipes): 0 when
+every run of the grid completed, 1 when some failed (listed on stderr and in the JSON document,
+also with --quiet), 2 on bad input before any training; --allow-failed exits 0 anyway."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GRID = ["compare", "--datasets", "toy", "--models", "gru4rec", "--losses", "bce,cce", "--seeds", "0", "--epochs", "1",
+        "--set", "max_len=10", "--set", "threads=1", "--jobs", "1"]
+
+
+def compare_with_a_broken_loss(args: list[str], broken: str) -> subprocess.CompletedProcess[str]:
+    """``seqbench.cli.main`` (the console script's function) in a fresh interpreter whose trainer
+    raises for ``broken`` runs: a loss that fails in every run."""
+    driver = textwrap.dedent(f"""
+        import sys
+        import seqbench.training.trainer as trainer
+        original = trainer.Trainer.fit
+        def fit(self, progress=None):
+            if self.config.loss == {broken!r}:
+                raise ValueError("the loss exploded")
+            return original(self, progress)
+        trainer.Trainer.fit = fit
+        from seqbench.cli import main
+        sys.argv = ["seqbench", *{args!r}]
+        main()
+    """)
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_failed_runs_make_compare_exit_1_and_are_listed(toy_data: Path, tmp_path: Path) -> None:
+    where = ["--data-dir", str(toy_data), "--results", str(tmp_path / "r")]
+    quiet = compare_with_a_broken_loss([*GRID, *where, "--quiet"], "cce")
+    assert quiet.returncode == 1, quiet.stderr
+    assert "1 of 2 runs of the grid did not complete: toy/gru4rec/cce/seed0" in quiet.stderr and "the loss exploded" in quiet.stderr
+    as_json = compare_with_a_broken_loss([*GRID, *where, "--json"], "cce")
+    assert as_json.returncode == 1
+    document = json.loads(as_json.stdout)
+    assert [run["label"].split(" ")[0] for run in document["incomplete"]] == ["toy/gru4rec/cce/seed0"]
+    assert document["incomplete"][0]["status"] == "failed"
+    allowed = compare_with_a_broken_loss([*GRID, *where, "--quiet", "--allow-failed"], "cce")
+    assert allowed.returncode == 0 and "did not complete" in allowed.stderr
+
+
+def test_a_grid_whose_every_run_fails_names_the_failures_not_a_missing_training(toy_data: Path, tmp_path: Path) -> None:
+    where = ["--data-dir", str(toy_data), "--results", str(tmp_path / "r"), "--losses", "cce", "--quiet"]
+    failed = compare_with_a_broken_loss([*GRID, *where], "cce")
+    assert failed.returncode == 1
+    assert "did not complete" in failed.stderr and "the loss exploded" in failed.stderr
+    assert "without --no-train" not in failed.stderr  # the old, wrong advice
+
+
+def test_a_grid_that_completes_exits_0(toy_data: Path, tmp_path: Path) -> None:
+    done = compare_with_a_broken_loss([*GRID, "--data-dir", str(toy_data), "--results", str(tmp_path / "r"), "--quiet"], "none")
+    assert done.returncode == 0, done.stderr and "did not complete" not in done.stderr
