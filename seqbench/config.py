@@ -22,6 +22,7 @@ import yaml
 from seqbench.coerce import coerce, parse_value, split_assignments
 from seqbench.devices import DEVICES
 from seqbench.errors import InputError, did_you_mean, unknown_name
+from seqbench.losses.aliases import canonical_param
 from seqbench.names import check_name
 from seqbench.presets import preset_values
 
@@ -177,7 +178,7 @@ def _route(
             # A setting for another loss/model of a grid: not this run's, but a typo in its key
             # must fail here, as it would for a run of that loss, not silently do nothing.
             valid = loss_keys.get(scope) or model_keys.get(scope) or []
-            if name not in valid and not (scope in loss_keys and name == "K" and "num_negatives" in valid):
+            if name not in valid and not (scope in loss_keys and canonical_param(name) in valid):
                 raise InputError(f"unknown parameter '{name}' in '{key}' for {scope}: valid are {', '.join(valid)}")
             return
         else:

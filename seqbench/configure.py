@@ -12,6 +12,7 @@ from seqbench.config import RunConfig, build_config
 from seqbench.data.prepare import ensure_prepared
 from seqbench.data.sequences import read_meta
 from seqbench.errors import InputError
+from seqbench.losses.aliases import canonical_param
 from seqbench.losses.registry import LOSSES, make_params
 from seqbench.losses.registry import default_params as loss_defaults
 from seqbench.models.registry import MODELS
@@ -64,7 +65,7 @@ def check_catalogue(config: RunConfig, num_items: int) -> None:
     """
 
     params = make_params(config.loss, config.loss_params, num_items)
-    given = {"num_negatives", "K"} & set(config.loss_params)
+    given = {canonical_param(key) for key in config.loss_params} & {"num_negatives"}
     negatives = getattr(params, "num_negatives", None)
     if given and negatives is not None and negatives > num_items:
         raise InputError(

@@ -57,3 +57,10 @@ def test_stored_seconds_per_epoch_decide_when_every_run_has_them(tmp_path: Path)
     # One run without a stored rate of its own cell: all fall back to the proxy (one scale for all).
     partial = [row for row in rows if row["model"] != "sasrec" or row["loss"] != "bce"]
     assert labels(longest_first(runs, TableStore(partial)))[0] == "sasrec/cce/seed3"
+
+
+def test_the_work_proxy_reads_k_as_num_negatives() -> None:
+    """``--set K=...`` is the spec's spelling of num_negatives: the run order reads it too (it was missed)."""
+    as_k = make_config(None, {"dataset": "lastfm", "model": "sasrec", "loss": "sampled-ce", "loss_params": {"K": 8}})
+    spelled = make_config(None, {"dataset": "lastfm", "model": "sasrec", "loss": "sampled-ce", "loss_params": {"num_negatives": 8}})
+    assert work_proxy(as_k) == work_proxy(spelled) != work_proxy(make_config(None, {"dataset": "lastfm", "model": "sasrec", "loss": "sampled-ce"}))

@@ -12,6 +12,7 @@ import pandas as pd
 
 from seqbench.config import RunConfig
 from seqbench.execution.planned import PlannedRun
+from seqbench.losses.aliases import canonical_param
 from seqbench.losses.registry import default_params, loss_class
 from seqbench.models.registry import model_class
 from seqbench.storage.store import RunStore
@@ -51,10 +52,11 @@ def work_proxy(config: RunConfig) -> tuple[float, float]:
     """A rough (loss, model) work per epoch, for ordering only: scored items per position x
     positions carrying a loss, then the model's relative cost per position."""
     loss = loss_class(config.loss)
-    positions = config.positions or loss.model_positions.get(config.model, loss.default_positions)
+    positions = loss.positions_for(config.model, config.positions)  # type: ignore[arg-type]  # validated: "all" or "last"
     scored = float(FULL_CATALOGUE)
     if loss.needs_negatives:
-        negatives = (default_params(config.loss) | config.loss_params).get("num_negatives") or 1
+        given = {canonical_param(key): value for key, value in config.loss_params.items()}  # K counts too
+        negatives = (default_params(config.loss) | given).get("num_negatives") or 1
         scored = float(negatives) + 1
     span = config.max_len if positions == "all" else 1
     return scored * span, model_class(config.model).relative_cost

@@ -135,6 +135,12 @@ class Loss(nn.Module, abc.ABC):
 
     help: ClassVar[str] = ""  # one line for the CLI, naming the paper
 
+    @classmethod
+    def positions_for(cls, model: str, override: Positions | None = None) -> Positions:
+        """Where this loss is trained with ``model``: the config's ``positions`` when given, else
+        the model's paper's choice (``model_positions``), else the loss's default."""
+        return override or cls.model_positions.get(model, cls.default_positions)
+
     def __init__(
         self,
         params: object,

@@ -16,6 +16,7 @@ import numpy as np
 
 from seqbench.coerce import coerce
 from seqbench.errors import InputError, did_you_mean
+from seqbench.losses.aliases import canonical_param
 from seqbench.losses.base import Loss
 from seqbench.losses.bce import BCE
 from seqbench.losses.bpr import BPR
@@ -43,7 +44,6 @@ LOSSES: Registry[type[Loss]] = Registry("loss", {
     "sce": SCE,
 })
 
-ALIASES = {"K": "num_negatives"}
 POSITIONS = ("all", "last")
 # Stands in for N while the catalogue is not known yet: every catalogue bound holds for it.
 UNKNOWN_CATALOGUE = 2**62
@@ -69,7 +69,7 @@ def make_params(name: str, params: dict[str, object] | None, num_items: int | No
     fields = [field.name for field in dataclasses.fields(cls)]
     values: dict[str, object] = {}
     for key, value in (params or {}).items():
-        key = ALIASES.get(key, key) if ALIASES.get(key) in fields else key
+        key = canonical_param(key) if canonical_param(key) in fields else key
         if key in values:
             raise InputError(f"parameter {key} of loss {name} was given twice (K is an alias of num_negatives)")
         if key not in fields:

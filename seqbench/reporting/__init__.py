@@ -17,20 +17,16 @@ No-run cases raise :class:`seqbench.errors.InputError` with a one-line message.
 
 from __future__ import annotations
 
-import pandas as pd
-
 from seqbench.reporting.figures import write_figures
 from seqbench.reporting.frontier import frontier_table, pareto_mask
 from seqbench.reporting.grid import GridTable, improvement_grid, significance_frame
 from seqbench.reporting.reference import SOURCES, reference_table
 from seqbench.reporting.render import FORMATS, render, to_rich
 from seqbench.reporting.runs import METRICS
+from seqbench.storage.records import frame_rows
 
-
-def frame_records(frame: pd.DataFrame) -> list[dict]:
-    """JSON-ready rows of a report DataFrame (NaN/NA become None, numpy scalars plain Python)."""
-    plain = frame.astype(object)
-    return plain.where(pd.notna(plain), None).to_dict(orient="records")
+# JSON-ready rows of a report DataFrame: the project's one records helper, under its report name.
+frame_records = frame_rows
 
 
 __all__ = [

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from seqbench.colors import base_loss
 from seqbench.errors import InputError
 from seqbench.reporting import stats
 from seqbench.reporting.comparisons import (
@@ -46,6 +47,7 @@ from seqbench.reporting.runs import (
     setting_labels,
 )
 from seqbench.reporting.verdicts import verdict_frame
+from seqbench.storage.records import frame_rows
 
 IMPROVE = "Improve."
 ALPHA = 0.05  # adjusted p below this marks a difference
@@ -92,8 +94,7 @@ class GridTable:
 
     def records(self) -> list[dict]:
         """JSON-ready rows (NaN becomes None) for ``compare --json`` under ``tables.grid``."""
-        frame = self.tidy().astype(object)
-        return frame.where(pd.notna(frame), None).to_dict(orient="records")
+        return frame_rows(self.tidy())
 
     def display(self) -> DisplayTable:
         cells = self.cells.set_index(["dataset", "setting", "model", "metric", "loss"])
@@ -164,13 +165,9 @@ def _improve_cell(improvements: pd.DataFrame, key: tuple) -> Cell:
 
 
 # --- choosing the columns ------------------------------------------------------------------------
-def _base(label: str) -> str:
-    return label.split("[", 1)[0]
-
-
 def _resolve(name: str, labels: Sequence[str]) -> list[str]:
     """Labels that a user-given loss name means: the exact label, else every variant of that loss."""
-    return [name] if name in labels else [label for label in labels if _base(label) == name]
+    return [name] if name in labels else [label for label in labels if base_loss(label) == name]
 
 
 def choose_losses(labels: Sequence[str], proposed: str, baselines: Sequence[str] | None) -> tuple[str | None, list[str], list[str]]:

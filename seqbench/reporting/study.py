@@ -30,6 +30,7 @@ from seqbench.reporting.verdicts import (
     verdict_heading,
     verdict_lines,
 )
+from seqbench.storage.records import frame_rows
 from seqbench.storage.store import RunStore
 
 SELECTIONS: tuple[str, ...] = ("grid", "stored")
@@ -148,5 +149,4 @@ def build_tables(request: StudyRequest, store: RunStore) -> StudyTables:
 def verdict_records(grid: GridTable | None) -> list[dict[str, Any]]:
     if grid is None or grid.verdicts.empty:
         return []
-    frame = grid.verdicts.astype(object)
-    return frame.where(pd.notna(frame), None).to_dict(orient="records")
+    return frame_rows(grid.verdicts)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.coerce import parse_int_list, parse_list
+from seqbench.colors import base_loss
 from seqbench.config import RunConfig, parse_assignments
 from seqbench.configure import check_catalogues, make_config
 from seqbench.data.prepare import ensure_prepared
@@ -123,7 +124,7 @@ def check_request(request: CompareRequest) -> None:
 def known_losses(proposed: str, baselines: str | None) -> None:
     """--proposed and --baselines name registered losses (a variant ``sampled-ce[...]`` counts as its loss)."""
     for option, name in [("--proposed", proposed), *(("--baselines", b) for b in (parse_list(baselines, "baseline") if baselines else []))]:
-        if name.split("[")[0] not in LOSSES.names():
+        if base_loss(name) not in LOSSES.names():
             raise InputError(f"unknown loss '{name}' in {option}: choose from {', '.join(LOSSES.names())}")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from seqbench.reporting.reproduction import GateResult, check_tolerance, gate, source_of
 from seqbench.reporting.study import select_runs
 from seqbench.services.compare import CompareRequest, Grid, check_request
-from seqbench.storage.records import document
+from seqbench.storage.records import document, frame_rows
 from seqbench.storage.store import RunStore
 
 
@@ -32,6 +32,5 @@ def reproduction(request: CompareRequest, grid: Grid, paper: str, tolerance: flo
 
 def reproduction_document(result: GateResult) -> dict[str, object]:
     """The ``reproduce --json`` document."""
-    cells = result.cells.astype(object).where(result.cells.notna(), None)
     return document("reproduction", paper=result.paper, source=result.source, tolerance=result.tolerance, passed=result.passed,
-                    cells=cells.to_dict(orient="records"), failed=len(result.failed), differences=result.differences)
+                    cells=frame_rows(result.cells), failed=len(result.failed), differences=result.differences)

@@ -65,13 +65,27 @@ class StoredRun:
         return str(self.row.get("status", ""))
 
 
+_RECOVERED: dict[Path, int] = {}  # runs directory -> its mtime when last recovered
+
+
+def recover_once(runs_dir: Path) -> None:
+    """Finish or undo a run replacement that a killed process left half done. A store is opened in
+    many places and each scan lists the whole directory, so it is scanned again only when the
+    directory changed since (a replacement renames entries in it, which moves its mtime)."""
+    if not runs_dir.is_dir():
+        return
+    key, changed = runs_dir.resolve(), runs_dir.stat().st_mtime_ns
+    if _RECOVERED.get(key) != changed:
+        recover_siblings(runs_dir)
+        _RECOVERED[key] = runs_dir.stat().st_mtime_ns
+
+
 class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.runs_dir = ResultsLayout(self.root).runs
         self._warned: set[Path] = set()
-        if self.runs_dir.is_dir():
-            recover_siblings(self.runs_dir)  # a run replaced when the process was killed
+        recover_once(self.runs_dir)
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / check_name("run id", run_id)

@@ -79,7 +79,7 @@ class Trainer:
         self.notes: list[str] = []
         if config.pretrain_epochs > 0:
             self._pretrain(pretrain_cache)
-        positions = config.positions or loss_class(config.loss).model_positions.get(config.model)
+        positions = loss_class(config.loss).positions_for(config.model, config.positions)  # type: ignore[arg-type]  # validated: "all" or "last"
         self.loss: Loss = build_loss(
             config.loss, dataset.num_items, config.loss_params, positions, item_counts=dataset.item_counts()
         ).to(device)

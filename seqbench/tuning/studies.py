@@ -37,6 +37,7 @@ from seqbench.configure import make_config
 from seqbench.errors import InputError, RuntimeFailure
 from seqbench.events import EventKind, Progress
 from seqbench.execution.planned import local_device_type, plan_run
+from seqbench.losses.aliases import spellings
 from seqbench.losses.registry import loss_class
 from seqbench.models.registry import default_params
 from seqbench.space import SHARED_SPACE, Space, cap_at_catalogue
@@ -139,10 +140,8 @@ def _spellings(space: Space, model: str, loss: str) -> set[str]:
     if not scope:
         return {name}
     owner = loss if scope == "loss" else model
-    spellings = {space.name, name, f"{owner}.{name}"}
-    if name == "num_negatives":
-        spellings |= {"K", "loss.K", f"{owner}.K"}
-    return spellings
+    keys = spellings(name)  # num_negatives is also K
+    return {space.name, *keys, *(f"{prefix}.{key}" for key in keys for prefix in (scope, owner))}
 
 
 def plan_study(dataset: str, model: str, loss: str, seed: int, overrides: dict[str, Any], settings: TuneSettings,
