@@ -283,7 +283,8 @@ def test_cuda_without_gpus_per_run_is_an_input_error(ray_local: Any) -> None:
 def test_tuning_studies_through_ray_draw_prune_and_choose_as_locally(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
     pytest.importorskip("optuna")
     from seqbench.tuning import studies as tuning
-    from seqbench.tuning.study_pool import run_studies, run_studies_through
+    from seqbench.tuning.study_pool import run_studies
+    from seqbench.tuning.trials import run_studies_through
 
     # Pruning from the second trial on (one completed trial, epoch 1), so the rules travel to the workers.
     settings = tuning.TuneSettings(random_trials=2, prune_after_trials=1, prune_warmup_epochs=1)

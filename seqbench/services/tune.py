@@ -28,7 +28,8 @@ from seqbench.tuning.studies import (
     require_optuna,
     retrain_best,
 )
-from seqbench.tuning.study_pool import run_studies, run_studies_through
+from seqbench.tuning.study_pool import run_studies
+from seqbench.tuning.trials import run_studies_through
 
 
 @dataclass

@@ -43,9 +43,9 @@ from seqbench.tuning.studies import (
     plan_study,
     require_optuna,
     retrain_best,
-    run_study,
 )
-from seqbench.tuning.study_pool import run_studies, run_studies_through
+from seqbench.tuning.study_pool import run_studies
+from seqbench.tuning.trials import run_studies_through, run_study
 
 DEFAULT, TUNED = "default", "tuned"
 
@@ -85,7 +85,7 @@ def tune_grid(
     ``figure_dirs``: where the validation-per-trial figures go (``--plots``, the report's figures).
     ``jobs``: studies trained at once, one process each (the same trials and numbers as one at a time).
     ``executor``: train the trials and retrains through it instead (``--executor ray``: a cluster),
-    wave by wave (:func:`~seqbench.tuning.study_pool.run_studies_through`), with the same trials.
+    wave by wave (:func:`~seqbench.tuning.trials.run_studies_through`), with the same trials.
     """
     require_optuna()
     if trials < 1:

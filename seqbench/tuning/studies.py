@@ -17,17 +17,14 @@ study ran in one go or was interrupted, and the same command twice trains nothin
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,17 +32,15 @@ import pyarrow.parquet as pq
 from seqbench.atomic import atomic_file
 from seqbench.configure import make_config
 from seqbench.errors import InputError, RuntimeFailure
-from seqbench.events import EventKind, Progress
-from seqbench.execution.planned import local_device_type, plan_run
+from seqbench.events import Progress
+from seqbench.execution.planned import plan_run
 from seqbench.losses.aliases import spellings
 from seqbench.losses.registry import loss_class
 from seqbench.models.registry import default_params
 from seqbench.space import SHARED_SPACE, Space, cap_at_catalogue
 from seqbench.storage.layout import ResultsLayout
 from seqbench.storage.store import RunStore
-from seqbench.training.prune_rule import PruneRule
 from seqbench.training.trainer import train_run
-from seqbench.tuning.pruning import median_rule
 
 PRUNERS = ("median", "none")
 TRIAL_COLUMNS = [
@@ -210,114 +205,6 @@ def _space_from(described: dict[str, Any]) -> Space:
     return Space(described["name"], described["low"], described["high"], log=described["log"], integer=described["kind"] == "int")
 
 
-# --- one trial --------------------------------------------------------------------------------------
-def _sampler_seed(seed: int, number: int) -> int:
-    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
-
-
-def _optuna_study(study: Study, trials: pd.DataFrame, number: int) -> Any:
-    """An in-memory Optuna study holding the stored trials, with the sampler for trial ``number``."""
-    optuna = require_optuna()
-    settings = study.settings
-    sampler = optuna.samplers.TPESampler(seed=_sampler_seed(study.seed, number), n_startup_trials=settings.random_trials)
-    # Pruning is decided by the trial's own rule (training/pruning.py), not by this study.
-    frozen = optuna.create_study(direction="maximize", sampler=sampler)
-    distributions = {s.name: s.distribution() for s in study.space}
-    states = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED, "failed": optuna.trial.TrialState.FAIL}
-    for row in trials.itertuples():
-        state = states[row.state]
-        frozen.add_trial(optuna.trial.create_trial(
-            params=json.loads(row.params_json),
-            distributions=distributions,
-            value=float(row.value) if state == optuna.trial.TrialState.COMPLETE else None,
-            intermediate_values={int(k): v for k, v in json.loads(row.intermediate_json).items()},
-            state=state,
-        ))
-    return frozen
-
-
-def _record(number: int, params: dict[str, Any], row: dict[str, Any], epochs: pd.DataFrame, metric: str, wall: float, reused: bool) -> dict[str, Any]:
-    """A study-table row from a stored run: only validation columns are read."""
-    status = str(row.get("status"))
-    state = status if status in ("completed", "pruned") else "failed"
-    column = f"valid_{metric}"
-    curve = epochs[["epoch", column]].dropna() if column in epochs.columns else pd.DataFrame(columns=["epoch", column])
-    intermediate = {str(int(e)): float(v) for e, v in zip(curve["epoch"], curve[column])}
-    value = row.get(column)
-    return {
-        "number": number, "run_id": row["run_id"], "state": state,
-        "value": float(value) if value is not None and state != "failed" else float("nan"),
-        "params_json": json.dumps(params, sort_keys=True), "intermediate_json": json.dumps(intermediate),
-        "epochs_run": int(row.get("epochs_run", 0)), "best_epoch": int(row.get("best_epoch", 0)),
-        "train_seconds": float(row.get("train_seconds", 0.0)), "wall_seconds": wall, "reused": reused,
-        "reason": str(row.get("reason", "")),
-    }
-
-
-def _stored_elsewhere(store: RunStore, run_id: str) -> bool:
-    """A run of this config that ran its course (a pruned one was cut short by another study's
-    pruner, whose other trials differ: that one is trained again here)."""
-    return store.has(run_id) and store.row(run_id).get("status") in ("completed", "failed")
-
-
-@dataclass
-class Draw:
-    """Trial ``number`` as drawn: its params, config and run id, the pruning rule it trains under,
-    and its table row when that config was trained before (then it is not trained again)."""
-
-    number: int
-    params: dict[str, Any]
-    config: Any  # RunConfig
-    run_id: str
-    rule: PruneRule | None
-    known: dict[str, Any] | None = None
-
-
-def draw_trial(study: Study, trials: pd.DataFrame, store: RunStore, device_of: Any = None) -> Draw:
-    """Draw trial number ``len(trials)`` (``device_of(config)``: where it will train, for its run id)."""
-    number = len(trials)
-    frozen = _optuna_study(study, trials, number)
-    params = dict(frozen.ask({s.name: s.distribution() for s in study.space}).params)
-    config = make_config(None, study.trial_overrides(params) | {"seed": study.seed})
-    run_id = plan_run(config, (device_of or local_device_type)(config)).run_id
-    settings = study.settings
-    rule = median_rule(trials, settings.metric, settings.prune_warmup_epochs, settings.prune_after_trials) if settings.pruner == "median" else None
-    draw = Draw(number, params, config, run_id, rule)
-    earlier = trials[trials["run_id"] == run_id] if len(trials) else trials
-    if len(earlier):  # the sampler proposed this config before: the same trial again, not trained twice
-        draw.known = earlier.iloc[0].to_dict() | {"number": number, "wall_seconds": 0.0, "reused": True}
-    elif _stored_elsewhere(store, run_id):  # e.g. by `compare` or another study: read, not retrained
-        draw.known = _record(number, params, store.row(run_id), store.epochs(run_id), settings.metric, 0.0, True)
-    return draw
-
-
-def record_trial(study: Study, draw: Draw, store: RunStore, wall: float, reason: str = "") -> dict[str, Any]:
-    """The table row of a trained trial, from its stored run (a run that left nothing: failed)."""
-    if store.has(draw.run_id):
-        return _record(draw.number, draw.params, store.row(draw.run_id), store.epochs(draw.run_id), study.settings.metric, wall, False)
-    row = {"run_id": draw.run_id, "status": "failed", "reason": reason or "the run left nothing in the store"}
-    return _record(draw.number, draw.params, row, pd.DataFrame(), study.settings.metric, wall, False)
-
-
-def _in_trial(study: Study, number: int, update: Update | None) -> Update | None:
-    return (lambda event, info: update(event, info | {"loss": study.loss, "trial": number})) if update else None
-
-
-def run_trial(study: Study, trials: pd.DataFrame, data_dir: Path, results: Path, mirror: Path | None, update: Update | None) -> dict[str, Any]:
-    """Draw trial number ``len(trials)``, train it here unless its run is stored, return its table row."""
-    store = RunStore(results)
-    draw = draw_trial(study, trials, store)
-    if draw.known is not None:
-        return draw.known
-    forward = _in_trial(study, draw.number, update)
-    if forward is not None:
-        forward(EventKind.TRIAL_START, {"params": draw.params, "run_id": draw.run_id})
-    started = time.perf_counter()
-    with contextlib.suppress(RuntimeFailure):  # NaN or out of memory: stored as a failed run, a failed trial here
-        train_run(draw.config, data_dir, results, mirror, draw.rule.callback(forward) if draw.rule else forward)
-    return record_trial(study, draw, store, time.perf_counter() - started)
-
-
 def start_study(results: Path, study: Study) -> pd.DataFrame:
     """Record the study's description (once) and return its stored trials (none for a new one)."""
     _write_meta(results, study)
@@ -328,20 +215,6 @@ def append_trial(results: Path, study: Study, table: pd.DataFrame, record: dict[
     """``table`` plus one trial's row, written (atomically) as the study's table."""
     table = pd.concat([table, pd.DataFrame([record])], ignore_index=True) if len(table) else pd.DataFrame([record])
     _write_table(table, study_dir(results, study.study_id) / "trials.parquet")
-    return table
-
-
-def run_study(study: Study, trials: int, data_dir: Path, results: Path, mirror: Path | None = None, update: Update | None = None) -> pd.DataFrame:
-    """Bring ``study`` to ``trials`` trials (continuing a stored one); returns its trial table."""
-    if trials < 1:
-        raise InputError(f"--trials must be >= 1, got {trials}")
-    require_optuna()
-    table = start_study(results, study)
-    while len(table) < trials:
-        record = run_trial(study, table, data_dir, results, mirror, update)
-        table = append_trial(results, study, table, record)
-        if update is not None:
-            update(EventKind.TRIAL, {"loss": study.loss, "trials": trials} | record)
     return table
 
 
