@@ -66,7 +66,7 @@ def test_seeds_give_intervals_verdicts_and_a_sweep_gives_a_sensitivity_table(toy
     assert len(verdicts) == 2 and {v["setting"] for v in verdicts} == {"patience=1", "patience=2"}
     for verdict in verdicts:
         assert verdict["covers"] == "seeds+users" and verdict["n_proposed"] == 2
-        assert verdict["verdict"] in ("cce > bce", "bce > cce", "no detectable difference")
+        assert verdict["verdict"] in ("cce > bce", "cce < bce", "no detectable difference")
         assert verdict["p_adjusted"] >= verdict["p_value"]
     sensitivity = document["tables"]["sensitivity"]
     assert len(sensitivity) == 1 and sensitivity[0]["verdict holds"] in ("yes", "no")
@@ -102,3 +102,23 @@ def test_the_report_is_self_contained(toy_data: Path, tmp_path: Path) -> None:
     assert not list(report.glob(".*tmp*"))
     runs = RunStore(results).table()
     assert all(run_id in text for run_id in runs["run_id"])
+
+
+def test_verdict_words_agree_with_the_sign_of_their_number() -> None:
+    """A proposed loss significantly worse reads "cce < sce: -6.9% [...]", never "sce > cce: -6.9%"."""
+    import pandas as pd
+
+    from seqbench.reporting.verdicts import COLUMNS, _short, verdict_lines
+
+    rows = []
+    for improve, direction in ((-0.0689, -1), (0.051, 1), (0.004, 0)):
+        row = dict.fromkeys(COLUMNS, 0) | {"dataset": "lastfm", "setting": "", "model": "sasrec", "metric": "NDCG@10", "proposed": "cce",
+                                           "baseline": "sce", "improve": improve, "improve_low": improve - 0.01, "improve_high": improve + 0.01,
+                                           "p_adjusted": 0.001, "covers": "seeds+users", "n_proposed": 3, "n_baseline": 3, "direction": direction}
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["verdict"] = [_short(row) for row in frame.itertuples()]
+    worse, better, same = verdict_lines(frame, "holm")
+    assert "cce < sce: -6.89%" in worse and "sce > cce" not in worse
+    assert "cce > sce: +5.10%" in better
+    assert "no detectable difference" in same

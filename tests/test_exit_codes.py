@@ -61,3 +61,19 @@ def test_a_grid_whose_every_run_fails_names_the_failures_not_a_missing_training(
 def test_a_grid_that_completes_exits_0(toy_data: Path, tmp_path: Path) -> None:
     done = compare_with_a_broken_loss([*GRID, "--data-dir", str(toy_data), "--results", str(tmp_path / "r"), "--quiet"], "none")
     assert done.returncode == 0, done.stderr and "did not complete" not in done.stderr
+
+
+def test_a_proposed_loss_outside_the_grid_is_refused_before_training(toy_data: Path, tmp_path: Path) -> None:
+    args = [*GRID, "--losses", "bce,ce", "--proposed", "cce", "--data-dir", str(toy_data), "--results", str(tmp_path / "r")]
+    refused = compare_with_a_broken_loss(args, "none")
+    assert refused.returncode == 2 and "--proposed cce is not among --losses bce,ce" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "r" / "runs").exists()
+
+
+def test_without_cce_in_the_grid_the_proposed_loss_is_chosen_and_said(toy_data: Path, tmp_path: Path) -> None:
+    args = [*GRID, "--losses", "bce,ce", "--data-dir", str(toy_data), "--results", str(tmp_path / "r"), "--quiet", "--json"]
+    done = compare_with_a_broken_loss(args, "none")
+    assert done.returncode == 0, done.stderr
+    assert "Improve. compares ce (the last of --losses; cce is not among them)" in done.stderr
+    improvements = json.loads(done.stdout)["tables"]["grid"]
+    assert {row["proposed"] for row in improvements if row.get("proposed")} == {"ce"}

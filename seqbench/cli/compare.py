@@ -57,7 +57,9 @@ def compare(
     set_: SetOption = None,
     table: Annotated[str, typer.Option(help="grid, frontier, reference or all.")] = "grid",
     format_: Annotated[str, typer.Option("--format", help="text, markdown, latex or csv.")] = "text",
-    proposed: Annotated[str, typer.Option(help="The loss whose improvement the grid shows.")] = "cce",
+    proposed: Annotated[
+        str | None, typer.Option(help="The loss whose improvement the grid shows (one of --losses).", show_default="cce, else the last of --losses")
+    ] = None,
     test: Annotated[str, typer.Option("--test", help="hierarchical (seeds and users; default), bootstrap, welch or paired.")] = "hierarchical",
     adjust: Annotated[str, typer.Option("--adjust", help="Multiple-comparison adjustment per table: holm, bh or none.")] = "holm",
     alpha: Annotated[float, typer.Option("--alpha", help="Adjusted p below this marks a difference.")] = 0.05,

@@ -52,8 +52,8 @@ def _short(row: Any) -> str:  # a row of DataFrame.itertuples(): its fields are 
     proposed, baseline = row.proposed, row.baseline
     if direction > 0:
         return f"{proposed} > {baseline}"
-    if direction < 0:
-        return f"{baseline} > {proposed}"
+    if direction < 0:  # the number beside it is proposed relative to baseline: negative, so say "<"
+        return f"{proposed} < {baseline}"
     return "no detectable difference"
 
 

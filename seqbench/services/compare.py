@@ -74,7 +74,7 @@ class CompareRequest:
     device: str | None = None
     sets: list[str] = field(default_factory=list)  # --set key=value (a comma list is a sweep axis)
     table: str = "grid"
-    proposed: str = "cce"
+    proposed: str | None = None  # None: cce when it is in --losses, else the last of them (and a note says so)
     baselines: str | None = None
     source: str = "li2023_cce_table2"
     test: str = "hierarchical"
@@ -100,6 +100,8 @@ class Grid:
     names: dict[str, list[Any]]  # datasets, models, losses, seeds
     overrides: dict[str, Any]  # --set, --preset, --epochs, --device (a comma list is still a sweep)
     configs: list[RunConfig]
+    proposed: str = "cce"  # the loss Improve. is about: --proposed, else cce, else the last of --losses
+    notes: list[str] = field(default_factory=list)  # said with the tables (how the proposed loss was chosen)
 
 
 @dataclass
@@ -126,6 +128,21 @@ def known_losses(proposed: str, baselines: str | None) -> None:
     for option, name in [("--proposed", proposed), *(("--baselines", b) for b in (parse_list(baselines, "baseline") if baselines else []))]:
         if base_loss(name) not in LOSSES.names():
             raise InputError(f"unknown loss '{name}' in {option}: choose from {', '.join(LOSSES.names())}")
+
+
+def proposed_loss(request: CompareRequest, losses: list[str]) -> tuple[str, list[str]]:
+    """The loss the grid's Improve. column is about, and a note when it was not given: --proposed
+    must be one of --losses; without it, cce when present, else the last of --losses (said)."""
+    names = {base_loss(loss) for loss in losses}
+    if request.proposed is not None:
+        if request.table in ("grid", "all") and base_loss(request.proposed) not in names:
+            raise InputError(f"--proposed {request.proposed} is not among --losses {','.join(losses)}: "
+                             f"name one of them with --proposed (e.g. --proposed {losses[-1]})")
+        return request.proposed, []
+    if "cce" in names:
+        return "cce", []
+    return losses[-1], [f"Improve. compares {losses[-1]} (the last of --losses; cce is not among them) with the others: "
+                        "--proposed NAME chooses another."]
 
 
 def known_datasets(data_dir: Path) -> list[str]:
@@ -173,10 +190,11 @@ def plan(request: CompareRequest) -> Grid:
     if seeds is None and request.preset and preset(request.preset).seeds:  # the paper's own seeds
         seeds = ",".join(map(str, preset(request.preset).seeds))
     names = grid_names(request.datasets, request.models, request.losses, seeds, request.data_dir)
-    known_losses(request.proposed, request.baselines)
+    proposed, notes = proposed_loss(request, names["losses"])
+    known_losses(proposed, request.baselines)
     sets = [*([f"paper_preset={request.preset}"] if request.preset else []), *request.sets]
     overrides = grid_overrides(names, request.epochs, request.device, sets)
-    return Grid(names, overrides, grid_configs(names, overrides))
+    return Grid(names, overrides, grid_configs(names, overrides), proposed, notes)
 
 
 def dry_run(request: CompareRequest, grid: Grid) -> list[dict[str, Any]]:
@@ -240,7 +258,9 @@ def make_executor(request: CompareRequest) -> Executor:
 
 
 def prepare(request: CompareRequest, grid: Grid) -> None:
-    """Every data set prepared and every config checked against its catalogue, before any training."""
+    """Every data set prepared, every config checked against its catalogue and the store checked
+    writable, before any training."""
+    RunStore(request.results).check_writable()
     for dataset in grid.names["datasets"]:
         ensure_prepared(dataset, request.data_dir, request.mirror)
     check_catalogues(grid.configs, request.data_dir, request.mirror)
@@ -297,7 +317,7 @@ def tracked(progress: Progress, runs: list[PlannedRun], request: CompareRequest)
 # --- tables -----------------------------------------------------------------------------------
 def study_request(request: CompareRequest, grid: Grid) -> StudyRequest:
     baselines = parse_list(request.baselines, "baseline") if request.baselines else None
-    return StudyRequest(grid.configs, grid.names, request.table, request.runs, request.proposed, baselines,
+    return StudyRequest(grid.configs, grid.names, request.table, request.runs, grid.proposed, baselines,
                         request.source, request.test, request.adjust, request.alpha)
 
 
@@ -345,7 +365,7 @@ def report(request: CompareRequest, grid: Grid, progress: Progress | None = None
         report_figures = write_figures(store, study.completed, Path(request.report_dir) / "figures")
         written = write_report(Path(request.report_dir), study, study_req, report_figures)
         notify(EventKind.NOTE, {"text": f"wrote {written}"})
-    for note in study.notes:
+    for note in [*grid.notes, *study.notes]:
         notify(EventKind.NOTE, {"text": note})
     return CompareResult(study, figures, written)
 

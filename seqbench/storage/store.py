@@ -65,6 +65,7 @@ class StoredRun:
         return str(self.row.get("status", ""))
 
 
+_WARNED: set[Path] = set()  # damaged files already reported by this process
 _RECOVERED: dict[Path, int] = {}  # runs directory -> its mtime when last recovered
 
 
@@ -84,7 +85,6 @@ class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.runs_dir = ResultsLayout(self.root).runs
-        self._warned: set[Path] = set()
         recover_once(self.runs_dir)
 
     def run_dir(self, run_id: str) -> Path:
@@ -96,8 +96,8 @@ class RunStore:
         return DamagedRun(f"damaged run file {path} ({reason[:160]}): remove the run with `rm -r {path.parent}` and train it again", path)
 
     def warn(self, problem: DamagedRun) -> None:
-        if problem.path not in self._warned:  # once per file, however often a report reads it
-            self._warned.add(problem.path)
+        if problem.path not in _WARNED:  # once per file and process, however often the store is read
+            _WARNED.add(problem.path)
             sys.stderr.write(f"warning: skipped {problem.message}\n")
             sys.stderr.flush()
 

@@ -316,10 +316,10 @@ def train_run(
         if progress is not None:
             progress(EventKind.NOTE, {"text": f"run {run_id} is being trained by another process: waiting for it"})
 
+    dataset = load_dataset(config.dataset, data_dir, mirror)  # a damaged data set is reported even when the run is stored
     with exclusive(layout.lock(run_id), waiting):
         if not force and store.is_completed(run_id):  # stored before, or by the process waited for
             return store.stored(run_id)
-        dataset = load_dataset(config.dataset, data_dir, mirror)
         live = layout.live_log(run_id)
         try:
             stored, error = run_training(config, dataset, device, layout.pretrain, progress, live)
