@@ -13,7 +13,7 @@ whatever their configs, so each loss's tuned config is one column of the "tuned"
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ import pandas as pd
 
 from seqbench.config import RunConfig
 from seqbench.errors import InputError
+from seqbench.registry import Registry
 from seqbench.reporting.frontier import frontier_table
 from seqbench.reporting.grid import GridTable, improvement_grid, significance_frame
 from seqbench.reporting.reference import reference_table
@@ -34,7 +35,6 @@ from seqbench.storage.records import frame_rows
 from seqbench.storage.store import RunStore
 
 SELECTIONS: tuple[str, ...] = ("grid", "stored")
-TABLES: tuple[str, ...] = ("grid", "frontier", "reference", "all")
 DEVICE_TYPES = ("cpu", "cuda")
 # The heading of each table wherever a study is shown (the command line, the Markdown report).
 HEADINGS: dict[str, str] = {
@@ -115,8 +115,8 @@ def select_runs(table: pd.DataFrame, configs: Sequence[RunConfig], names: dict[s
 
 def build_tables(request: StudyRequest, store: RunStore) -> StudyTables:
     """Every requested table over the study's completed runs; InputError when there is none."""
-    if request.table not in TABLES:
-        raise InputError(f"unknown table '{request.table}': choose one of {', '.join(TABLES)}")
+    if request.table not in TABLE_CHOICES:
+        raise InputError(f"unknown table '{request.table}': choose one of {', '.join(TABLE_CHOICES)}")
     tuning = request.tuning
     runs, notes = select_runs(store.table(), request.configs, request.names, request.selection, request.arms,
                               tuning.trial_run_ids if tuning is not None else frozenset())
@@ -124,26 +124,49 @@ def build_tables(request: StudyRequest, store: RunStore) -> StudyTables:
     if completed.empty:
         raise InputError(f"no completed runs in {store.root} for this grid: run `seqbench compare` without --no-train first")
     study = StudyTables(runs, completed.reset_index(drop=True), notes=notes)
-    if request.table in ("grid", "all"):
-        grid = improvement_grid(study.completed, store, proposed=request.proposed, baselines=request.baselines,
-                                test=request.test, adjustment=request.adjustment, alpha=request.alpha)
-        study.tables["grid"] = grid
-        study.tables["significance"] = significance_frame(grid)
-        study.verdicts = verdict_lines(grid.verdicts, request.adjustment)
-        study.verdict_heading = verdict_heading(grid.verdicts, request.adjustment)
-        sensitivity = sensitivity_table(grid.verdicts)
-        if not sensitivity.empty:
-            study.tables["sensitivity"] = sensitivity
-        study.notes += grid.notes
-    if tuning is not None:  # what each loss's search spent and chose, beside the grid it feeds
+    for name in TABLES.names() if request.table == "all" else [request.table]:
+        if name != "grid":
+            _tuning_tables(study, tuning)  # what each loss's search spent and chose, right after the grid it feeds
+        TABLES.get(name)(study, request, store)
+    _tuning_tables(study, tuning)
+    return study
+
+
+def _grid_tables(study: StudyTables, request: StudyRequest, store: RunStore) -> None:
+    """The improvement grid, its significance table, the verdicts and their sensitivity."""
+    grid = improvement_grid(study.completed, store, proposed=request.proposed, baselines=request.baselines,
+                            test=request.test, adjustment=request.adjustment, alpha=request.alpha)
+    study.tables["grid"] = grid
+    study.tables["significance"] = significance_frame(grid)
+    study.verdicts = verdict_lines(grid.verdicts, request.adjustment)
+    study.verdict_heading = verdict_heading(grid.verdicts, request.adjustment)
+    sensitivity = sensitivity_table(grid.verdicts)
+    if not sensitivity.empty:
+        study.tables["sensitivity"] = sensitivity
+    study.notes += grid.notes
+
+
+def _tuning_tables(study: StudyTables, tuning: Any) -> None:
+    """``compare --tune``'s budget and choices, once."""
+    if tuning is not None and "tuning_budget" not in study.tables:
         study.tables["tuning_budget"] = tuning.budget
         study.tables["tuning_chosen"] = tuning.chosen
         study.notes += tuning.notes
-    if request.table in ("frontier", "all"):
-        study.tables["frontier"] = frontier_table(study.completed)
-    if request.table in ("reference", "all"):
-        study.tables["reference"] = reference_table(study.completed, source=request.source, store=store)
-    return study
+
+
+def _frontier_table(study: StudyTables, request: StudyRequest, store: RunStore) -> None:
+    study.tables["frontier"] = frontier_table(study.completed)
+
+
+def _reference_table(study: StudyTables, request: StudyRequest, store: RunStore) -> None:
+    study.tables["reference"] = reference_table(study.completed, source=request.source, store=store)
+
+
+# The tables a study can show, each one function that adds its table(s) to the study; "all" is every one.
+TABLES: Registry[Callable[[StudyTables, StudyRequest, RunStore], None]] = Registry(
+    "table", {"grid": _grid_tables, "frontier": _frontier_table, "reference": _reference_table}
+)
+TABLE_CHOICES: tuple[str, ...] = (*TABLES.names(), "all")
 
 
 def verdict_records(grid: GridTable | None) -> list[dict[str, Any]]:

@@ -47,7 +47,7 @@ from seqbench.reporting.markdown_report import write_report
 from seqbench.reporting.stats import ADJUSTMENTS, TESTS
 from seqbench.reporting.study import (
     SELECTIONS,
-    TABLES,
+    TABLE_CHOICES,
     StudyRequest,
     StudyTables,
     build_tables,
@@ -113,7 +113,7 @@ class CompareResult:
 
 def check_request(request: CompareRequest) -> None:
     """The request's choices, before anything is planned or trained."""
-    check_choice("table", request.table, TABLES)
+    check_choice("table", request.table, TABLE_CHOICES)
     request.where.check()
     check_choice("test", request.test, TESTS)
     check_choice("adjustment", request.adjust, ADJUSTMENTS)
