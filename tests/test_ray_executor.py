@@ -126,13 +126,12 @@ def test_bad_resources_are_input_errors() -> None:
 def test_ray_grid_stores_the_same_runs_as_the_local_executor(ray_local: Any, toy_data: Path, tmp_path: Path) -> None:
     for module in ("seqbench.losses.registry", "seqbench.models.registry", "seqbench.data.prepare"):
         pytest.importorskip(module, reason="real training needs the losses, models and data layers (merged on main)")
-    from seqbench.configure import make_config
     from seqbench.execution.executor import InProcessExecutor
     from seqbench.execution.grid import GridSpec, expand
 
     # threads=1: both executors pin torch to one thread, so reductions run in the same order.
     overrides = {"epochs": 2, "batch_size": 64, "max_len": 10, "eval_batch_size": 128, "device": "cpu", "threads": 1}
-    configs = expand(GridSpec(["toy"], ["gru4rec"], ["bce", "ce"], [0], overrides), make_config)
+    configs = expand(GridSpec(["toy"], ["gru4rec"], ["bce", "ce"], [0], overrides))
     local = run_grid(configs, toy_data, tmp_path / "local", InProcessExecutor())
     events: list[tuple[str, str]] = []
     remote = run_grid(configs, toy_data, tmp_path / "ray", executor(), update=lambda event, info: events.append((event, info["label"])))

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seqbench.coerce import parse_value
 from seqbench.config import FIELD_TYPES, RunConfig
+from seqbench.configure import make_config
 from seqbench.errors import InputError
 from seqbench.events import EventKind, Progress
 from seqbench.execution.executor import Executor, RunOutcome
@@ -55,7 +56,7 @@ def _sweeps(overrides: dict[str, Any]) -> list[dict[str, Any]]:
     return [fixed | dict(combination) for combination in itertools.product(*axes)]
 
 
-def expand(spec: GridSpec, make_config: Callable[[dict[str, Any] | None, dict[str, Any] | None], RunConfig]) -> list[RunConfig]:
+def expand(spec: GridSpec) -> list[RunConfig]:
     """Every run of the grid as a validated config, without duplicates, in a stable order."""
     configs: dict[str, RunConfig] = {}
     for dataset, model, loss, seed in itertools.product(spec.datasets, spec.models, spec.losses, spec.seeds):

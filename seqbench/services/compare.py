@@ -24,7 +24,7 @@ from typing import Any
 from seqbench.coerce import parse_int_list, parse_list
 from seqbench.colors import base_loss
 from seqbench.config import RunConfig, parse_assignments
-from seqbench.configure import check_catalogues, make_config
+from seqbench.configure import check_catalogues
 from seqbench.data.prepare import ensure_prepared
 from seqbench.data.registry import load_registry
 from seqbench.data.sequences import is_prepared
@@ -182,7 +182,7 @@ def grid_overrides(names: dict[str, list[Any]], epochs: int | None, device: str 
 def grid_configs(names: dict[str, list[Any]], overrides: dict[str, Any]) -> list[RunConfig]:
     """Every run of the grid as a validated config."""
     spec = GridSpec(names["datasets"], names["models"], names["losses"], names["seeds"], overrides)
-    return expand(spec, make_config)
+    return expand(spec)
 
 
 def plan(request: CompareRequest) -> Grid:
