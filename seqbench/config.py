@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from seqbench.coerce import coerce, parse_value, split_assignments
+from seqbench.data import AUGMENTATIONS
 from seqbench.devices import DEVICES
 from seqbench.errors import InputError, did_you_mean, unknown_name
 from seqbench.losses.aliases import canonical_param
@@ -216,6 +217,7 @@ def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, m
         (config.pretrain_epochs >= 0, f"pretrain_epochs must be >= 0, got {config.pretrain_epochs}"),
         (config.threads >= 0, f"threads must be >= 0 (0 = torch's default), got {config.threads}"),
         (config.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got '{config.sampler}'"),
+        (config.augment in AUGMENTATIONS, f"augment must be one of {', '.join(AUGMENTATIONS)}, got '{config.augment}'"),
     ]
     for ok, message in checks:
         if not ok:

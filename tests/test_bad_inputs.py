@@ -273,6 +273,7 @@ def cases() -> list[Case]:
                        ("model", "nope")]:
         add(f"range-{key}={value}", train("--set", f"{key}={value}"), contains=key if key not in ("loss", "model") else "nope")
     add("lr-inf-option", train("--set", "lr=inf"), contains="lr")
+    add("compare-augment-sideways", compare("--set", "augment=sideways"), contains="augment")  # was found after training
     add("train-device-tpu", train("--device", "tpu"), contains="tpu")
     add("train-epochs-abc", train("--epochs", "abc"), contains="epochs")
     add("train-unknown-option", train("--bogus"), contains="--bogus")

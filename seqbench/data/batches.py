@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from seqbench.data import AUGMENTATIONS
 from seqbench.data.sequences import Ragged, windows_ending_at
 from seqbench.errors import InputError
 
-AUGMENTATIONS = ("none", "prefixes", "windows")
 # The length sampler sorts samples by length within pools of this many batches: batches of
 # similar lengths (little padding) while each epoch still mixes the whole data set.
 POOL_BATCHES = 16
