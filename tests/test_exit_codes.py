@@ -77,3 +77,26 @@ def test_without_cce_in_the_grid_the_proposed_loss_is_chosen_and_said(toy_data: 
     assert "Improve. compares ce (the last of --losses; cce is not among them)" in done.stderr
     improvements = json.loads(done.stdout)["tables"]["grid"]
     assert {row["proposed"] for row in improvements if row.get("proposed")} == {"ce"}
+
+
+def test_output_into_a_closed_pipe_ends_quietly_with_0(tmp_path: Path) -> None:
+    """``seqbench prepare --list | head -0``: the reader is gone before seqbench writes."""
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    for args in (["prepare", "--list", "--data-dir", str(tmp_path)], ["--help"]):
+        process = subprocess.Popen([sys.executable, "-m", "seqbench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        process.stdout.close()  # type: ignore[union-attr]
+        stderr = process.stderr.read().decode()  # type: ignore[union-attr]
+        assert process.wait(timeout=120) == 0 and stderr == "", (args, stderr)
+
+
+def test_tune_json_is_a_document_of_its_kind(toy_data: Path, tmp_path: Path) -> None:
+    import pytest
+
+    pytest.importorskip("optuna")
+    args = ["tune", "--dataset", "toy", "--model", "gru4rec", "--losses", "bce", "--trials", "1", "--epochs", "1",
+            "--set", "max_len=10", "--set", "threads=1", "--data-dir", str(toy_data), "--results", str(tmp_path / "r"), "--json"]
+    done = subprocess.run([sys.executable, "-m", "seqbench", *args], capture_output=True, text=True, timeout=600,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["kind"] == "tune" and document["schema_version"] == 1 and "bce" in document["studies"]

@@ -43,6 +43,13 @@ class StreamConsole(Console):
     def size(self, new_size: tuple[int, int]) -> None:
         self._width, self._height = new_size
 
+    def on_broken_pipe(self) -> None:
+        """The reader of a pipe went away (``seqbench runs | head -5``): it has what it wanted, so
+        end quietly with 0 (rich's own answer is exit 1, which fails a script's pipeline)."""
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0)
+
     def rule(self, title: str | Text = "", *, characters: str = "─", style: Any = "rule.line", align: Any = "center") -> None:
         width = None if self.is_terminal else max(PIPE_RULE_WIDTH, len(title) + 8)
         self.print(Rule(title, characters=characters, style=style, align=align), width=width)

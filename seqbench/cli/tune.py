@@ -100,16 +100,17 @@ def print_report(report: Any, as_json: bool) -> None:
     from tabulate import tabulate  # lazy: start-up
 
     from seqbench.reporting import frame_records  # lazy: start-up
+    from seqbench.storage.records import document  # lazy: start-up
 
     if as_json:
-        emit_json({
+        emit_json(document("tune", **{
             "studies": {loss: {"study_id": study.study_id, "trials": frame_records(table)} for loss, (study, table) in report.studies.items()},
             "budget": frame_records(report.budget),
             "chosen": frame_records(report.chosen),
             "best_overrides": report.best,
             "retrained": frame_records(report.retrained),
             "figures": [str(path) for path in report.figures],
-        })
+        }))
         return
     sections = [("Budget per loss (equal trials and max epochs; wall time of this machine)", report.budget),
                 ("Chosen hyper-parameters (best completed trial on validation)", report.chosen)]
