@@ -83,3 +83,29 @@ def test_two_processes_never_train_one_run_and_the_second_waits_for_the_first(to
     assert "already stored as completed" in err_second
     assert json.loads(out_second)["created_at"] == json.loads(out_first)["created_at"]  # the first process's run
     assert RunStore(results).row(run_id)["status"] == "completed"
+
+
+def test_a_copied_or_symlinked_run_folder_is_not_a_second_run_and_gc_removes_only_it(toy_data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    results = tmp_path / "results"
+    first = run([*train_args(toy_data, results, 1), "--json", "--quiet"])
+    assert first.returncode == 0, first.stderr
+    run_id = json.loads(first.stdout)["run_id"]
+    runs = ResultsLayout(results).runs
+    shutil.copytree(runs / run_id, runs / f"{run_id}.bak")  # a user's backup copy
+    outside = tmp_path / "outside"
+    shutil.copytree(runs / run_id, outside)
+    (runs / "planted").symlink_to(outside, target_is_directory=True)
+
+    listed = run(["runs", "--results", str(results), "--json"])
+    assert listed.returncode == 0
+    assert [record["run_id"] for record in json.loads(listed.stdout)["runs"]] == [run_id]  # counted once
+    assert "not named after its run id" in listed.stderr and "a symlink inside the store is never followed" in listed.stderr
+    assert listed.stderr.count("warning:") == 2
+
+    cleaned = run(["runs", "gc", "--results", str(results)])
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert sorted(path.name for path in runs.iterdir()) == [run_id]  # the copy and the link are gone, the run stays
+    assert (outside / "run.parquet").is_file()  # what the link pointed to is untouched
+    assert RunStore(results).row(run_id)["status"] == "completed"

@@ -357,7 +357,10 @@ def gc(
             for run_id, _ in doomed:
                 store.delete(run_id)
             for path in strays:
-                shutil.rmtree(path, ignore_errors=True)
+                if path.is_symlink():
+                    path.unlink()  # the link, never what it points to
+                else:
+                    shutil.rmtree(path, ignore_errors=True)
         doomed += [(path.name, "not a readable run: leftover of a crashed write") for path in strays]
         _report_removal(doomed, dry_run, json_, store.root)
 

@@ -148,11 +148,16 @@ class RunStore:
     def run_files(self) -> list[Path]:
         if not self.runs_dir.is_dir():
             return []
-        return sorted(path for path in self.runs_dir.glob("*/run.parquet") if not path.parent.name.startswith("."))
+        # A symlinked folder is never a run of this store (it may point anywhere): gc removes the link.
+        return sorted(path for path in self.runs_dir.glob("*/run.parquet")
+                      if not path.parent.name.startswith(".") and not path.parent.is_symlink())
 
     def table(self) -> pd.DataFrame:
         """All readable stored runs as one table; a damaged run file is skipped with a warning."""
         tables = []
+        for link in sorted(self.runs_dir.iterdir()) if self.runs_dir.is_dir() else []:
+            if link.is_symlink():
+                self.warn(DamagedRun(f"{link}: a symlink inside the store is never followed: remove it (`seqbench runs gc` does)", link))
         for path in self.run_files():
             try:
                 tables.append(self._read_row_table(path))
@@ -169,6 +174,9 @@ class RunStore:
             raise self.damaged(path, error) from None
         if table.num_rows != 1 or "run_id" not in table.column_names:
             raise self.damaged(path, ValueError(f"{table.num_rows} rows, expected one run row"))
+        stored_id = table.column("run_id")[0].as_py()
+        if stored_id != path.parent.name:  # a copied folder (X.bak) is not a second run of X
+            raise self.damaged(path, ValueError(f"its folder is not named after its run id {stored_id}"))
         return table
 
     def row(self, run_id: str) -> dict[str, Any]:
@@ -250,14 +258,23 @@ class RunStore:
         now = time.time()
         stray = []
         for path in sorted(self.runs_dir.iterdir()):
-            if not path.is_dir():
+            if path.is_symlink():  # planted or copied in: never followed, the link itself goes
+                stray.append(path)
+            elif not path.is_dir():
                 continue
-            if path.name.startswith("."):
+            elif path.name.startswith("."):
                 if now - path.stat().st_mtime >= min_age:
                     stray.append(path)
-            elif not (path / "run.parquet").is_file():
+            elif not (path / "run.parquet").is_file() or not self._named_after_its_run(path):
                 stray.append(path)
         return stray
+
+    def _named_after_its_run(self, folder: Path) -> bool:
+        try:
+            self._read_row_table(folder / "run.parquet")
+        except DamagedRun as problem:
+            return "not named after its run id" not in problem.message
+        return True
 
 
 def ranks_frame(ranks_by_split: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
