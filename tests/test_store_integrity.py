@@ -109,3 +109,25 @@ def test_a_copied_or_symlinked_run_folder_is_not_a_second_run_and_gc_removes_onl
     assert sorted(path.name for path in runs.iterdir()) == [run_id]  # the copy and the link are gone, the run stays
     assert (outside / "run.parquet").is_file()  # what the link pointed to is untouched
     assert RunStore(results).row(run_id)["status"] == "completed"
+
+
+def test_a_run_file_with_a_wrong_column_type_is_skipped_with_a_warning_not_fatal(toy_data: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    results = tmp_path / "results"
+    ids = []
+    for seed in ("0", "1", "2"):
+        done = run([*train_args(toy_data, results, 1), "--seed", seed, "--json", "--quiet"])
+        assert done.returncode == 0, done.stderr
+        ids.append(json.loads(done.stdout)["run_id"])
+    broken = ResultsLayout(results).runs / ids[2] / "run.parquet"
+    row = pq.read_table(broken).to_pylist()[0] | {"status": 1}  # status as an int
+    pq.write_table(pa.Table.from_pylist([row]), broken)
+    other = ResultsLayout(results).runs / ids[0] / "run.parquet"
+    row = pq.read_table(other).to_pylist()[0] | {"best_epoch": "one"}  # another type than the other runs' column
+    pq.write_table(pa.Table.from_pylist([row]), other)
+    listed = run(["runs", "--results", str(results), "--json"])
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(record["run_id"] for record in json.loads(listed.stdout)["runs"]) == sorted(ids[:2])
+    assert "column status is int64, not text" in listed.stderr and listed.stderr.count("warning:") == 1

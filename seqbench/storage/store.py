@@ -165,7 +165,12 @@ class RunStore:
                 self.warn(problem)
         if not tables:
             return pd.DataFrame()
-        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+        try:
+            return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+        except pa.ArrowException:
+            # Two runs disagree on a column's type (a file edited by hand, another version's
+            # column): rows as plain values still make one table; nothing is dropped.
+            return pd.DataFrame([table.to_pylist()[0] for table in tables])
 
     def _read_row_table(self, path: Path) -> pa.Table:
         try:
@@ -174,6 +179,9 @@ class RunStore:
             raise self.damaged(path, error) from None
         if table.num_rows != 1 or "run_id" not in table.column_names:
             raise self.damaged(path, ValueError(f"{table.num_rows} rows, expected one run row"))
+        for column in ("run_id", "status"):  # what every reader keys on must be text
+            if column in table.column_names and not pa.types.is_string(table.schema.field(column).type):
+                raise self.damaged(path, ValueError(f"column {column} is {table.schema.field(column).type}, not text"))
         stored_id = table.column("run_id")[0].as_py()
         if stored_id != path.parent.name:  # a copied folder (X.bak) is not a second run of X
             raise self.damaged(path, ValueError(f"its folder is not named after its run id {stored_id}"))
