@@ -89,6 +89,8 @@ LATER_FIELDS: dict[str, Any] = {"selection_metric": "NDCG@10", "paper_preset": "
 SAMPLERS = ("random", "length")
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
 FIELD_HINTS = typing.get_type_hints(RunConfig)
+MAX_K = 1_000_000  # a cut-off beyond any catalogue seqbench trains on; larger ones overflow the metric arrays
+MAX_THREADS = 1024  # torch refuses (or crashes on) absurd thread counts; no CPU run needs more
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy generators take seeds up to here
 NESTED = ("loss_params", "model_params")
 
@@ -198,6 +200,11 @@ def _route(
         raise InputError(f"unknown config key '{key}'{did_you_mean(key, known)}: valid keys are {', '.join(known)} or a loss/model hyper-parameter")
 
 
+def ks_ok(ks: tuple[int, ...]) -> bool:
+    """Cut-offs an evaluation can compute: at least one, each from 1 to :data:`MAX_K`."""
+    return len(ks) > 0 and all(1 <= k <= MAX_K for k in ks)
+
+
 def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, model_keys: dict[str, list[str]] | None = None) -> None:
     checks = [
         (config.epochs >= 0, f"epochs must be >= 0, got {config.epochs}"),
@@ -212,10 +219,10 @@ def validate(config: RunConfig, loss_keys: dict[str, list[str]] | None = None, m
         (config.eval_every >= 1, f"eval_every must be >= 1, got {config.eval_every}"),
         (config.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got '{config.device}'"),
         (config.positions in (None, "all", "last"), f"positions must be 'all' or 'last', got '{config.positions}'"),
-        (all(k >= 1 for k in config.ks) and len(config.ks) > 0, f"ks must be positive integers, got {config.ks}"),
+        (ks_ok(config.ks), f"ks must be integers from 1 to {MAX_K:,}, got {config.ks}"),
         (config.time_budget is None or config.time_budget > 0, f"time_budget must be > 0 seconds, got {config.time_budget}"),
         (config.pretrain_epochs >= 0, f"pretrain_epochs must be >= 0, got {config.pretrain_epochs}"),
-        (config.threads >= 0, f"threads must be >= 0 (0 = torch's default), got {config.threads}"),
+        (0 <= config.threads <= MAX_THREADS, f"threads must be 0 (torch's default) to {MAX_THREADS}, got {config.threads}"),
         (config.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got '{config.sampler}'"),
         (config.augment in AUGMENTATIONS, f"augment must be one of {', '.join(AUGMENTATIONS)}, got '{config.augment}'"),
     ]

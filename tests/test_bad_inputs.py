@@ -274,6 +274,10 @@ def cases() -> list[Case]:
         add(f"range-{key}={value}", train("--set", f"{key}={value}"), contains=key if key not in ("loss", "model") else "nope")
     add("lr-inf-option", train("--set", "lr=inf"), contains="lr")
     add("compare-augment-sideways", compare("--set", "augment=sideways"), contains="augment")  # was found after training
+    add("threads-1e12", train("--set", "threads=1e12"), contains="threads")  # was a ValueError traceback
+    add("threads-100000", train("--set", "threads=100000"), contains="threads")  # was a crash (exit 139)
+    add("ks-huge", train("--set", "ks=99999999999999999999"), contains="ks")
+    add("eval-k-huge", eval_("{good}", "--k", "99999999999999999999"), contains="--k")
     add("train-device-tpu", train("--device", "tpu"), contains="tpu")
     add("train-epochs-abc", train("--epochs", "abc"), contains="epochs")
     add("train-unknown-option", train("--bogus"), contains="--bogus")

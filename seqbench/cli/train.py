@@ -25,7 +25,8 @@ from seqbench.cli.options import (
 )
 from seqbench.cli.progress import TrainingProgress
 from seqbench.coerce import parse_int_list
-from seqbench.config import RunConfig
+from seqbench.config import MAX_K, RunConfig, ks_ok
+from seqbench.errors import InputError
 
 DEFAULTS = RunConfig()  # what `train --help` shows as defaults: the protocol's values
 
@@ -159,6 +160,8 @@ def eval_(
         from seqbench.training.reevaluate import evaluate_stored  # lazy: start-up
 
         ks = tuple(parse_int_list(k, "--k")) if k else None
+        if ks is not None and not ks_ok(ks):
+            raise InputError(f"--k takes cut-offs from 1 to {MAX_K:,}, got {k}")
         from seqbench.storage.records import document  # lazy: start-up
 
         result = evaluate_stored(run_id, results, data_dir, split, ks, per_timestamp, device, mirror)
