@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from seqbench.coerce import coerce_fields
-from seqbench.errors import InputError, unknown_name
+from seqbench.errors import InputError, did_you_mean, unknown_name
 from seqbench.names import check_name, check_relative
 
 BUILTIN_REGISTRY = Path(__file__).with_name("datasets.yaml")
@@ -128,11 +128,22 @@ def _build(cls: type, data: dict[str, Any] | None, where: str) -> Any:
         raise InputError(f"bad registry entry {where}: {error.message}") from None
 
 
+# The keys a data set entry may have (the DatasetEntry fields a YAML file sets).
+ENTRY_KEYS = ("description", "citation", "license", "files", "recipe", "split", "synthetic", "manual_download")
+
+
 def _entry(name: str, data: dict[str, Any], origin: Path) -> DatasetEntry:
     where = f"'{name}' in {origin}"
     check_name("data set", name)  # it becomes the folder of the prepared data
     if not isinstance(data, dict):
         raise InputError(f"bad registry entry {where}: expected a mapping")
+    unknown = sorted(set(map(str, data)) - set(ENTRY_KEYS))
+    if unknown:  # a misspelt key (spilt:, recipie:) would otherwise leave the defaults in place silently
+        raise InputError(f"bad registry entry {where}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], ENTRY_KEYS)} "
+                         f"(valid: {', '.join(ENTRY_KEYS)})")
+    manual = data.get("manual_download", False)
+    if not isinstance(manual, bool):  # bool("false") is True
+        raise InputError(f"bad registry entry {where}: manual_download must be true or false (unquoted), got {manual!r}")
     if not isinstance(data.get("files") or [], list):
         raise InputError(f"bad registry entry {where}: 'files' must be a list of file entries")
     files = tuple(_build(SourceFile, source, where) for source in data.get("files") or [])
@@ -146,7 +157,7 @@ def _entry(name: str, data: dict[str, Any], origin: Path) -> DatasetEntry:
         recipe=_build(Recipe, data.get("recipe"), where),
         split=_build(SplitConfig, data.get("split"), where),
         synthetic=_build(SyntheticParams, synthetic, where) if synthetic is not None else None,
-        manual_download=bool(data.get("manual_download", False)),
+        manual_download=manual,
     )
     _check(entry, where)
     return entry
