@@ -100,3 +100,19 @@ def test_tune_json_is_a_document_of_its_kind(toy_data: Path, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert document["kind"] == "tune" and document["schema_version"] == 1 and "bce" in document["studies"]
+
+
+def test_a_diverging_run_is_stored_failed_with_its_last_finite_checkpoint(toy_data: Path, tmp_path: Path) -> None:
+    """lr=1e4 drives the loss to ~1e9 in epoch 2: stored 'failed' (it was 'completed'), exit 1."""
+    from seqbench.storage.store import RunStore
+
+    results = tmp_path / "r"
+    args = ["train", "--dataset", "toy", "--model", "sasrec", "--loss", "cce", "--epochs", "5", "--set", "lr=1e4", "--set", "max_len=10",
+            "--set", "threads=1", "--data-dir", str(toy_data), "--results", str(results), "--quiet"]
+    done = subprocess.run([sys.executable, "-m", "seqbench", *args], capture_output=True, text=True, timeout=600,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert done.returncode == 1 and "diverged at epoch" in done.stderr, done.stderr
+    (run_id,) = RunStore(results).table()["run_id"]
+    row = RunStore(results).row(run_id)
+    assert row["status"] == "failed" and str(row["reason"]).startswith("diverged at epoch")
+    assert RunStore(results).checkpoint(run_id)  # the best weights before it diverged

@@ -41,6 +41,9 @@ CURVE_METRIC = "NDCG@10"  # the test metric recorded per epoch for the wall-cloc
 # CPU peak memory is tracked over the first steps only: every full batch has the same shapes, and
 # tracking every operator of every step would slow training down.
 TRACKED_STEPS = 2
+# A finite loss this many times epoch 1's has diverged (lr=1e4 reached 2.5e10 and was stored
+# "completed"); every loss here starts near its scale (ln N for CE) and only falls when training works.
+DIVERGED_FACTOR = 1000
 
 
 @dataclass
@@ -96,6 +99,7 @@ class Trainer:
         self.records: list[EpochRecord] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = 0
+        self.first_loss: float | None = None  # epoch 1's mean training loss, the yardstick of divergence
         self.peak_bytes = 0
 
     def _pretrain(self, cache: Path | None) -> None:
@@ -148,7 +152,11 @@ class Trainer:
                 progress(EventKind.BATCH, {"epoch": epoch, "step": steps, "steps": len(self.batches)})
         mean = float(total) / max(steps, 1)
         if not np.isfinite(mean):
-            raise RuntimeFailure(f"training loss became NaN/inf in epoch {epoch}: lower the learning rate (--set lr=...)")
+            raise RuntimeFailure(f"diverged at epoch {epoch}: the training loss became NaN/inf; lower the learning rate (--set lr=...)")
+        self.first_loss = mean if self.first_loss is None else self.first_loss
+        if abs(mean) > DIVERGED_FACTOR * (abs(self.first_loss) + 1.0):
+            raise RuntimeFailure(f"diverged at epoch {epoch}: training loss {mean:.3g} is over {DIVERGED_FACTOR:,} times epoch 1's "
+                                 f"{self.first_loss:.3g}; lower the learning rate (--set lr=...)")
         return mean
 
     def peak_memory(self) -> int:
