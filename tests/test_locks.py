@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from seqbench.errors import InputError
 from seqbench.storage.locks import exclusive
 
 
@@ -64,6 +65,6 @@ def test_a_symlink_planted_as_the_lock_is_refused(tmp_path: Path) -> None:
     target.write_text("keep me")
     (tmp_path / "locks").mkdir()
     os.symlink(target, tmp_path / "locks" / "run.lock")
-    with pytest.raises(OSError), exclusive(tmp_path / "locks" / "run.lock"):
+    with pytest.raises(InputError, match="cannot lock"), exclusive(tmp_path / "locks" / "run.lock"):
         pass
     assert target.read_text() == "keep me"

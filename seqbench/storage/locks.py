@@ -13,15 +13,15 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from seqbench.errors import InputError
+
 
 @contextlib.contextmanager
 def exclusive(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Hold the lock at ``path``; when another process holds it, call ``on_wait`` once and wait."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     waited = False
     while True:
-        # O_NOFOLLOW: a symlink planted where the lock should be is refused, never followed.
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        descriptor = _open(path)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -38,6 +38,16 @@ def exclusive(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # removed while still held, so nobody can lock a file that is going away
         os.close(descriptor)  # closing the descriptor releases the lock
+
+
+def _open(path: Path) -> int:
+    """The lock file, created if needed; a store that cannot hold it is an input error, said before
+    any training (read-only, full, or a symlink planted where the lock should be: ``O_NOFOLLOW``)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        raise InputError(f"cannot lock {path} ({error.strerror or error}): choose a writable --results directory") from None
 
 
 def _names(path: Path, descriptor: int) -> bool:
