@@ -34,6 +34,11 @@ class ExecutorChoice:
             raise InputError(f"--jobs is for the local executor: with --executor {self.name} use --cpus-per-run")
         if self.jobs is not None and self.jobs < 1:
             raise InputError(f"--jobs must be >= 1, got {self.jobs}")
+        # Checked here, before Ray is imported: a bad value is named whether or not Ray is installed.
+        if self.cpus_per_run is not None and self.cpus_per_run <= 0:
+            raise InputError(f"--cpus-per-run must be > 0, got {self.cpus_per_run}")
+        if self.gpus_per_run is not None and self.gpus_per_run < 0:
+            raise InputError(f"--gpus-per-run must be >= 0, got {self.gpus_per_run}")
 
     @property
     def on_this_machine(self) -> bool:
