@@ -74,6 +74,7 @@ def train(
     ] = None,
     set_: SetOption = None,
     force: Annotated[bool, typer.Option("--force", help="Train again a run that is stored as completed (a completed re-run replaces it).")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Start at epoch 1 though a stopped run of this config left a resume point.")] = False,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
@@ -97,7 +98,7 @@ def train(
         check_catalogues([config], data_dir, mirror)
         label = f"{config.dataset}/{config.model}/{config.loss}"
         with TrainingProgress(label, quiet=quiet) as progress:  # stderr: --json keeps stdout clean
-            stored = train_tracked(config, data_dir, results, mirror, progress, log_to, force)
+            stored = train_tracked(config, data_dir, results, mirror, progress, log_to, force, restart)
         if stored.reused and not quiet:
             err_console.print(f"run {stored.run_id} is already stored as completed: shown below, not trained again "
                               "(--force trains it again)", highlight=False, markup=False, soft_wrap=True)
@@ -107,7 +108,7 @@ def train(
 
 
 def train_tracked(config: Any, data_dir: Path, results: Path, mirror: Path | None, progress: Any, log_to: str | None,
-                  force: bool = False) -> Any:
+                  force: bool = False, restart: bool = False) -> Any:
     """``train_run``, mirrored into the ``--log-to`` tracker when one is named."""
     from seqbench.execution.planned import plan_run  # lazy: start-up
     from seqbench.tracking import make_tracker  # lazy: start-up
@@ -115,11 +116,11 @@ def train_tracked(config: Any, data_dir: Path, results: Path, mirror: Path | Non
 
     tracker = make_tracker(log_to, results, progress)
     if tracker is None:
-        return train_run(config, data_dir, results, mirror, progress, force)
+        return train_run(config, data_dir, results, mirror, progress, force, restart)
     run_id = plan_run(config).run_id
     tracker.start(run_id, config.hash_payload())
     try:
-        return train_run(config, data_dir, results, mirror, tracker, force)
+        return train_run(config, data_dir, results, mirror, tracker, force, restart)
     finally:
         tracker.end_stored(run_id)
 

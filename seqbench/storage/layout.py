@@ -2,7 +2,8 @@
 
 ``runs/`` (the run store), ``studies/`` (tuning studies), ``pretrain/`` (the S3-Rec pre-training
 cache), ``mlruns/`` (the MLflow mirror, when no tracking URI is set) and ``running/`` (the live
-log of every run in progress, removed when the run is stored) and ``locks/`` (one lock file per
+log of every run in progress, removed when the run is stored), ``resume/`` (the last resume point
+of a run in progress or interrupted) and ``locks/`` (one lock file per
 run id, :mod:`seqbench.storage.locks`).
 """
 
@@ -42,6 +43,14 @@ class ResultsLayout:
     @property
     def locks(self) -> Path:
         return self.root / "locks"
+
+    @property
+    def resume(self) -> Path:
+        return self.root / "resume"
+
+    def resume_point(self, run_id: str) -> Path:
+        """Where a run in progress saves its state at each evaluation (:mod:`seqbench.training.resume`)."""
+        return self.resume / f"{run_id}.pt"
 
     def live_log(self, run_id: str) -> Path:
         return self.running / f"{run_id}.log"

@@ -8,6 +8,7 @@ far (evaluation excluded), for the NDCG-versus-wall-clock figure.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from seqbench.storage.locks import exclusive
 from seqbench.storage.store import RunStore, StoredRun, ranks_frame
 from seqbench.training.pretrain import cached_pretrain
 from seqbench.training.record import RunLog, run_row
+from seqbench.training.resume import Resumed, load_point, random_states, restore_random_states, save_point
 from seqbench.training.threads import run_threads
 
 CURVE_METRIC = "NDCG@10"  # the test metric recorded per epoch for the wall-clock figure
@@ -73,6 +75,7 @@ class Trainer:
     def __init__(self, config: RunConfig, dataset: PreparedDataset, device: torch.device, pretrain_cache: Path | None = None) -> None:
 
         self.config, self.dataset, self.device = config, dataset, device
+        self.run_id = config.run_id(device.type)
         # CPU threads are pinned by run_training's run_threads block, not here: process-wide.
         self.threads_used = torch.get_num_threads()
         torch.manual_seed(config.seed)
@@ -185,7 +188,8 @@ class Trainer:
             self.best_epoch = epoch
         return improved
 
-    def fit(self, progress: Progress | None = None) -> None:
+    def fit(self, progress: Progress | None = None, resume: Path | None = None) -> None:
+        """Train to the end, early stopping or the time budget; continue from ``resume`` when it holds this run's point."""
         config = self.config
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -195,8 +199,12 @@ class Trainer:
         if config.epochs == 0:
             self._record_evaluation(0, float("nan"), 0.0)
             return
-        seconds, stale = 0.0, 0
-        for epoch in range(1, config.epochs + 1):
+        position = self._resume_from(resume, progress) if resume is not None else None
+        first = position.epoch + 1 if position else 1
+        seconds, stale = (position.seconds, position.stale) if position else (0.0, 0)
+        if position and config.patience and stale >= config.patience:
+            return  # stopped early just before it was interrupted
+        for epoch in range(first, config.epochs + 1):
             started = time.perf_counter()
             train_loss = self.train_epoch(epoch, progress)
             seconds += time.perf_counter() - started
@@ -205,11 +213,43 @@ class Trainer:
                 stale = 0 if self._record_evaluation(epoch, train_loss, seconds) else stale + 1
                 if progress:
                     progress(EventKind.EPOCH, self.records[-1].as_row() | {"best_epoch": self.best_epoch})
+                if resume is not None and not out_of_time:
+                    save_point(resume, self.run_id, Resumed(epoch, seconds, stale), self._state())
                 if config.patience and stale >= config.patience:
                     break
             if out_of_time:
                 self.notes.append(f"stopped by the time budget after epoch {epoch}")
                 break
+
+    # --- resume points --------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_state": self.best_state,
+            "best_epoch": self.best_epoch,
+            "records": [dataclasses.asdict(record) for record in self.records],
+            "first_loss": self.first_loss,
+            "peak_bytes": self.peak_bytes,
+            "notes": list(self.notes),
+            "random": random_states(self.device, self.generator),
+        }
+
+    def _resume_from(self, path: Path, progress: Progress | None) -> Resumed | None:
+        point = load_point(path, self.run_id, self.device)
+        if point is None:
+            return None
+        position, state = point
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.best_state, self.best_epoch = state["best_state"], state["best_epoch"]
+        self.records = [EpochRecord(**record) for record in state["records"]]
+        self.first_loss, self.peak_bytes = state["first_loss"], state["peak_bytes"]
+        self.notes = [*state["notes"], f"resumed after epoch {position.epoch}"]
+        restore_random_states(state["random"], self.generator)
+        if progress:
+            progress(EventKind.NOTE, {"text": f"run {self.run_id}: resuming after epoch {position.epoch} ({path})"})
+        return position
 
     def final_evaluations(self) -> dict[str, Evaluation]:
         if self.best_state is not None:
@@ -239,15 +279,16 @@ def run_training(
     pretrain_cache: Path | None = None,
     progress: Progress | None = None,
     live_log: Path | None = None,
+    resume: Path | None = None,
 ) -> tuple[StoredRun, BaseException | None]:
-    """Train and evaluate one run in memory; nothing touches the run store.
+    """Train and evaluate one run in memory; nothing touches the run store but the ``resume`` point.
 
     Returns the whole run (status ``completed``, ``pruned``, ``failed`` or ``interrupted``) and the exception
     that ended it, if any, so that the caller (a local process or a remote worker's driver)
     writes it into the store and decides what to raise.
     """
     with run_threads(config.threads):
-        return _train_and_evaluate(config, dataset, device, pretrain_cache, progress, live_log)
+        return _train_and_evaluate(config, dataset, device, pretrain_cache, progress, live_log, resume)
 
 
 def _train_and_evaluate(
@@ -257,6 +298,7 @@ def _train_and_evaluate(
     pretrain_cache: Path | None,
     progress: Progress | None,
     live_log: Path | None = None,
+    resume: Path | None = None,
 ) -> tuple[StoredRun, BaseException | None]:
     run_id = config.run_id(device.type)
     trainer = Trainer(config, dataset, device, pretrain_cache)
@@ -264,7 +306,7 @@ def _train_and_evaluate(
     status, reason = "completed", ""
     error: BaseException | None = None
     try:
-        trainer.fit(log)
+        trainer.fit(log, resume)
     except StopRun as stop:
         status, reason = "pruned", str(stop) or "stopped early by the progress callback"
     except KeyboardInterrupt as stop:
@@ -307,8 +349,12 @@ def train_run(
     mirror: Path | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    restart: bool = False,
 ) -> StoredRun:
     """Train, evaluate and store one run; a failure is stored as a ``failed`` run and re-raised.
+
+    A run stopped before (interrupted, killed) continues from its last evaluation
+    (:mod:`seqbench.training.resume`) unless ``restart``; an interrupted run keeps its resume point.
 
     One process at a time trains a run id (a lock under ``results/locks/``; another process that
     wants the same run waits, saying so). A run already stored as completed is returned as it is
@@ -328,11 +374,15 @@ def train_run(
     with exclusive(layout.lock(run_id), waiting):
         if not force and store.is_completed(run_id):  # stored before, or by the process waited for
             return store.stored(run_id)
-        live = layout.live_log(run_id)
+        live, resume = layout.live_log(run_id), layout.resume_point(run_id)
+        if restart:
+            resume.unlink(missing_ok=True)
         try:
-            stored, error = run_training(config, dataset, device, layout.pretrain, progress, live)
+            stored, error = run_training(config, dataset, device, layout.pretrain, progress, live, resume)
             if not store.write(stored, replace_completed=force) and progress is not None:
                 progress(EventKind.NOTE, {"text": f"run {run_id} ended {stored.status}: the completed run stored before is kept"})
+            if stored.status != "interrupted":
+                resume.unlink(missing_ok=True)
         finally:
             live.unlink(missing_ok=True)  # the stored run.log has it all; a crash leaves nothing to mislead
     raise_for_outcome(stored, error)
