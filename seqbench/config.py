@@ -67,6 +67,10 @@ class RunConfig:
     # sequence length within pools of batches, each batch cut to its longest window). "length"
     # changes which samples share a batch, so it is part of the run id; it is not the protocol.
     sampler: str = "random"
+    # Where the loss's and model's code came from, when that is more than "this seqbench's built-in
+    # at code version 1": a plugin's source digest, a built-in's raised ``code_version``. Derived by
+    # ``configure.make_config`` (never set by hand), so editing a plugin makes its runs new runs.
+    code: dict[str, str] = field(default_factory=dict)
 
     def hash_payload(self) -> dict[str, Any]:
         """What identifies a run: every field that can change its result."""
@@ -85,7 +89,7 @@ class RunConfig:
         return f"{self.dataset}-{self.model}-{self.loss}-s{self.seed}-{digest}"
 
 
-LATER_FIELDS: dict[str, Any] = {"selection_metric": "NDCG@10", "paper_preset": "", "sampler": "random"}
+LATER_FIELDS: dict[str, Any] = {"selection_metric": "NDCG@10", "paper_preset": "", "sampler": "random", "code": {}}
 SAMPLERS = ("random", "length")
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
 FIELD_HINTS = typing.get_type_hints(RunConfig)
@@ -93,6 +97,7 @@ MAX_K = 1_000_000  # a cut-off beyond any catalogue seqbench trains on; larger o
 MAX_THREADS = 1024  # torch refuses (or crashes on) absurd thread counts; no CPU run needs more
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy generators take seeds up to here
 NESTED = ("loss_params", "model_params")
+DERIVED = ("code",)  # fields computed from the registries, not read from YAML or --set
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:
@@ -138,6 +143,8 @@ def build_config(
     scoped: list[tuple[str, str, Any]] = []
     for source in (_preset_source(base or {}, overrides or {}), base or {}, overrides or {}):
         for key, value in source.items():
+            if key in DERIVED:
+                continue
             if key in NESTED:
                 nested[key].update(_coerce(key, value))
             elif key in FIELD_TYPES:

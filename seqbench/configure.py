@@ -18,14 +18,17 @@ from seqbench.losses.registry import default_params as loss_defaults
 from seqbench.models.registry import MODELS
 from seqbench.models.registry import default_params as model_defaults
 from seqbench.models.registry import make_config as model_config
+from seqbench.plugins import code_identity
+
+
+def registry_keys() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Hyper-parameter names of every loss and model, for routing and checking ``--set`` keys
+    (built again only when a plugin has registered more); callers must not mutate it."""
+    return _registry_keys(len(LOSSES), len(MODELS))
 
 
 @functools.cache
-def registry_keys() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Hyper-parameter names of every loss and model, for routing and checking ``--set`` keys.
-
-    Built once per process (the registries are fixed at import); callers must not mutate it.
-    """
+def _registry_keys(losses: int, models: int) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     return (
         {name: list(loss_defaults(name)) for name in LOSSES.names()},
         {name: list(model_defaults(name)) for name in MODELS},
@@ -41,6 +44,7 @@ def make_config(base: dict[str, Any] | None = None, overrides: dict[str, Any] | 
     config = build_config(base, overrides, loss_keys, model_keys)
     make_params(config.loss, config.loss_params, None)
     model_config(config.model, config.model_params)
+    config.code = code_identity(config.loss, config.model)
     return config
 
 

@@ -23,7 +23,7 @@ FLOORS: list[set[str]] = [
     {"configure", "memprof"},
     {"storage"},
     {"config"},
-    {"measure", "presets"},
+    {"measure", "presets", "plugins"},
     {"data", "losses", "models"},
     {"space", "registry", "coerce", "names", "atomic", "devices", "colors", "events", "policies"},
     {"errors"},

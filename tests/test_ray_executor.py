@@ -324,3 +324,26 @@ def test_seqbench_tune_on_ray_stores_the_trials_it_stores_locally(ray_local: Any
     assert stored_dirs(tmp_path / "local") == stored_dirs(tmp_path / "ray")
     refused = CliRunner().invoke(app, [*args, "--results", str(tmp_path / "x"), "--executor", "ray", "--jobs", "2"])
     assert refused.exit_code == 2 and "--jobs is for the local executor" in refused.output
+
+
+def test_a_plugin_loss_and_model_train_on_ray_workers(ray_local: Any, toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers were started before the plugin was loaded: each task names the plugins to load."""
+    from test_plugins import PLUGIN
+
+    from seqbench import plugins
+    from seqbench.execution.grid import GridSpec, expand
+    from seqbench.losses.registry import LOSSES
+    from seqbench.models.registry import MODELS
+
+    for registry in (LOSSES, MODELS):  # this test's registrations end with it
+        monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+    monkeypatch.setattr(plugins, "_LOADED", {})
+    monkeypatch.setattr(plugins, "_ORIGINS", {})
+    monkeypatch.delenv(plugins.ENV, raising=False)
+    (tmp_path / "mine.py").write_text(PLUGIN)
+    plugins.load(str(tmp_path / "mine.py"))
+    monkeypatch.delenv(plugins.ENV, raising=False)  # the task's argument, not the environment, carries it
+    overrides = {"epochs": 1, "batch_size": 64, "max_len": 10, "eval_batch_size": 128, "device": "cpu", "threads": 1}
+    outcomes = run_grid(expand(GridSpec(["toy"], ["bag"], ["focal-ce"], [0], overrides)), toy_data, tmp_path / "ray", executor())
+    assert [o.status for o in outcomes] == ["completed"], [o.reason for o in outcomes]
+    assert "mine.py" in RunStore(tmp_path / "ray").row(outcomes[0].run_id)["loss_code"]

@@ -150,3 +150,13 @@ __all__ = [
     "out_console",
     "parse_list",
 ]
+
+
+def use_plugins(specs: list[str] | None, **names: str | None) -> dict[str, str | None]:
+    """Load the plugins (entry points, ``SEQBENCH_PLUGINS``, ``--plugin``), then turn the import
+    paths in the given name options (``--losses cce,mypkg:FocalCE``) into registered names."""
+    from seqbench import plugins  # lazy: torch
+
+    plugins.load_all(specs)
+    kinds = {"loss": "loss", "losses": "loss", "proposed": "loss", "baselines": "loss", "model": "model", "models": "model"}
+    return {option: None if text is None else plugins.resolve(text, kinds[option]) for option, text in names.items()}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from seqbench.cli.app import app
-from seqbench.cli.common import emit_json, err_console, guarded, out_console
+from seqbench.cli.common import emit_json, err_console, guarded, out_console, use_plugins
 from seqbench.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_RESULTS,
@@ -25,6 +25,7 @@ from seqbench.cli.options import (
     JsonOption,
     LogToOption,
     MirrorOption,
+    PluginOption,
     PresetOption,
     QuietOption,
     RayAddressOption,
@@ -52,6 +53,7 @@ def compare(
         typer.Option(help=f"Comma-separated seeds (default: {','.join(map(str, REAL_DATA_SEEDS))} on real data sets, 0 on synthetic alone)."),
     ] = None,
     preset: PresetOption = None,
+    plugin: PluginOption = None,
     epochs: Annotated[int | None, typer.Option(help=f"Max epochs per run (default: {SYNTHETIC_EPOCHS} on synthetic, else 150).")] = None,
     device: DeviceOption = None,
     set_: SetOption = None,
@@ -108,9 +110,10 @@ def compare(
         from seqbench.services import compare as service  # lazy: start-up
         from seqbench.services.compare import CompareRequest  # lazy: start-up
 
+        named = use_plugins(plugin, models=models, losses=losses, proposed=proposed, baselines=baselines)
         request = CompareRequest(
-            datasets=datasets, models=models, losses=losses, seeds=seeds, preset=preset, epochs=epochs, device=device,
-            sets=list(set_ or []), table=table, proposed=proposed, baselines=baselines, source=source, test=test,
+            datasets=datasets, models=str(named["models"]), losses=str(named["losses"]), seeds=seeds, preset=preset, epochs=epochs, device=device,
+            sets=list(set_ or []), table=table, proposed=named["proposed"], baselines=named["baselines"], source=source, test=test,
             adjust=adjust, alpha=alpha, runs=runs_, train=not no_train, retry_failed=retry_failed,
             where=ExecutorChoice(executor, jobs, ray_address, cpus_per_run, gpus_per_run),
             data_dir=data_dir, results=results, mirror=mirror, log_to=log_to, plots=plots, report_dir=report_dir, tune=tune,

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from seqbench.cli.app import app
-from seqbench.cli.common import emit_json, err_console, guarded, out_console
-from seqbench.cli.options import AutoDeviceOption, DebugOption, JsonOption, QuietOption
+from seqbench.cli.common import emit_json, err_console, guarded, out_console, use_plugins
+from seqbench.cli.options import AutoDeviceOption, DebugOption, JsonOption, PluginOption, QuietOption
 from seqbench.errors import InputError, unknown_name
 
 if TYPE_CHECKING:
@@ -102,6 +102,7 @@ def memprof(
     device: AutoDeviceOption = "auto",
     breakdown: Annotated[bool, typer.Option("--breakdown", help="Per-stage table for each loss.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a log-log plot of peak memory vs catalog.")] = None,
+    plugin: PluginOption = None,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -120,11 +121,12 @@ def memprof(
 
         if not is_mode(mode):
             raise InputError(f"unknown --mode {mode!r}: choose {', '.join(MODES)}")
+        named = use_plugins(plugin, losses=losses, model=model)
         catalogs = parse_catalogs(catalog)
         registries = default_registries()
-        labels = _check_losses(losses, registries)
+        labels = _check_losses(str(named["losses"]), registries)
         records = run_memprof(
-            catalogs, labels, model, batch_size, max_len, hidden, mode, device, breakdown, registries, not quiet
+            catalogs, labels, str(named["model"]), batch_size, max_len, hidden, mode, device, breakdown, registries, not quiet
         )
         if plot is not None:
             err_console.print(f"wrote {plot_peaks(records, plot)}", highlight=False, markup=False)

@@ -69,3 +69,8 @@ GpusPerRunOption = Annotated[
 
 _PRESET_HELP = f"A paper's protocol in one word: {', '.join(PRESETS)} (explicit options and --set override it)."
 PresetOption = Annotated[str | None, typer.Option("--preset", help=_PRESET_HELP, show_default="the protocol's")]
+PluginOption = Annotated[
+    list[str] | None,
+    typer.Option("--plugin", help="A plugin file (x.py) or module that registers losses, models or formats; repeatable (also SEQBENCH_PLUGINS).",
+                 show_default="none"),
+]

@@ -10,13 +10,14 @@ from rich.console import Console
 from rich.table import Table
 
 from seqbench.cli.app import app
-from seqbench.cli.common import emit_json, guarded, out_console
+from seqbench.cli.common import emit_json, guarded, out_console, use_plugins
 from seqbench.cli.options import (
     DEFAULT_DATA_DIR,
     DataDirOption,
     DebugOption,
     GeneratorSetOption,
     JsonOption,
+    PluginOption,
     PrepareMirrorOption,
     QuietOption,
 )
@@ -66,6 +67,7 @@ def prepare_command(
     list_: Annotated[bool, typer.Option("--list", help="List registered data sets and whether each is prepared.")] = False,
     set_: GeneratorSetOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    plugin: PluginOption = None,
     json_: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -75,6 +77,7 @@ def prepare_command(
     from seqbench.storage.records import document  # lazy: start-up
 
     def work() -> None:
+        use_plugins(plugin)  # formats of a registry YAML may come from a plugin
         if list_:
             rows = list_datasets(data_dir)
             emit_json(document("datasets", datasets=rows)) if json_ else _stdout().print(_list_table(rows, _stdout().width))

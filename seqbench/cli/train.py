@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from seqbench.cli.app import app
-from seqbench.cli.common import emit_json, err_console, guarded, out_console
+from seqbench.cli.common import emit_json, err_console, guarded, out_console, use_plugins
 from seqbench.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_RESULTS,
@@ -18,6 +18,7 @@ from seqbench.cli.options import (
     JsonOption,
     LogToOption,
     MirrorOption,
+    PluginOption,
     PresetOption,
     QuietOption,
     ResultsOption,
@@ -68,6 +69,7 @@ def train(
         typer.Option("--time-budget", help="Stop training after the epoch that passes this many seconds.", show_default="no limit"),
     ] = None,
     preset: PresetOption = None,
+    plugin: PluginOption = None,
     config_file: Annotated[
         Path | None,
         typer.Option("--config", help="YAML file of config fields (options and --set override it).", show_default="none"),
@@ -89,9 +91,10 @@ def train(
         from seqbench.config import load_yaml, parse_assignments  # lazy: start-up
         from seqbench.configure import check_catalogues, make_config  # lazy: start-up
 
+        named = use_plugins(plugin, model=model, loss=loss)
         base = load_yaml(config_file) if config_file else {}
         overrides = cli_overrides(
-            dataset=dataset, model=model, loss=loss, epochs=epochs, patience=patience, seed=seed,
+            dataset=dataset, model=named["model"], loss=named["loss"], epochs=epochs, patience=patience, seed=seed,
             batch_size=batch_size, max_len=max_len, device=device, time_budget=time_budget, paper_preset=preset,
         ) | parse_assignments(set_ or [])
         config = make_config(base, overrides)
@@ -151,6 +154,7 @@ def eval_(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
+    plugin: PluginOption = None,
     json_: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -158,6 +162,7 @@ def eval_(
     """Re-evaluate a stored run's best checkpoint."""
 
     def work() -> None:
+        use_plugins(plugin)  # a run of a plugin's model needs its class back
         from seqbench.training.reevaluate import evaluate_stored  # lazy: start-up
 
         ks = tuple(parse_int_list(k, "--k")) if k else None

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from seqbench.cli.app import app
-from seqbench.cli.common import emit_json, err_console, guarded, out_console
+from seqbench.cli.common import emit_json, err_console, guarded, out_console, use_plugins
 from seqbench.cli.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_RESULTS,
@@ -19,6 +19,7 @@ from seqbench.cli.options import (
     GpusPerRunOption,
     JsonOption,
     MirrorOption,
+    PluginOption,
     QuietOption,
     RayAddressOption,
     ResultsOption,
@@ -57,6 +58,7 @@ def tune(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     results: ResultsOption = DEFAULT_RESULTS,
     mirror: MirrorOption = None,
+    plugin: PluginOption = None,
     json_: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -76,7 +78,8 @@ def tune(
         from seqbench.services.tune import tune as run_tune  # lazy: start-up
         from seqbench.tuning.studies import TuneSettings  # lazy: start-up
 
-        names = parse_list(losses, "loss", LOSSES.names())
+        named = use_plugins(plugin, losses=losses, model=model)
+        names = parse_list(named["losses"], "loss", LOSSES.names())
         overrides = grid_overrides({"datasets": [dataset]}, epochs, device, set_ or [])  # as compare's grid gets them
         settings = TuneSettings(random_trials=random_trials, pruner=pruner, prune_warmup_epochs=prune_warmup)
         where = ExecutorChoice(executor, jobs, ray_address, cpus_per_run, gpus_per_run)
@@ -84,7 +87,7 @@ def tune(
         # On a cluster the trials train through its executor, the studies advancing together.
         runner = None if where.on_this_machine else make_executor(where)
         report = run_tune(
-            dataset, model, names, trials, data_dir, results, seed, overrides, settings,
+            dataset, str(named["model"]), names, trials, data_dir, results, seed, overrides, settings,
             seed_list(retrain_seeds), plots, mirror, None if quiet or json_ else show_trial_progress, 1 if jobs is None else jobs, runner,
         )
         print_report(report, json_)

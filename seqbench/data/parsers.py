@@ -18,7 +18,7 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from seqbench.errors import InputError
+from seqbench.registry import Registry
 
 Parser = Callable[[Path], pd.DataFrame]
 _FIELD_ERROR = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
@@ -310,7 +311,7 @@ def parse_amazon_meta(path: Path) -> pd.DataFrame:
     return _pairs(items, groups, object)
 
 
-INTERACTION_PARSERS: dict[str, Parser] = {
+INTERACTION_PARSERS: Registry[Parser] = Registry("interactions format", {
     "s3rec-sequences": parse_s3rec_sequences,
     "movielens-csv": parse_movielens_csv,
     "movielens-dat": parse_movielens_dat,
@@ -318,7 +319,7 @@ INTERACTION_PARSERS: dict[str, Parser] = {
     "hetrec-lastfm-tags": parse_hetrec_lastfm_tags,
     "yelp-review-json": parse_yelp_review_json,
     "gowalla-checkins": parse_gowalla_checkins,
-}
+})
 ATTRIBUTE_PARSERS: dict[str, Parser] = {
     "s3rec-item2attributes": parse_s3rec_item2attributes,
     "movielens-movies-csv": parse_movielens_movies_csv,
@@ -330,7 +331,7 @@ ATTRIBUTE_PARSERS: dict[str, Parser] = {
 
 def parse(format_name: str, path: Path, role: str = "interactions") -> pd.DataFrame:
     """Parse ``path`` with the named format; unreadable compressed or non-text files are input errors."""
-    parsers = INTERACTION_PARSERS if role == "interactions" else ATTRIBUTE_PARSERS
+    parsers: Mapping[str, Parser] = INTERACTION_PARSERS if role == "interactions" else ATTRIBUTE_PARSERS
     if format_name not in parsers:
         raise InputError(f"unknown {role} format '{format_name}': choose one of {', '.join(parsers)}")
     try:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # Fields a label leaves out: grid axes shown elsewhere in it, and what only chooses how a run is
 # computed (the synthetic grid's shorter epochs would otherwise label every run).
 UNLABELLED = frozenset({"dataset", "model", "loss", "seed", "loss_params", "model_params", "device", "threads",
-                        "eval_batch_size", "epochs"})
+                        "eval_batch_size", "epochs", "code"})  # code: the loss and model axes
 _DEFAULTS = RunConfig()
 
 

@@ -28,6 +28,7 @@ from seqbench.execution.ray_data import DataSource, digest, ensure_prepared, rea
 from seqbench.execution.ray_local import own_local_ray, stop_on_signals
 from seqbench.execution.ray_progress import ProgressInbox
 from seqbench.execution.ray_task import TaskResult, TrainFn, torch_threads, train_task
+from seqbench.plugins import loaded_plugins
 from seqbench.storage.layout import ResultsLayout
 from seqbench.storage.store import RunStore
 from seqbench.training.trainer import run_training
@@ -84,6 +85,8 @@ class RayExecutor:
         else:
             # Ship the driver's own seqbench to the cluster, so that every worker runs the same
             # code whether or not (and whichever version) seqbench is installed on its node.
+            # Plugins travel with each task by name (a file must be at the same path on every node,
+            # or be an installed module, as the README says).
             options["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parents[1])], "excludes": ["__pycache__"]}
         if self.address is None:
             own_local_ray()
@@ -177,6 +180,7 @@ class RayExecutor:
             threaded = run if run.threads > 0 else run.with_threads(torch_threads(cpus))
             ref = remote.options(num_cpus=cpus, num_gpus=gpus, name=f"seqbench:{run.label}").remote(
                 threaded, *sources[run.config.dataset], str(ResultsLayout(results.resolve()).pretrain), inbox, self.train_fn or run_training,
+                loaded_plugins(),
             )
             tasks[ref] = run
         return tasks

@@ -23,6 +23,7 @@ from seqbench.errors import SeqbenchError
 from seqbench.events import BatchThrottle, EventKind
 from seqbench.execution.planned import PlannedRun
 from seqbench.execution.ray_data import DataSource, load_on_worker
+from seqbench.plugins import load_all as load_plugins
 from seqbench.training.trainer import raise_for_outcome
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ def train_task(
     pretrain_cache: str,
     inbox: Any,
     train_fn: TrainFn,
+    plugins: tuple[str, ...] = (),
 ) -> TaskResult:
     """One grid cell on a Ray worker: load the data, train in memory, return the run.
 
@@ -109,6 +111,7 @@ def train_task(
     relay(EventKind.RUN_START, {"host": host})
     started = time.perf_counter()
     try:
+        load_plugins(list(plugins))  # the driver's plugins (a worker may have been started before they were loaded)
         dataset = load_on_worker(source, files)
         stored, error = train_fn(run.config, dataset, torch.device(run.device_type), _pretrain_dir(pretrain_cache), run.progress(relay))
     except SeqbenchError as failure:

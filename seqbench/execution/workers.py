@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from seqbench.events import BatchThrottle, EventKind, Progress, ProgressEvent
+from seqbench.plugins import load_all as load_plugins
 
 POLL_SECONDS = 0.2  # how often the driver looks at its workers when none reports
 STOP_GRACE_SECONDS = 60.0  # time a stopped worker has to store its interrupted run
@@ -186,6 +187,7 @@ def _main(conn: Connection, target: Callable[..., Any], args: tuple[Any, ...], t
 
         torch.set_num_threads(threads)
     try:
+        load_plugins()  # the driver's plugins, named in the SEQBENCH_PLUGINS it passed down
         conn.send(("result", target(*args, _Relay(conn))))
     except KeyboardInterrupt:  # the trainer stored its run as interrupted before this
         conn.send(("interrupted", None))

@@ -134,6 +134,9 @@ class Loss(nn.Module, abc.ABC):
     space: ClassVar[tuple[Space, ...]] = ()
 
     help: ClassVar[str] = ""  # one line for the CLI, naming the paper
+    # Raise when an edit changes what the loss computes: runs stored before then get new run ids
+    # (version 1 is not hashed, so raising it is the only change to existing ids).
+    code_version: ClassVar[int] = 1
 
     @classmethod
     def positions_for(cls, model: str, override: Positions | None = None) -> Positions:

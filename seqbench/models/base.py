@@ -26,6 +26,8 @@ class SequentialRecommender(nn.Module, abc.ABC):
     # Training work per position relative to GRU4Rec's, roughly: only orders a grid's runs
     # (the longest first, so that parallel runs end together), never changes a result.
     relative_cost: ClassVar[float] = 1.0
+    # Raise when an edit changes what the model computes: runs stored before then get new run ids.
+    code_version: ClassVar[int] = 1
 
     def __init__(self, config: object, num_items: int, max_len: int) -> None:
         super().__init__()

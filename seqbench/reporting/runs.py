@@ -112,8 +112,11 @@ def metric_column(split: str, metric: str) -> str:
 
 
 # Config fields that are grid axes (columns, rows, seeds) or only choose how a run is computed:
-# they never make two runs of one cell "differently configured".
-NOT_A_SETTING: frozenset[str] = frozenset({"dataset", "model", "loss", "seed", "loss_params", "device", "threads", "eval_batch_size"})
+# they never make two runs of one cell "differently configured". ``code`` belongs to the loss and
+# model axes (a plugin's source digest): runs of an edited plugin replace the older ones per seed.
+NOT_A_SETTING: frozenset[str] = frozenset(
+    {"dataset", "model", "loss", "seed", "loss_params", "device", "threads", "eval_batch_size", "code"}
+)
 
 
 @functools.cache

@@ -83,6 +83,8 @@ def run_record(row: Mapping[str, Any], epochs: pd.DataFrame | None = None) -> di
     record["training"] = {key: plain(row.get(key)) for key in TRAINING}
     record["protocol"] = {key: plain(row.get(key)) for key in PROTOCOL}
     record["software"] = {name: plain(row.get(column)) for name, column in SOFTWARE.items()}
+    # Where the loss's and model's code came from (built-in, or a plugin's file, digest, version).
+    record["code"] = {"loss": plain(row.get("loss_code")) or "built-in", "model": plain(row.get("model_code")) or "built-in"}
     if epochs is not None:
         record["epochs"] = frame_rows(epochs)
     return record

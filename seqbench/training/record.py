@@ -15,6 +15,7 @@ import seqbench
 from seqbench.config import RunConfig
 from seqbench.events import EventKind, Progress
 from seqbench.losses.base import Loss
+from seqbench.plugins import describe
 from seqbench.storage.layout import ResultsLayout
 
 if TYPE_CHECKING:
@@ -80,6 +81,8 @@ def run_row(
     row["selection_metric"] = config.selection_metric
     row["paper_preset"] = config.paper_preset
     row["sampler"] = config.sampler
+    row["loss_code"] = describe("loss", config.loss)  # where the code came from (plugin file, digest, version)
+    row["model_code"] = describe("model", config.model)
     for name in ("epochs", "patience", "batch_size", "max_len", "lr", "weight_decay", "eval_every", "pretrain_epochs"):
         row[name] = getattr(config, name)
     row["time_budget"] = float(config.time_budget) if config.time_budget is not None else float("nan")
