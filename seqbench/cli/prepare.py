@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -66,6 +67,18 @@ def prepare_command(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if already prepared.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List registered data sets and whether each is prepared.")] = False,
     set_: GeneratorSetOption = None,
+    from_: Annotated[Path | None, typer.Option("--from", help="Your own interactions table (.csv, .tsv, .parquet) to prepare as --name.",
+                                               show_default="none")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="The data set name for --from (then `--datasets NAME` anywhere).")] = None,
+    user_col: Annotated[str, typer.Option("--user-col", help="--from: the user column.")] = "user",
+    item_col: Annotated[str, typer.Option("--item-col", help="--from: the item column.")] = "item",
+    time_col: Annotated[str, typer.Option("--time-col", help="--from: the timestamp column (numbers or dates).")] = "timestamp",
+    rating_col: Annotated[str | None, typer.Option("--rating-col", help="--from: a rating column (for --min-rating).", show_default="none")] = None,
+    min_rating: Annotated[float | None, typer.Option("--min-rating", help="--from: keep ratings >= this.", show_default="all")] = None,
+    user_k: Annotated[int, typer.Option("--user-k", help="--from: users with fewer interactions are dropped (k-core with --item-k).")] = 5,
+    item_k: Annotated[int, typer.Option("--item-k", help="--from: items with fewer interactions are dropped.")] = 5,
+    dedup: Annotated[str, typer.Option("--dedup", help="--from: repeated user-item pairs: first (keep the first), exact, none.")] = "first",
+    split: Annotated[str, typer.Option("--split", help="--from: leave-one-out or temporal.")] = "leave-one-out",
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     plugin: PluginOption = None,
     json_: JsonOption = False,
@@ -74,6 +87,7 @@ def prepare_command(
 ) -> None:
     """Fetch (or read from --mirror), verify, parse, filter, split and store data sets as Parquet; print statistics."""
     from seqbench.data.prepare import list_datasets, prepare  # lazy: start-up
+    from seqbench.data.tables import TableRequest, prepare_table  # lazy: start-up
     from seqbench.storage.records import document  # lazy: start-up
 
     def work() -> None:
@@ -82,6 +96,13 @@ def prepare_command(
             rows = list_datasets(data_dir)
             emit_json(document("datasets", datasets=rows)) if json_ else _stdout().print(_list_table(rows, _stdout().width))
             return
+        if from_ is not None:
+            table = TableRequest(from_, name, user_col, item_col, time_col, rating_col, min_rating, user_k, item_k, dedup, split)
+            rows = [prepare_table(table, data_dir, force, progress=not quiet)]
+            emit_json(document("prepared", datasets=rows)) if json_ else _stdout().print(_statistics_table(rows))
+            return
+        if name is not None:
+            raise InputError("--name names a data set made with --from FILE; registered data sets are prepared by name: `seqbench prepare NAME`")
         if not names:
             raise InputError("no data set named: give one or more names, e.g. `seqbench prepare synthetic`, or use --list")
         params = split_assignments(set_, "users=5000")

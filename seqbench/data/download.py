@@ -31,7 +31,7 @@ from rich.progress import (
 )
 
 from seqbench.atomic import atomic_file
-from seqbench.data.registry import SourceFile, check_url
+from seqbench.data.registry import SourceFile, check_url, local_path
 from seqbench.errors import InputError, RuntimeFailure
 from seqbench.names import check_name, check_relative
 
@@ -145,6 +145,9 @@ def fetch(
     if source.member is not None:
         check_member_name(source.member)
     check_url(source)
+    local = local_path(source.url)
+    if local is not None:  # read where it is: a copy in the cache would only go stale
+        return _local(source, local)
     target = cache_path(source, cache_root)
     if refresh:
         target.unlink(missing_ok=True)
@@ -170,6 +173,14 @@ def fetch(
         actual = _download_verified(source, target, show_progress)
         origin = "download"
     return FetchedFile(source, target, actual, source.sha256 is not None, origin)
+
+
+def _local(source: SourceFile, path: Path) -> FetchedFile:
+    if not path.is_file():
+        raise InputError(f"local file {path} does not exist (or is not a file): give the path of your interactions file")
+    actual = sha256_of(path)
+    _check_hash(source, actual, str(path))
+    return FetchedFile(source, path, actual, source.sha256 is not None, "local")
 
 
 def _from_mirror(source: SourceFile, mirror: Path, target: Path, show: bool) -> str:

@@ -25,6 +25,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from seqbench.data.tables import read_table
 from seqbench.errors import InputError
 from seqbench.registry import Registry
 
@@ -319,6 +320,7 @@ INTERACTION_PARSERS: Registry[Parser] = Registry("interactions format", {
     "hetrec-lastfm-tags": parse_hetrec_lastfm_tags,
     "yelp-review-json": parse_yelp_review_json,
     "gowalla-checkins": parse_gowalla_checkins,
+    "table": read_table,  # your own CSV/TSV/Parquet; a source's ``columns`` names its columns
 })
 ATTRIBUTE_PARSERS: dict[str, Parser] = {
     "s3rec-item2attributes": parse_s3rec_item2attributes,
@@ -329,8 +331,10 @@ ATTRIBUTE_PARSERS: dict[str, Parser] = {
 }
 
 
-def parse(format_name: str, path: Path, role: str = "interactions") -> pd.DataFrame:
+def parse(format_name: str, path: Path, role: str = "interactions", columns: dict[str, str] | None = None) -> pd.DataFrame:
     """Parse ``path`` with the named format; unreadable compressed or non-text files are input errors."""
+    if format_name == "table" and role == "interactions":
+        return read_table(Path(path), columns)
     parsers: Mapping[str, Parser] = INTERACTION_PARSERS if role == "interactions" else ATTRIBUTE_PARSERS
     if format_name not in parsers:
         raise InputError(f"unknown {role} format '{format_name}': choose one of {', '.join(parsers)}")

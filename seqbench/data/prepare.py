@@ -95,7 +95,7 @@ def _load_sources(
     for item in fetched:
         _say(show, f"  parsing {item.path.name} ({item.source.format})")
         try:
-            frames[item.source.role].append(parsers.parse(item.source.format, item.path, item.source.role))
+            frames[item.source.role].append(parsers.parse(item.source.format, item.path, item.source.role, item.source.columns))
         except InputError:
             # Kept, an unparseable raw file would be read again after the source is fixed.
             item.path.unlink(missing_ok=True)
@@ -109,7 +109,7 @@ def _source_meta(fetched: list[FetchedFile]) -> list[dict[str, Any]]:
     return [
         {"role": f.source.role, "format": f.source.format, "url": f.source.url, "member": f.source.member,
          "file": f.source.file_name, "sha256": f.sha256, "verified": f.verified if f.verified else "unverified",
-         "origin": f.origin}
+         "origin": f.origin, **({"columns": f.source.columns} if f.source.columns else {})}
         for f in fetched
     ]
 

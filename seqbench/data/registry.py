@@ -7,6 +7,7 @@ overrides built-in ones, so users can register their own data without editing th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import urllib.parse
@@ -39,6 +40,13 @@ class SourceFile:
     mirror_folder: str
     member: str | None = None  # path inside a zip archive at ``url``
     max_bytes: int | None = None  # size cap of the download (None: Content-Length + a margin)
+    # The ``table`` format's column names by role (user, item, timestamp, rating); None: the defaults.
+    columns: dict[str, str] | None = field(default=None, hash=False)
+
+    @property
+    def is_local(self) -> bool:
+        """A file on this machine (an absolute path; relative ones are resolved against the registry file)."""
+        return local_path(self.url) is not None
 
     @property
     def file_name(self) -> str:
@@ -146,7 +154,7 @@ def _entry(name: str, data: dict[str, Any], origin: Path) -> DatasetEntry:
         raise InputError(f"bad registry entry {where}: manual_download must be true or false (unquoted), got {manual!r}")
     if not isinstance(data.get("files") or [], list):
         raise InputError(f"bad registry entry {where}: 'files' must be a list of file entries")
-    files = tuple(_build(SourceFile, source, where) for source in data.get("files") or [])
+    files = tuple(_anchored(_build(SourceFile, source, where), origin) for source in data.get("files") or [])
     synthetic = data.get("synthetic")
     entry = DatasetEntry(
         name=name,
@@ -159,11 +167,19 @@ def _entry(name: str, data: dict[str, Any], origin: Path) -> DatasetEntry:
         synthetic=_build(SyntheticParams, synthetic, where) if synthetic is not None else None,
         manual_download=manual,
     )
-    _check(entry, where)
+    check_entry(entry, where)
     return entry
 
 
-def _check(entry: DatasetEntry, where: str) -> None:
+def _anchored(source: SourceFile, registry_file: Path) -> SourceFile:
+    """A relative local path is relative to the registry file that names it, not to the cwd."""
+    path = local_path(source.url)
+    if path is None or path.is_absolute():
+        return source
+    return dataclasses.replace(source, url=str((Path(registry_file).resolve().parent / path).resolve()))
+
+
+def check_entry(entry: DatasetEntry, where: str) -> None:
     if entry.recipe.dedup not in DEDUP_MODES:
         raise InputError(f"bad registry entry {where}: dedup '{entry.recipe.dedup}' is not one of {', '.join(DEDUP_MODES)}")
     if entry.split.kind not in SPLIT_KINDS:
@@ -202,11 +218,24 @@ def read_registry_file(path: Path) -> dict[str, DatasetEntry]:
 ALLOWED_SCHEMES = ("https", "http")
 
 
+def local_path(url: str) -> Path | None:
+    """The path of a local source (``/data/x.csv``, ``x.csv``); None for a URL (``file://`` included:
+    a registry names local files by plain paths)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "" or (len(parts.scheme) == 1 and url[1:3] in (":\\", ":/")):  # a path (or C:\ on Windows)
+        return Path(url)
+    return None
+
+
 def check_url(source: SourceFile) -> None:
-    """https, or http for a source that has nothing else and whose checksum is in the registry."""
+    """https, or http for a source that has nothing else and whose checksum is in the registry;
+    or a local file (read where it is, checksummed, never downloaded)."""
+    if source.is_local:
+        return
     scheme = urllib.parse.urlsplit(source.url).scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
-        raise InputError(f"URL {source.url!r} has scheme '{scheme}': only https (or http with a sha256) is fetched; fix the registry entry")
+        raise InputError(f"URL {source.url!r} has scheme '{scheme}': only https (or http with a sha256) is fetched, "
+                         "and a local file is named by its plain path; fix the registry entry")
     if scheme == "http" and source.sha256 is None:
         raise InputError(f"URL {source.url} is plain http and the entry has no sha256: use https, or add the file's sha256 to the registry entry")
 
