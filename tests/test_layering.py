@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seqbench"
 # "Layout" section shows the same floors.
 FLOORS: list[set[str]] = [
     {"__main__"},
-    {"cli"},
+    {"cli", "api"},
     {"services"},
     {"reporting"},
     {"tuning"},

@@ -2,85 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from seqbench.cli.app import app
 from seqbench.cli.common import emit_json, err_console, guarded, out_console, use_plugins
 from seqbench.cli.options import AutoDeviceOption, DebugOption, JsonOption, PluginOption, QuietOption
-from seqbench.errors import InputError, unknown_name
-
-if TYPE_CHECKING:
-    from seqbench.memprof.profile import Mode, ProfileRecord, Registries
+from seqbench.errors import InputError
 
 DEFAULT_CATALOGS = "1e4,1e5,1e6"
 DEFAULT_LOSSES = "ce,cce,cce[chunked],sce,sampled-ce,bce"
-
-
-def parse_catalogs(text: str) -> list[int]:
-    """``1e4,1e5,1e6`` -> item counts; each must be a whole number >= 2."""
-    catalogs = []
-    for part in filter(None, (piece.strip() for piece in text.split(","))):
-        try:
-            value = float(part)
-        except ValueError:
-            raise InputError(f"catalog {part!r} is not a number: write e.g. --catalog 1e4,1e5,1e6") from None
-        if not math.isfinite(value) or value != int(value):
-            raise InputError(f"catalog {part!r} is not a whole number of items: write e.g. 1e5 or 100000")
-        if value < 2:
-            raise InputError(f"catalog {part!r} is below 2 items: a softmax needs at least 2 classes")
-        catalogs.append(int(value))
-    if not catalogs:
-        raise InputError("--catalog is empty: write e.g. --catalog 1e4,1e5,1e6")
-    return catalogs
-
-
-def _check_losses(text: str, registries: Registries) -> list[str]:
-    from seqbench.memprof.profile import (  # lazy: start-up
-        parse_loss_spec,
-        split_loss_list,
-    )
-
-    labels = split_loss_list(text)
-    if not labels:
-        raise InputError("--losses is empty: write e.g. --losses cce,cce[chunked],sce")
-    for label in labels:
-        name = parse_loss_spec(label).name
-        if name not in registries.loss_names:
-            raise InputError(unknown_name("loss", name, registries.loss_names))
-    return labels
-
-
-def run_memprof(
-    catalogs: list[int],
-    losses: list[str],
-    model: str,
-    batch_size: int,
-    max_len: int,
-    hidden: int,
-    mode: Mode,
-    device: str,
-    breakdown: bool,
-    registries: Registries,
-    progress: bool,
-) -> list[ProfileRecord]:
-    from seqbench.memprof.profile import StepShape, profile_step  # lazy: start-up
-
-    for catalog in catalogs:  # every shape is checked before the first (possibly long) step runs
-        StepShape(catalog, batch_size, max_len, hidden).validate()
-    registries.model_params(model, hidden)  # an unknown model name fails here, before any step
-    records = []
-    for catalog in catalogs:
-        for loss in losses:
-            if progress:
-                err_console.print(f"memprof: {loss} @ {catalog:,} items ({mode})", highlight=False, markup=False)
-            records.append(
-                profile_step(model, loss, catalog, batch_size, max_len, hidden, mode, device, None, breakdown, registries)
-            )
-    return records
 
 
 @app.command()
@@ -110,6 +43,7 @@ def memprof(
     """Peak memory of one training step per loss and catalog size, measured where it fits, predicted otherwise."""
 
     def work() -> None:
+        from seqbench.memprof.grid import check_losses, parse_catalogs, profile_grid  # lazy: start-up
         from seqbench.memprof.profile import MODES, default_registries, is_mode  # lazy: start-up
         from seqbench.memprof.report import (  # lazy: start-up
             peak_table,
@@ -124,10 +58,9 @@ def memprof(
         named = use_plugins(plugin, losses=losses, model=model)
         catalogs = parse_catalogs(catalog)
         registries = default_registries()
-        labels = _check_losses(str(named["losses"]), registries)
-        records = run_memprof(
-            catalogs, labels, str(named["model"]), batch_size, max_len, hidden, mode, device, breakdown, registries, not quiet
-        )
+        labels = check_losses(str(named["losses"]), registries)
+        say = None if quiet else (lambda text: err_console.print(text, highlight=False, markup=False))
+        records = profile_grid(catalogs, labels, str(named["model"]), batch_size, max_len, hidden, mode, device, breakdown, registries, say)
         if plot is not None:
             err_console.print(f"wrote {plot_peaks(records, plot)}", highlight=False, markup=False)
         if json_output:

@@ -86,8 +86,8 @@ def prepare_command(
     debug: DebugOption = False,
 ) -> None:
     """Fetch (or read from --mirror), verify, parse, filter, split and store data sets as Parquet; print statistics."""
+    from seqbench.data.local import TableRequest, prepare_table  # lazy: start-up
     from seqbench.data.prepare import list_datasets, prepare  # lazy: start-up
-    from seqbench.data.tables import TableRequest, prepare_table  # lazy: start-up
     from seqbench.storage.records import document  # lazy: start-up
 
     def work() -> None:
