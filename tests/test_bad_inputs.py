@@ -523,7 +523,7 @@ def test_a_bad_cached_raw_file_does_not_stick(workspace: Workspace) -> None:
 def test_a_cpu_allocation_failure_is_one_line_exit_1(monkeypatch: pytest.MonkeyPatch, workspace: Workspace) -> None:
     import seqbench.training.trainer as trainer
 
-    def no_memory(self: object, progress: object = None) -> None:
+    def no_memory(self: object, progress: object = None, resume: object = None) -> None:
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 4600000000 bytes. Error code 12")
 
     monkeypatch.setattr(trainer.Trainer, "fit", no_memory)

@@ -44,10 +44,10 @@ def test_an_interrupted_grid_resumes_without_duplicates(toy_data: Path, tmp_path
 
     original = trainer.Trainer.fit
 
-    def broken_for_ce(self: trainer.Trainer, progress: object = None) -> None:
+    def broken_for_ce(self: trainer.Trainer, progress: object = None, resume: object = None) -> None:
         if self.config.loss == "ce":
             raise ValueError("simulated crash in the middle of a run")
-        original(self, progress)
+        original(self, progress, resume)
 
     monkeypatch.setattr(trainer.Trainer, "fit", broken_for_ce)
     monkeypatch.setattr("seqbench.execution.processes.available_cores", lambda: 1)  # in-process, where the patch applies

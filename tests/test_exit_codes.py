@@ -23,10 +23,10 @@ def compare_with_a_broken_loss(args: list[str], broken: str) -> subprocess.Compl
         import sys
         import seqbench.training.trainer as trainer
         original = trainer.Trainer.fit
-        def fit(self, progress=None):
+        def fit(self, progress=None, resume=None):
             if self.config.loss == {broken!r}:
                 raise ValueError("the loss exploded")
-            return original(self, progress)
+            return original(self, progress, resume)
         trainer.Trainer.fit = fit
         from seqbench.cli import main
         sys.argv = ["seqbench", *{args!r}]
