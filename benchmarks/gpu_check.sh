@@ -105,7 +105,7 @@ for flags in "bf16=true" "compile=true"; do
   echo "--- $flags"
   run 90 "train-$flags" seqbench train --dataset lastfm --model sasrec --loss cce --device "$DEVICE" "${TRAIN_ARGS[@]}" \
     --set "$flags" --data-dir "$WORK/data" --results "$WORK/results-train" --json --quiet >"$WORK/train.json"
-  python -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["run_id"], r["status"], "epochs", r["epochs_run"], "train s", round(r["train_seconds"], 2), "test NDCG@10", round(r["metrics"]["test"]["NDCG@10"], 4))' "$WORK/train.json" || true
+  python -c 'import json, sys; r = json.load(open(sys.argv[1])); t = r["training"]; print(r["run_id"], r["status"], "epochs", t["epochs_run"], "train s", round(t["train_seconds"], 2), "test NDCG@10", round(r["metrics"]["test"]["NDCG@10"], 4))' "$WORK/train.json" || true
 done
 
 section "grid: lastfm gru4rec,sasrec x bce,ce,cce, seed 0 (${GRID_ARGS[*]})"
