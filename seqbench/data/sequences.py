@@ -14,6 +14,8 @@ Item ids are 1..N everywhere; 0 is padding and never a real item.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +137,19 @@ class PreparedDataset:
     item_attributes: Ragged | None = None  # row i = attributes of item i (row 0 empty)
     num_attributes: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A digest of what a run sees (catalogue size, training sequences, validation and test
+        users, histories and targets): a data set prepared again with another recipe or source has
+        another one, so a run stored on the old data is never mistaken for one on the new."""
+        digest = hashlib.sha256(str(int(self.num_items)).encode())
+        arrays = [self.train_users, self.train.values, self.train.offsets]
+        for split in (self.valid, self.test):
+            arrays += [split.users, split.targets, split.histories.values, split.histories.offsets]
+        for array in arrays:
+            digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+        return digest.hexdigest()[:16]
 
     def item_counts(self) -> np.ndarray:
         """Occurrences of each item id (index 0 = padding, always 0) in the training sequences."""

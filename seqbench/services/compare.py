@@ -25,7 +25,7 @@ from seqbench.coerce import parse_int_list, parse_list
 from seqbench.colors import base_loss
 from seqbench.config import RunConfig, parse_assignments
 from seqbench.configure import check_catalogues
-from seqbench.data.prepare import ensure_prepared
+from seqbench.data.prepare import ensure_prepared, load_dataset
 from seqbench.data.registry import load_registry
 from seqbench.data.sequences import is_prepared
 from seqbench.errors import InputError, SeqbenchError, check_choice
@@ -56,7 +56,7 @@ from seqbench.reporting.study import (
 )
 from seqbench.services.tune_grid import plan_tuning, tune_grid
 from seqbench.storage.records import document, run_records
-from seqbench.storage.store import RunStore
+from seqbench.storage.store import RunStore, stale_reason
 from seqbench.tracking import make_tracker
 from seqbench.training.reevaluate import evaluate_stored
 
@@ -264,6 +264,28 @@ def prepare(request: CompareRequest, grid: Grid) -> None:
     for dataset in grid.names["datasets"]:
         ensure_prepared(dataset, request.data_dir, request.mirror)
     check_catalogues(grid.configs, request.data_dir, request.mirror)
+    check_fresh(request, grid)
+
+
+def check_fresh(request: CompareRequest, grid: Grid) -> None:
+    """No completed run of the grid was trained on an older version of its data set (prepared again
+    since with another recipe or source): its numbers would be shown, or reused, as this data's."""
+    table = RunStore(request.results).table()
+    if table.empty:
+        return
+    runs, _ = select_runs(table, grid.configs, grid.names, "grid")
+    stale: list[str] = []
+    for dataset in sorted(set(runs["dataset"].astype(str))) if not runs.empty else []:
+        if not is_prepared(dataset, request.data_dir):
+            continue  # --no-train on stored runs alone: nothing to compare them with
+        fingerprint = load_dataset(dataset, request.data_dir, request.mirror).fingerprint
+        for row in runs[(runs["dataset"] == dataset) & (runs["status"] == "completed")].to_dict(orient="records"):
+            reason = stale_reason(row, fingerprint)
+            stale += [str(row["run_id"])] if reason else []
+    if stale:
+        raise InputError(f"{len(stale)} stored run(s) of this grid were trained on another version of their data set "
+                         f"(prepared again since): {', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''}; remove them "
+                         "(`seqbench runs rm ID ... --force`) to train them on the current data, or prepare the data as before")
 
 
 def labels(grid: Grid) -> list[str]:
@@ -355,6 +377,8 @@ def report(request: CompareRequest, grid: Grid, progress: Progress | None = None
     """The study's tables from the store (``study_req``: :func:`tune`'s, else the grid's own);
     ``--plots`` figures and the ``--report`` directory written."""
     notify = progress or ignore
+    if not request.train:
+        check_fresh(request, grid)  # training checked it already
     store = RunStore(request.results)
     study_req = study_req or study_request(request, grid)
     study = build_tables(study_req, store)

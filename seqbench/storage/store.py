@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,3 +302,15 @@ def filter_runs(table: pd.DataFrame, **equals: Iterable[str] | str | None) -> pd
         values = [wanted] if isinstance(wanted, str) else list(wanted)
         table = table[table[column].isin(values)]
     return table.reset_index(drop=True)
+
+
+def stale_reason(row: Mapping[str, Any], fingerprint: str) -> str | None:
+    """Why a stored run does not belong to the data set as prepared now, or None.
+
+    Runs stored before fingerprints were recorded have none and are taken as they are.
+    """
+    stored = row.get("data_fingerprint")
+    if not isinstance(stored, str) or not stored or stored == fingerprint:
+        return None
+    return (f"run {row.get('run_id')} was trained on another version of data set '{row.get('dataset')}' "
+            f"(data fingerprint {stored}, now {fingerprint}: it was prepared again since)")

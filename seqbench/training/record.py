@@ -81,6 +81,7 @@ def run_row(
     row["selection_metric"] = config.selection_metric
     row["paper_preset"] = config.paper_preset
     row["sampler"] = config.sampler
+    row["data_fingerprint"] = dataset.fingerprint  # checked before a stored run is reused (stale_reason)
     row["loss_code"] = describe("loss", config.loss)  # where the code came from (plugin file, digest, version)
     row["model_code"] = describe("model", config.model)
     for name in ("epochs", "patience", "batch_size", "max_len", "lr", "weight_decay", "eval_every", "pretrain_epochs"):

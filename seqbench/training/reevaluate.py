@@ -11,7 +11,7 @@ from seqbench.devices import resolve_device
 from seqbench.errors import InputError
 from seqbench.measure.ranking import evaluate_split, per_timestamp_ndcg
 from seqbench.models.registry import build_model
-from seqbench.storage.store import RunStore
+from seqbench.storage.store import RunStore, stale_reason
 from seqbench.training.threads import run_threads
 
 
@@ -36,6 +36,9 @@ def evaluate_stored(
     config = make_config(store.config(run_id))
     device = resolve_device(device_name)
     dataset = load_dataset(config.dataset, data_dir, mirror)
+    stale = stale_reason(store.row(run_id), dataset.fingerprint)
+    if stale:  # its checkpoint's item ids and users mean other things on the data as prepared now
+        raise InputError(f"{stale}: train it again (`seqbench train ... --force`) to evaluate it on this data")
     model = build_model(config.model, dataset.num_items, config.max_len, config.model_params, num_attributes=dataset.num_attributes)
     try:
         model.load_state_dict(store.checkpoint(run_id))

@@ -23,7 +23,7 @@ from seqbench.data.batches import TrainBatches
 from seqbench.data.prepare import load_dataset
 from seqbench.data.sequences import PreparedDataset
 from seqbench.devices import resolve_device
-from seqbench.errors import RuntimeFailure, Terminated
+from seqbench.errors import InputError, RuntimeFailure, Terminated
 from seqbench.events import EventKind, Progress, StopRun
 from seqbench.losses.base import Loss, LossBatch
 from seqbench.losses.registry import build_loss, loss_class
@@ -33,7 +33,7 @@ from seqbench.models.base import SequentialRecommender
 from seqbench.models.registry import build_model
 from seqbench.storage.layout import ResultsLayout
 from seqbench.storage.locks import exclusive
-from seqbench.storage.store import RunStore, StoredRun, ranks_frame
+from seqbench.storage.store import RunStore, StoredRun, ranks_frame, stale_reason
 from seqbench.training.pretrain import cached_pretrain
 from seqbench.training.record import RunLog, run_row
 from seqbench.training.resume import Resumed, load_point, random_states, restore_random_states, save_point
@@ -373,6 +373,9 @@ def train_run(
     dataset = load_dataset(config.dataset, data_dir, mirror)  # a damaged data set is reported even when the run is stored
     with exclusive(layout.lock(run_id), waiting):
         if not force and store.is_completed(run_id):  # stored before, or by the process waited for
+            stale = stale_reason(store.row(run_id), dataset.fingerprint)
+            if stale:
+                raise InputError(f"{stale}: --force trains it again on the current data")
             return store.stored(run_id)
         live, resume = layout.live_log(run_id), layout.resume_point(run_id)
         if restart:
