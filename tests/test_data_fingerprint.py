@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import write_toy_dataset
+
 from seqbench.configure import make_config
 from seqbench.data.prepare import load_dataset
 from seqbench.errors import InputError
