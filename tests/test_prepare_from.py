@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from seqbench.data.local import TableRequest, prepare_table
+from seqbench.errors import InputError
 
 
 def seqbench(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -67,21 +71,29 @@ def test_a_parquet_with_dates_and_a_rating_threshold(tmp_path: Path) -> None:
     assert meta["recipe"]["min_rating"] == 4.0
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--name", "x", "--user-col", "nobody"], "lacks column(s) nobody (it has: customer, product, when, stars)"),
-    ([], "--from needs --name"),
-    (["--name", "beauty"], "is a registered data set"),
-    (["--name", "../escape"], "data set"),
-    (["--name", "x", "--min-rating", "3"], "--min-rating needs --rating-col"),
-    (["--name", "x", "--split", "sideways"], "split 'sideways' is not one of"),
-])
-def test_bad_requests_are_one_line_and_exit_2(tmp_path: Path, args: list[str], words: str) -> None:
+def test_a_bad_request_is_one_line_and_exit_2_through_the_command_line(tmp_path: Path) -> None:
     interactions().to_csv(tmp_path / "log.csv", index=False)
-    columns = [] if "--user-col" in args else ["--user-col", "customer"]
-    done = seqbench("prepare", "--from", "log.csv", *columns, "--item-col", "product", "--time-col", "when", *args, "--quiet", cwd=tmp_path)
-    assert done.returncode == 2, done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and words in done.stderr, done.stderr
+    done = seqbench("prepare", "--from", "log.csv", "--name", "x", "--user-col", "nobody", "--item-col", "product",
+                    "--time-col", "when", "--quiet", cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "lacks column(s) nobody (it has: customer, product, when, stars)" in done.stderr
     assert not (tmp_path / "data" / "x").exists()
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"name": None}, "--from needs --name"),
+    ({"name": "beauty"}, "is a registered data set"),
+    ({"name": "../escape"}, "data set"),
+    ({"min_rating": 3.0}, "--min-rating needs --rating-col"),
+    ({"split": "sideways"}, "split 'sideways' is not one of"),
+    ({"item": "customer"}, "two roles name the same column"),
+])
+def test_bad_requests_are_input_errors_before_anything_is_written(tmp_path: Path, fields: dict[str, object], words: str) -> None:
+    interactions().to_csv(tmp_path / "log.csv", index=False)
+    request = {"path": tmp_path / "log.csv", "name": "x", "user": "customer", "item": "product", "timestamp": "when"} | fields
+    with pytest.raises(InputError, match=re.escape(words)):
+        prepare_table(TableRequest(**request), tmp_path / "data")  # type: ignore[arg-type]
+    assert not (tmp_path / "data").exists()
 
 
 def test_a_registry_yaml_names_a_local_file_by_a_path_relative_to_itself(tmp_path: Path) -> None:

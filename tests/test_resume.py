@@ -58,6 +58,7 @@ def test_an_interrupted_run_resumes_from_its_last_evaluation_and_matches_an_unin
     assert trained == [5, 6]
     same_run(whole, resumed)
     assert "resumed after epoch 4" in resumed.row["notes"]
+    assert "note run " in resumed.log and "resuming after epoch 4" in resumed.log  # the run's log says so too
     assert not point.exists()  # a stored run leaves no resume point behind
 
 

@@ -138,6 +138,8 @@ class RunLog:
                 f"epoch {info['epoch']} loss {info['train_loss']:.4f} {valid} test_NDCG@10 {info['test_NDCG@10']:.4f} "
                 f"train_seconds {info['train_seconds']:.2f} peak_memory_bytes {info['peak_memory_bytes']} best_epoch {info['best_epoch']}"
             )
+        elif event == EventKind.NOTE:  # e.g. "resuming after epoch 30": the log says where it started
+            self._add(f"note {info['text']}")
         if self.progress is not None:
             self.progress(event, info)
 
