@@ -36,6 +36,7 @@ from seqbench.data.parsers import INTERACTION_PARSERS
 from seqbench.errors import InputError
 from seqbench.losses.base import Loss
 from seqbench.losses.registry import LOSSES
+from seqbench.losses.spec import split_loss_list
 from seqbench.models.base import SequentialRecommender
 from seqbench.models.registry import MODELS
 
@@ -222,7 +223,7 @@ def resolve(text: str, kind: str) -> str:
     """A comma list of names where items may be import paths (``mypkg.mod:Class``,
     ``path/x.py:Class``, optionally followed by ``[params]``): each path is loaded and registered,
     and replaced by the registered name."""
-    return ",".join(_resolve_item(item, kind) if _is_import_path(item) else item for item in _split(text))
+    return ",".join(_resolve_item(item, kind) if _is_import_path(item) else item for item in split_loss_list(text))
 
 
 def _is_import_path(item: str) -> bool:
@@ -243,17 +244,3 @@ def _resolve_item(item: str, kind: str) -> str:
         _register(kind, None, cls)
         name = next(n for n in registry.names() if registry.get(n) is cls)
     return name + bracket + rest
-
-
-def _split(text: str) -> list[str]:
-    """Split at commas outside brackets (``sampled-ce[K=100,alpha=1]`` is one item)."""
-    items, depth, current = [], 0, ""
-    for char in text:
-        depth += (char == "[") - (char == "]")
-        if char == "," and depth == 0:
-            items.append(current)
-            current = ""
-        else:
-            current += char
-    items.append(current)
-    return [item.strip() for item in items if item.strip()]

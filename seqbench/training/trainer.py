@@ -300,8 +300,8 @@ def _train_and_evaluate(
     live_log: Path | None = None,
     resume: Path | None = None,
 ) -> tuple[StoredRun, BaseException | None]:
-    run_id = config.run_id(device.type)
     trainer = Trainer(config, dataset, device, pretrain_cache)
+    run_id = trainer.run_id
     log = RunLog(run_id, config, device, progress, live_log)
     status, reason = "completed", ""
     error: BaseException | None = None
