@@ -370,6 +370,10 @@ def cases() -> list[Case]:
     add("checksum-mismatch", prepare_mirror(), registry({"tiny": entry(source(sha256="0" * 64))}, {"tiny/ratings.csv": RATINGS}), contains="checksum")
     add("prepare-set-bogus", prepare("synthetic", "--set", "colours=3"), contains="colours")
     add("prepare-set-abc", prepare("synthetic", "--set", "users=abc"), contains="users")
+    add("prepare-synthetic-negative-seed", prepare("synthetic", "--set", "seed=-1"), contains="seed")
+    add("prepare-synthetic-huge-users", prepare("synthetic", "--set", "users=1e12"), contains="--set users")
+    add("prepare-synthetic-huge-items", prepare("synthetic", "--set", "items=1e9"), contains="items")
+    add("prepare-synthetic-bad-catalog", prepare("synthetic", "--set", "catalog=all"), contains="occurring, full")
     add("prepare-no-name", prepare(), contains="data set")
     add("prepare-unknown", prepare("nope"), contains="nope")
 

@@ -112,10 +112,20 @@ def filter_interactions(frame: pd.DataFrame, recipe: Recipe, source: str) -> tup
     return frame, report
 
 
-def build_sequences(frame: pd.DataFrame) -> Sequences:
-    """Remap a chronological frame to ids 1..N (items sorted by original id; 0 stays padding)."""
+def build_sequences(frame: pd.DataFrame, catalog: np.ndarray | None = None) -> Sequences:
+    """Remap a chronological frame to ids 1..N (items sorted by original id; 0 stays padding).
+
+    The catalogue is the items that occur, or ``catalog`` (sorted original ids, a superset of
+    them) when items nobody picked belong to it too.
+    """
     user_codes, user_ids = pd.factorize(frame["user"], sort=True)
-    item_codes, item_ids = pd.factorize(frame["item"], sort=True)
+    if catalog is None:
+        item_codes, item_ids = pd.factorize(frame["item"], sort=True)
+    else:
+        item_ids = np.asarray(catalog)
+        item_codes = pd.Index(item_ids).get_indexer(frame["item"])
+        if np.any(item_codes < 0):
+            raise ValueError("build_sequences: an item is not in the given catalogue")
     offsets = np.zeros(len(user_ids) + 1, dtype=np.int64)
     np.cumsum(np.bincount(user_codes, minlength=len(user_ids)), out=offsets[1:])
     if np.any(np.diff(user_codes) < 0):

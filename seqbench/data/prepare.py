@@ -145,14 +145,16 @@ def _split(entry: DatasetEntry, sequences: Sequences) -> splits.SplitResult:
 def _build(
     entry: DatasetEntry, data_dir: Path, mirror: Path | None, params: SyntheticParams | None, show: bool, refresh: bool = False
 ) -> tuple[PreparedDataset, Sequences]:
+    catalog = None
     if params is not None:
         _say(show, f"  generating {params}")
         interactions, attribute_pairs = synthetic.generate(params)
+        catalog = synthetic.full_catalog(params)
         fetched: list[FetchedFile] = []
     else:
         interactions, attribute_pairs, fetched = _load_sources(entry, data_dir, mirror, show, refresh)
     frame, report = filter_interactions(interactions, entry.recipe, entry.name)
-    sequences = build_sequences(frame)
+    sequences = build_sequences(frame, catalog)
     split = _split(entry, sequences)
     attributes: Ragged | None = None
     num_attributes = 0
@@ -177,7 +179,7 @@ def _meta(entry: DatasetEntry, stats: dict[str, Any], report: FilterReport, spli
         "recipe": entry_dict["recipe"],
         "split": {**entry_dict["split"], **split.info, "method": entry.split.kind},
         "sources": _source_meta(fetched),
-        "synthetic": dataclasses.asdict(params) if params is not None else None,
+        "synthetic": _synthetic_meta(params, sequences),
         "statistics": stats,
         "filtering": report.to_dict(),
         "num_users": stats["users"],
@@ -188,6 +190,28 @@ def _meta(entry: DatasetEntry, stats: dict[str, Any], report: FilterReport, spli
         "seqbench_version": seqbench.__version__,
         "prepared_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _synthetic_meta(params: SyntheticParams | None, sequences: Sequences) -> dict[str, Any] | None:
+    if params is None:
+        return None
+    described = dataclasses.asdict(params)
+    if params.catalog == "full":  # what the catalogue holds that nobody picked: the long tail's size
+        picked = np.bincount(sequences.items.values, minlength=sequences.num_items + 1)[1:] > 0
+        described["never_interacted_share"] = round(1.0 - float(picked.mean()), 6)
+    return described
+
+
+def _same_synthetic(stored: Any, wanted: SyntheticParams) -> bool:
+    """Whether a prepared set's ``synthetic`` meta was made with ``wanted`` (a field added since
+    takes its default; derived figures such as the never-interacted share are not parameters)."""
+    if not isinstance(stored, dict):
+        return False
+    names = {f.name for f in dataclasses.fields(SyntheticParams)}
+    try:
+        return SyntheticParams(**{k: v for k, v in stored.items() if k in names}) == wanted
+    except TypeError:
+        return False
 
 
 def _write(dataset: PreparedDataset, sequences: Sequences, target: Path, overwrite: bool) -> None:
@@ -233,7 +257,7 @@ def prepare(
     target = dataset_dir(name, data_dir)
     if is_prepared(name, data_dir) and not force:
         meta = _usable_meta(name, data_dir)
-        if meta is not None and (wanted is None or meta.get("synthetic") == dataclasses.asdict(wanted)):
+        if meta is not None and (wanted is None or _same_synthetic(meta.get("synthetic"), wanted)):
             _say(progress, f"{name}: already prepared in {target} (use --force to rebuild)")
             return _row(name, meta["statistics"], target, "already prepared", users_dropped=meta.get("users_dropped", 0))
     if mirror is not None and entry.files and not Path(mirror).is_dir():

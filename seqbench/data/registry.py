@@ -84,6 +84,10 @@ class SyntheticParams:
     items: int = 500
     length: int = 30  # mean sequence length
     seed: int = 0
+    # "occurring": the catalogue is the items that occur (the original recipe, kept so that data
+    # prepared before stays identical); "full": every id 1..items is in the catalogue, interacted
+    # with or not, as in a real shop, and generation is vectorised (10^6 items in seconds).
+    catalog: str = "occurring"
 
 
 @dataclass(frozen=True)

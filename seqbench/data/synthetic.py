@@ -9,6 +9,11 @@ sequence position.
 
 Default size (``SyntheticParams``): 2000 users, 500 items, mean length 30 (about 60,000
 interactions), so that a GRU4Rec or SASRec epoch on a laptop CPU takes about a second.
+
+``catalog="full"`` keeps every item id 1..items in the catalogue, including those no user ever
+picks (a real shop's long tail; the share is in ``meta.json``), and draws the successor table in
+one vectorised step, so 10^6 items and 10^6 interactions take seconds. The default
+``catalog="occurring"`` keeps the original draws so that data prepared before stays identical.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ SUCCESSORS = 4  # successors per item: 3 from its cluster, 1 from anywhere
 CLUSTER_SIZE = 25
 ZIPF = 0.8  # popularity ~ 1 / rank^ZIPF
 MIN_LENGTH = 5
+CATALOGS = ("occurring", "full")
+# Bounds that keep generation inside this machine's memory: the walk is users x 5*length int64.
+MAX_INTERACTIONS = 100_000_000  # users x length
+MAX_ITEMS = 50_000_000
+MAX_LENGTH = 10_000
 
 
 def _check(params: SyntheticParams) -> None:
@@ -31,6 +41,16 @@ def _check(params: SyntheticParams) -> None:
         raise InputError(
             f"synthetic needs users >= 1, items >= {2 * SUCCESSORS} and length >= {MIN_LENGTH}; "
             f"got users={params.users}, items={params.items}, length={params.length}"
+        )
+    if params.seed < 0 or params.seed >= 2**63:
+        raise InputError(f"synthetic parameter seed={params.seed} is out of range: give 0 <= seed < 2**63")
+    if params.catalog not in CATALOGS:
+        raise InputError(f"synthetic parameter catalog={params.catalog!r} is not known: choose from {', '.join(CATALOGS)}")
+    if params.items > MAX_ITEMS or params.length > MAX_LENGTH or params.users * params.length > MAX_INTERACTIONS:
+        raise InputError(
+            f"synthetic with users={params.users}, items={params.items}, length={params.length} is larger than seqbench "
+            f"generates (items <= {MAX_ITEMS:.0e}, length <= {MAX_LENGTH}, users x length <= {MAX_INTERACTIONS:.0e}): "
+            "lower --set users, items or length"
         )
 
 
@@ -48,6 +68,22 @@ def _successors(rng: np.random.Generator, cluster: np.ndarray, popularity: np.nd
         # Uniform within the cluster: if successors followed popularity too, popularity ranking
         # would already predict the chain and there would be little left to learn.
         table[members, : SUCCESSORS - 1] = rng.choice(members, size=(len(members), SUCCESSORS - 1))
+    table[:, -1] = rng.choice(items, size=items, p=popularity)
+    weights = rng.dirichlet(np.ones(SUCCESSORS), size=items)
+    return table, np.cumsum(weights, axis=1)
+
+
+def _successors_vectorised(rng: np.random.Generator, cluster: np.ndarray, popularity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same table as ``_successors`` (uniform within the cluster, one by popularity), drawn for
+    all items at once: O(N log N) where the per-cluster loop is O(N^2 / CLUSTER_SIZE)."""
+    items = len(cluster)
+    members = np.argsort(cluster, kind="stable")  # items grouped by cluster
+    counts = np.bincount(cluster)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    own = cluster[:, None]
+    offset = (rng.random((items, SUCCESSORS - 1)) * counts[own]).astype(np.int64)
+    table = np.empty((items, SUCCESSORS), dtype=np.int64)
+    table[:, : SUCCESSORS - 1] = members[starts[own] + offset]
     table[:, -1] = rng.choice(items, size=items, p=popularity)
     weights = rng.dirichlet(np.ones(SUCCESSORS), size=items)
     return table, np.cumsum(weights, axis=1)
@@ -92,10 +128,16 @@ def generate(params: SyntheticParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(params.seed)
     cluster = rng.integers(0, max(params.items // CLUSTER_SIZE, 2), size=params.items)
     popularity = _popularity(rng, params.items)
-    successors, cumulative = _successors(rng, cluster, popularity)
+    draw_successors = _successors_vectorised if params.catalog == "full" else _successors
+    successors, cumulative = draw_successors(rng, cluster, popularity)
     lengths = _lengths(rng, params)
     walk = _walk(rng, lengths, successors, cumulative, popularity)
     mask = np.arange(walk.shape[1])[None, :] < lengths[:, None]
     users = np.repeat(np.arange(1, params.users + 1, dtype=np.int64), lengths)
     interactions = pd.DataFrame({"user": users, "item": walk[mask] + 1})  # row-major: per user, in order
     return interactions, _attributes(rng, cluster)
+
+
+def full_catalog(params: SyntheticParams) -> np.ndarray | None:
+    """The item ids of the catalogue when it is every id (``catalog="full"``), else None."""
+    return np.arange(1, params.items + 1, dtype=np.int64) if params.catalog == "full" else None
