@@ -139,3 +139,69 @@ def test_per_timestamp_ndcg_follows_the_runs_exclude_seen(exclude_seen: bool) ->
         assert result[t]["NDCG@10"] == pytest.approx(expected)
     masked = per_timestamp_ndcg(model, split, max_len, torch.device("cpu"), k=10, exclude_seen=True)
     assert exclude_seen or all(a["NDCG@10"] < b["NDCG@10"] for a, b in zip(result, masked))
+
+
+class LookupEncoder(SequentialRecommender):
+    """Base-class scoring (dot product plus bias) over small integer vectors: exact arithmetic, so
+    ties are real ties whichever way a score is computed."""
+
+    name = "lookup"
+    Config = dict
+    left_padding_free = False
+
+    def __init__(self, user_vectors: Tensor, item_vectors: Tensor, bias: Tensor) -> None:
+        super().__init__({}, num_items=item_vectors.shape[0] - 1, max_len=4)
+        self.users, self.items, self.bias = user_vectors, item_vectors, bias
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.next_user = 0
+
+    def encode_last(self, histories: Tensor) -> Tensor:
+        hidden = self.users[self.next_user : self.next_user + len(histories)]
+        self.next_user += len(histories)
+        return hidden
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        return self.encode_last(input_ids)[:, None, :]
+
+    def item_embeddings(self) -> Tensor:
+        return self.items
+
+    def item_bias(self) -> Tensor:
+        return self.bias
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_a_catalogue_evaluated_in_item_chunks_ranks_as_brute_force(exclude_seen: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import seqbench.measure.ranking as ranking
+
+    rng = np.random.default_rng(1)
+    users, items = 40, 103
+    user_vectors = torch.from_numpy(rng.integers(-2, 3, size=(users, 3)).astype(np.float32))
+    item_vectors = torch.from_numpy(rng.integers(-2, 3, size=(items + 1, 3)).astype(np.float32))
+    bias = torch.from_numpy(rng.integers(-1, 2, size=items + 1).astype(np.float32))
+    table = (user_vectors @ item_vectors[1:].T + bias[1:]).numpy()
+    histories = [rng.integers(1, items + 1, size=rng.integers(1, 6)).tolist() for _ in range(users)]
+    targets = rng.integers(1, items + 1, size=users)
+    split = EvalSplit(np.arange(users), Ragged.from_lists(histories), targets)
+    # Blocks of 16 users x 7 items: 15 chunks per batch, the target in one of them.
+    monkeypatch.setattr(ranking, "SCORE_BLOCK_BYTES", ranking.BYTES_PER_SCORE * 16 * 7)
+    assert ranking.block_shape(1024, items) == (16, 7)
+    result = evaluate_split(LookupEncoder(user_vectors, item_vectors, bias), split, max_len=4,
+                            device=torch.device("cpu"), exclude_seen=exclude_seen)
+    expected = [brute_force_rank(table[u], int(targets[u]), histories[u], exclude_seen) for u in range(users)]
+    assert result.ranks.tolist() == expected
+    # A model with its own score_all is scored whole, never through the base-class chunks.
+    fixed = evaluate_split(FixedScores(torch.from_numpy(table)), split, max_len=4, device=torch.device("cpu"), exclude_seen=exclude_seen)
+    assert fixed.ranks.tolist() == expected
+    item_vectors[5, 1] = float("nan")  # a diverged model is an error, not a flattering rank
+    with pytest.raises(RuntimeFailure, match="NaN"):
+        evaluate_split(LookupEncoder(user_vectors, item_vectors, bias), split, max_len=4, device=torch.device("cpu"))
+
+
+def test_score_blocks_stay_bounded_whatever_the_catalogue() -> None:
+    from seqbench.measure.ranking import BYTES_PER_SCORE, SCORE_BLOCK_BYTES, block_shape
+
+    assert block_shape(1024, 12_101) == (1024, 12_101)  # Beauty: one block, as before
+    for catalogue in (10**6, 10**7, 10**9):
+        users, chunk = block_shape(1024, catalogue)
+        assert users * chunk * BYTES_PER_SCORE <= SCORE_BLOCK_BYTES and users >= 16

@@ -40,3 +40,19 @@ def test_reset_peak_restarts_from_live_bytes() -> None:
         assert tracker.reset_peak() == 4400
         assert tracker.peak_bytes == tracker.live_bytes == 400
         del keep
+
+
+def test_adopted_tensors_are_live_once_even_through_in_place_operators() -> None:
+    param = torch.ones(1000, 250)  # 1e6 bytes, made before the tracker (like a model's weights)
+    tracker = AllocationTracker()
+    tracker.adopt([param, param[:5]])  # a view of an adopted storage adds nothing
+    assert tracker.live_bytes == 1_000_000
+    with tracker:
+        param.mul_(0.5)  # Adam's in-place update returns the same storage: not a new allocation
+        update = param * 2
+        del update
+    assert tracker.peak_bytes == 2_000_000
+    unadopted = AllocationTracker()
+    with unadopted:
+        param.mul_(0.5)
+    assert unadopted.peak_bytes == 1_000_000  # what a tracker without adopt() got wrong: 1e6 "new" bytes

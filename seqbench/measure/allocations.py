@@ -11,6 +11,7 @@ Storages created before the mode was entered are not counted: create what the st
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -45,6 +46,15 @@ class AllocationTracker(TorchDispatchMode):
 
     def _release(self, size: int) -> None:
         self.live_bytes -= size
+
+    def adopt(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Count tensors that exist before the mode is entered as live (each storage once).
+
+        Without this, an in-place operator on them (Adam's ``param.add_``, ``exp_avg.mul_``)
+        returns a storage the tracker has never seen and counts it as a new allocation.
+        """
+        for tensor in tensors:
+            self._track(tensor)
 
     def reset_peak(self) -> int:
         """Start a new stage: the peak restarts from what is live now; returns the old peak."""

@@ -64,6 +64,17 @@ class SequentialRecommender(nn.Module, abc.ABC):
 
     def score_all(self, hidden: Tensor) -> Tensor:
         """B x d -> B x N scores of items 1..N (the padding column is excluded)."""
-        scores = hidden @ self.item_embeddings()[1:].T
+        return self.score_items(hidden, 0, self.num_items)
+
+    def score_items(self, hidden: Tensor, start: int, stop: int) -> Tensor:
+        """B x d -> B x (stop - start) scores of items start+1..stop: evaluation over a catalogue
+        too large for one block of scores goes through it chunk by chunk."""
+        scores = hidden @ self.item_embeddings()[1 + start : 1 + stop].T
         bias = self.item_bias()
-        return scores if bias is None else scores + bias[1:]
+        return scores if bias is None else scores + bias[1 + start : 1 + stop]
+
+    def score_targets(self, hidden: Tensor, targets: Tensor) -> Tensor:
+        """B x d, B item ids -> the B scores of each row's own target (same formula as score_items)."""
+        scores = (hidden * self.item_embeddings()[targets]).sum(dim=1)
+        bias = self.item_bias()
+        return scores if bias is None else scores + bias[targets]

@@ -119,13 +119,15 @@ class Trainer:
     def _step(self, windows: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         if self.trim:
             windows = trim_padding(windows)
+        # Last step's gradients go before the forward pass, not just before backward: they would
+        # otherwise sit in memory through the forward and the loss (a catalogue-sized table each).
+        self.optimizer.zero_grad(set_to_none=True)
         inputs, targets = self.model.training_batch(windows.to(self.device), self.generator)
         with self._autocast():
             hidden = self.forward(inputs)
         history = self.batches.histories(rows).to(self.device) if self.loss.needs_negatives else None
         batch = LossBatch.for_model(self.model, hidden.float(), targets, history, self.generator)
         value = self.loss(batch).value
-        self.optimizer.zero_grad(set_to_none=True)
         value.backward()
         self.optimizer.step()
         return value.detach()
@@ -134,11 +136,18 @@ class Trainer:
         if self.device.type == "cuda":
             return self._step(windows, rows)
         tracker = AllocationTracker()
+        tracker.adopt(self._held_tensors())  # what the step starts with: counted once, as live
         with tracker:
             value = self._step(windows, rows)
-        static = sum(p.numel() * p.element_size() for p in self.model.parameters())
-        self.peak_bytes = max(self.peak_bytes, static + tracker.peak_bytes + self._optimizer_bytes_before)
+        self.peak_bytes = max(self.peak_bytes, tracker.peak_bytes)
         return value
+
+    def _held_tensors(self) -> list[torch.Tensor]:
+        """Parameters (of the model and the loss), their gradients and the optimiser's state."""
+        params = [*self.model.parameters(), *self.loss.parameters()]
+        grads = [p.grad for p in params if p.grad is not None]
+        states = [value for state in self.optimizer.state.values() for value in state.values() if isinstance(value, torch.Tensor)]
+        return [*params, *grads, *states]
 
     def train_epoch(self, epoch: int, progress: Progress | None) -> float:
         self.model.train()
@@ -146,8 +155,6 @@ class Trainer:
         steps = 0
         for batch in self.batches.epoch(epoch):
             tracked = epoch == 1 and steps < TRACKED_STEPS
-            if tracked:
-                self._optimizer_bytes_before = _optimizer_state_bytes(self.optimizer)
             value = self._tracked_step(batch.windows, batch.rows) if tracked else self._step(batch.windows, batch.rows)
             total += value
             steps += 1
@@ -193,7 +200,6 @@ class Trainer:
         config = self.config
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        self._optimizer_bytes_before = 0
         if progress:
             progress(EventKind.START, {"epochs": config.epochs, "steps": len(self.batches)})
         if config.epochs == 0:
@@ -261,15 +267,6 @@ def trim_padding(windows: torch.Tensor) -> torch.Tensor:
     """Left-padded windows without the columns that are padding in every row (2 columns at least)."""
     width = max(int((windows > 0).sum(dim=1).max()), 2)
     return windows[:, windows.shape[1] - width :]
-
-
-def _optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    return sum(
-        value.numel() * value.element_size()
-        for state in optimizer.state.values()
-        for value in state.values()
-        if isinstance(value, torch.Tensor)
-    )
 
 
 def run_training(
