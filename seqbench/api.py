@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from seqbench.configure import check_catalogues, make_config
+from seqbench.configure import check_catalogues, loss_options, make_config
 from seqbench.data.local import TableRequest, prepare_table
 from seqbench.data.prepare import prepare as prepare_registered
 from seqbench.errors import InputError
@@ -70,6 +70,8 @@ def train(*, data_dir: str | Path = "data", results: str | Path = "results", mir
     for key in ("loss", "model"):
         if key in fields:
             fields[key] = resolve(str(fields[key]), key)
+    if "loss" in fields:
+        fields = {**fields, **loss_options(fields["loss"], fields)}
     config = make_config(None, fields)
     check_catalogues([config], Path(data_dir), Path(mirror) if mirror else None)
     stored = train_run(config, Path(data_dir), Path(results), Path(mirror) if mirror else None, progress, force, restart)

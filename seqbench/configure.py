@@ -13,6 +13,7 @@ from seqbench.data.prepare import ensure_prepared
 from seqbench.data.sequences import read_meta
 from seqbench.errors import InputError
 from seqbench.losses.aliases import canonical_param
+from seqbench.losses.spec import parse_loss_spec
 from seqbench.losses.registry import LOSSES, make_params
 from seqbench.losses.registry import default_params as loss_defaults
 from seqbench.models.registry import MODELS
@@ -48,6 +49,17 @@ def make_config(base: dict[str, Any] | None = None, overrides: dict[str, Any] | 
     return config
 
 
+def loss_options(loss: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A run's loss written in the spec language (``cce[dense]``, ``sce[b_y=128]``, as memprof and
+    compare take it): the name, plus each bracketed option as a ``loss.KEY`` override unless the
+    same key is also set (``--set``, which wins). A bare name adds nothing."""
+    if "[" not in loss:
+        return {"loss": loss}
+    spec = parse_loss_spec(loss, dense_default=False)
+    given = {key.partition(".")[2] or key for key in overrides}
+    return {"loss": spec.name, **{f"loss.{key}": value for key, value in spec.params.items() if key not in given}}
+
+
 def check_catalogues(configs: list[RunConfig], data_dir: Path, mirror: Path | None = None) -> None:
     """:func:`check_catalogue` for every config, from each data set's meta.json, before any run
     trains (``train`` and ``compare``; a tuner's sampled values are bounded by its own space)."""
@@ -76,5 +88,40 @@ def check_catalogue(config: RunConfig, num_items: int) -> None:
             f"loss.num_negatives={negatives} is more than the {num_items} items of data set '{config.dataset}': "
             f"choose at most {num_items}"
         )
+    if getattr(params, "ce_impl", None) == "dense":
+        _check_dense_logits(config, num_items)
+
+
+def _check_dense_logits(config: RunConfig, num_items: int) -> None:
+    """Refuse an explicitly dense CE whose logits alone cannot fit: it would otherwise die in the
+    allocator mid-epoch (or swap the machine to a halt). The message carries memprof's prediction
+    of the whole step, computed on fake tensors, only in this case (seconds)."""
+    from seqbench.devices import resolve_device
+    from seqbench.memprof.profile import memory_bytes
+
+    device = resolve_device(config.device).type
+    logits = config.batch_size * config.max_len * num_items * 4
+    limit = memory_bytes(device)
+    if logits <= limit:
+        return
+    needed = _predicted_step_bytes(config, num_items) or logits
+    raise InputError(
+        f"{config.loss} with ce_impl=dense at {num_items:,} items needs about {needed / 2**30:,.1f} GiB per training step "
+        f"(memprof's prediction, batch {config.batch_size} x length {config.max_len}), more than the {limit / 2**30:,.1f} GiB "
+        f"free on {device}: use --set ce_impl=chunked (the same exact loss in bounded memory) or ce_impl=auto"
+    )
+
+
+def _predicted_step_bytes(config: RunConfig, num_items: int) -> int | None:
+    from seqbench.memprof.predict import PredictionError
+    from seqbench.memprof.profile import profile_step
+
+    hidden = int(config.model_params.get("hidden_size", config.model_params.get("embedding_size", 64)))
+    try:
+        record = profile_step(config.model, config.loss, num_items, config.batch_size, config.max_len, hidden,
+                              mode="predict", device="cpu", loss_params=dict(config.loss_params))
+    except (PredictionError, InputError):
+        return None
+    return record.peak_bytes
 
 

@@ -58,3 +58,13 @@ def test_tune_from_python(toy_data: Path, tmp_path: Path) -> None:
     report = seqbench.tune("toy", "gru4rec", "bce", trials=2, epochs=1, sets=SMALL, data_dir=toy_data, results=tmp_path)
     assert list(report.budget["loss"]) == ["bce"] and int(report.budget["trials"].iloc[0]) == 2
     assert set(report.studies) == {"bce"}
+
+
+def test_a_loss_with_bracketed_options_is_the_same_run_as_set(toy_data: Path, tmp_path: Path) -> None:
+    common = {"data_dir": toy_data, "results": tmp_path, "dataset": "toy", "model": "gru4rec", "epochs": 0, **SMALL}
+    spec = seqbench.train(loss="cce[chunked]", **common)
+    assert spec["config"]["loss"] == "cce" and spec["config"]["loss_params"] == {"ce_impl": "chunked"}
+    assert seqbench.train(loss="cce", ce_impl="chunked", **common)["run_id"] == spec["run_id"]
+    assert seqbench.train(loss="cce", **common)["run_id"] != spec["run_id"]  # a bare name keeps auto
+    # An explicit setting wins over the bracket.
+    assert seqbench.train(loss="cce[dense]", ce_impl="chunked", **common)["run_id"] == spec["run_id"]

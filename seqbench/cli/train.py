@@ -45,7 +45,8 @@ def train(
         typer.Option(help="Prepared data set name (see `seqbench prepare --list`).", show_default=DEFAULTS.dataset),
     ] = None,
     model: Annotated[str | None, typer.Option(help="gru4rec, sasrec, bert4rec or s3rec.", show_default=DEFAULTS.model)] = None,
-    loss: Annotated[str | None, typer.Option(help="A loss registry name, e.g. cce, ce, bce, sce.", show_default=DEFAULTS.loss)] = None,
+    loss: Annotated[str | None, typer.Option(help="A loss registry name, e.g. cce, ce, bce, sce; options in brackets as memprof and compare write them: "
+                       "cce[chunked], sce[b_y=128] (the same as --set ce_impl=chunked, --set b_y=128).", show_default=DEFAULTS.loss)] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (0 evaluates the untrained model).", show_default=str(DEFAULTS.epochs))] = None,
     patience: Annotated[
         int | None,
@@ -89,14 +90,15 @@ def train(
 
     def work() -> None:
         from seqbench.config import load_yaml, parse_assignments  # lazy: start-up
-        from seqbench.configure import check_catalogues, make_config  # lazy: start-up
+        from seqbench.configure import check_catalogues, loss_options, make_config  # lazy: start-up
 
         named = use_plugins(plugin, model=model, loss=loss)
         base = load_yaml(config_file) if config_file else {}
+        assignments = parse_assignments(set_ or [])
         overrides = cli_overrides(
-            dataset=dataset, model=named["model"], loss=named["loss"], epochs=epochs, patience=patience, seed=seed,
+            dataset=dataset, model=named["model"], epochs=epochs, patience=patience, seed=seed,
             batch_size=batch_size, max_len=max_len, device=device, time_budget=time_budget, paper_preset=preset,
-        ) | parse_assignments(set_ or [])
+        ) | (loss_options(named["loss"], assignments) if named["loss"] else {}) | assignments
         config = make_config(base, overrides)
         check_catalogues([config], data_dir, mirror)
         label = f"{config.dataset}/{config.model}/{config.loss}"

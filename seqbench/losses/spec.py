@@ -46,8 +46,9 @@ def split_loss_list(text: str) -> list[str]:
     return [part for part in parts if part]
 
 
-def parse_loss_spec(text: str) -> LossSpec:
-    """``name``, ``name[impl]`` (ce/cce) or ``name[key=value;key=value]``."""
+def parse_loss_spec(text: str, dense_default: bool = True) -> LossSpec:
+    """``name``, ``name[impl]`` (ce/cce) or ``name[key=value;key=value]``; ``dense_default=False``
+    keeps only the written options (a run's bare ``cce`` keeps its config's ``ce_impl=auto``)."""
     match = re.fullmatch(r"\s*([A-Za-z0-9_-]+)\s*(?:\[(.*)\])?\s*", text)
     if match is None:
         raise InputError(f"bad loss {text!r}: write NAME, cce[chunked] or NAME[key=value;key=value]")
@@ -63,7 +64,7 @@ def parse_loss_spec(text: str) -> LossSpec:
             raise InputError(
                 f"bad loss option {item!r} in {text!r}: write key=value, or {'/'.join(CE_IMPLS)} for ce/cce"
             )
-    if name in CE_LOSSES:
+    if name in CE_LOSSES and dense_default:
         # A bare ce/cce is the dense baseline the table's ratios are taken against.
         params.setdefault("ce_impl", CeImpl.DENSE)
     return LossSpec(label=text.strip(), name=name, params=params)

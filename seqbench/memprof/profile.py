@@ -272,16 +272,22 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def available_bytes(device: str) -> int:
-    """Memory a measured step may use: a share of free device memory or of the OS's MemAvailable."""
+def memory_bytes(device: str) -> int:
+    """Free memory: the device's free bytes on CUDA, the OS's MemAvailable on CPU."""
     if device.startswith("cuda"):
         free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(free * CUDA_MEMORY_FRACTION)
+        return int(free)
     with open("/proc/meminfo") as meminfo:
         for line in meminfo:
             if line.startswith("MemAvailable:"):
-                return int(int(line.split()[1]) * 1024 * CPU_MEMORY_FRACTION)
+                return int(line.split()[1]) * 1024
     raise RuntimeError("cannot read MemAvailable from /proc/meminfo")
+
+
+def available_bytes(device: str) -> int:
+    """Memory a measured step may use: a share of free device memory or of the OS's MemAvailable."""
+    fraction = CUDA_MEMORY_FRACTION if device.startswith("cuda") else CPU_MEMORY_FRACTION
+    return int(memory_bytes(device) * fraction)
 
 
 def _why_not_measure(predicted: ProfileRecord, device: str) -> str:
