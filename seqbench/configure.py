@@ -13,9 +13,9 @@ from seqbench.data.prepare import ensure_prepared
 from seqbench.data.sequences import read_meta
 from seqbench.errors import InputError
 from seqbench.losses.aliases import canonical_param
-from seqbench.losses.spec import parse_loss_spec
 from seqbench.losses.registry import LOSSES, make_params
 from seqbench.losses.registry import default_params as loss_defaults
+from seqbench.losses.spec import parse_loss_spec
 from seqbench.models.registry import MODELS
 from seqbench.models.registry import default_params as model_defaults
 from seqbench.models.registry import make_config as model_config

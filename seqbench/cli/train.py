@@ -38,6 +38,10 @@ def cli_overrides(**options: Any) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
+LOSS_HELP = ("A loss registry name, e.g. cce, ce, bce, sce; options in brackets as memprof and compare write them: "
+             "cce[chunked], sce[b_y=128] (= --set ce_impl=chunked, --set b_y=128).")
+
+
 @app.command()
 def train(
     dataset: Annotated[
@@ -45,8 +49,7 @@ def train(
         typer.Option(help="Prepared data set name (see `seqbench prepare --list`).", show_default=DEFAULTS.dataset),
     ] = None,
     model: Annotated[str | None, typer.Option(help="gru4rec, sasrec, bert4rec or s3rec.", show_default=DEFAULTS.model)] = None,
-    loss: Annotated[str | None, typer.Option(help="A loss registry name, e.g. cce, ce, bce, sce; options in brackets as memprof and compare write them: "
-                       "cce[chunked], sce[b_y=128] (the same as --set ce_impl=chunked, --set b_y=128).", show_default=DEFAULTS.loss)] = None,
+    loss: Annotated[str | None, typer.Option(help=LOSS_HELP, show_default=DEFAULTS.loss)] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (0 evaluates the untrained model).", show_default=str(DEFAULTS.epochs))] = None,
     patience: Annotated[
         int | None,
