@@ -23,6 +23,7 @@ from seqbench.errors import InputError, unknown_name
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 _NONE = {"none", "null", "~", ""}
+MAX_VALUE_CHARS = 1000
 
 
 def type_name(hint: Any) -> str:
@@ -39,6 +40,12 @@ def _options(hint: Any) -> tuple[Any, ...]:
     return (hint,)
 
 
+def shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters (a pasted blob stays one line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}...({len(text):,} characters)"
+
+
 def coerce(name: str, value: Any, hint: Any) -> Any:
     """``value`` as the type ``hint`` (a resolved annotation); a value that does not fit is an
     :class:`InputError` naming the key, the value and the type it needs."""
@@ -53,11 +60,11 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
         try:
             return target(value)
         except ValueError:
-            raise InputError(f"unknown {name} {value!r}; valid: {', '.join(str(member.value) for member in target)}") from None
+            raise InputError(f"unknown {name} {shown(value)}; valid: {', '.join(str(member.value) for member in target)}") from None
     try:
         return _convert(value, target)
     except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{name}={value!r} is not a valid {type_name(hint)}") from None
+        raise InputError(f"{name}={shown(value)} is not a valid {type_name(hint)}") from None
 
 
 def _convert(value: Any, target: Any) -> Any:
@@ -147,9 +154,12 @@ def parse_int_list(text: str, option: str) -> list[int]:
 def parse_value(text: str) -> Any:
     """A ``--set`` (or loss-spec) value as YAML reads a scalar or list (``5`` -> int, ``1e-3`` ->
     float, ``false`` -> bool); the one text-to-value reading of the project."""
+    if len(text) > MAX_VALUE_CHARS:  # a 100,000-digit number would stall YAML and int() alike
+        raise InputError(f"a value of {len(text):,} characters ({text[:20]}...) is too long: "
+                         f"config values have at most {MAX_VALUE_CHARS} characters")
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):
         return text
     if isinstance(value, str):
         # YAML reads 1e-3 as a string; numbers written that way are meant as floats.

@@ -43,9 +43,9 @@ def make_config(base: dict[str, Any] | None = None, overrides: dict[str, Any] | 
 
     loss_keys, model_keys = registry_keys()
     config = build_config(base, overrides, loss_keys, model_keys)
-    make_params(config.loss, config.loss_params, None)
+    loss_params = make_params(config.loss, config.loss_params, None)
     model_config(config.model, config.model_params)
-    config.code = code_identity(config.loss, config.model)
+    config.code = code_identity(config.loss, config.model, loss_params)
     return config
 
 

@@ -133,16 +133,20 @@ def describe(kind: str, name: str) -> str:
     return f"{found.source} sha256:{found.digest} version {found.version}"
 
 
-def code_identity(loss: str, model: str) -> dict[str, str]:
+def code_identity(loss: str, model: str, loss_params: object = None) -> dict[str, str]:
     """What of the loss's and model's code enters a run id: a plugin's source digest, and a
-    built-in's ``code_version`` once raised above 1 (so every run stored before keeps its id)."""
+    built-in's ``code_version`` once raised above 1 or its ``code_tag`` for these parameters
+    (``ce_impl=auto``'s rule), so that every run stored before keeps its id."""
     identity: dict[str, str] = {}
     for kind, name, registry in (("loss", loss, LOSSES), ("model", model, MODELS)):
         found = origin(kind, name)
+        built = registry.get(name)
         if found.source != "built-in":
             identity[kind] = f"sha256:{found.digest}"
-        elif getattr(registry.get(name), "code_version", 1) > 1:
-            identity[kind] = f"v{registry.get(name).code_version}"
+        elif kind == "loss" and loss_params is not None and built.code_tag(loss_params):
+            identity[kind] = built.code_tag(loss_params)
+        elif getattr(built, "code_version", 1) > 1:
+            identity[kind] = f"v{built.code_version}"
     return identity
 
 

@@ -289,9 +289,21 @@ def cases() -> list[Case]:
     add("eval-split-bogus", eval_("{good}", "--split", "train"), contains="split")
     add("eval-unknown-run", eval_("toy-gru4rec-bce-s0-000000000000"), contains="no stored run")
     add("runs-status-bogus", ["runs", "--results", "{results}", "--status", "bogus"], contains="bogus")
+    # A results path that is a file or does not exist: one line naming it, never "no stored runs" and exit 0.
+    a_file = write("afile", "x")
+    for name, args in {"runs": ["runs"], "runs-gc": ["runs", "gc"], "runs-rm": ["runs", "rm", "x"], "runs-show": ["runs", "show", "x"]}.items():
+        add(f"{name}-results-missing", [*args, "--results", "{ws}/nodir"], contains="nodir does not exist")
+        add(f"{name}-results-file", [*args, "--results", "{ws}/afile"], a_file, contains="afile is not a directory")
+    add("compare-no-train-results-file", ["compare", "--data-dir", "{data}", "--results", "{ws}/afile", "-q", "--no-train"], a_file,
+        contains="afile is not a directory")
+    add("tune-results-file", ["tune", "--data-dir", "{data}", "--results", "{ws}/afile", "-q", "--trials", "1"], a_file,
+        contains="afile is not a directory")
     add("compare-proposed-bogus", compare("--proposed", "bogus"), contains="bogus")
     add("compare-baselines-bogus", compare("--baselines", "bogus"), contains="bogus")
     add("compare-table-bogus", compare("--table", "bogus"), contains="bogus")
+    add("compare-source-unknown", compare("--source", "nosuch", "--table", "reference"), contains="nosuch")  # was after training
+    add("set-lr-100k-digits", train("--set", "lr=1" + "0" * 100_000), contains="100,001 characters")  # was a ValueError traceback
+    add("set-lr-600-digits", train("--set", "lr=" + "1" * 600), contains="(600 characters) is not a valid float")
     add("compare-format-bogus", compare("--format", "bogus"), contains="bogus")
     add("compare-executor-bogus", compare("--executor", "bogus"), contains="bogus")
     add("compare-seeds-abc", compare("--seeds", "abc"), contains="seeds")

@@ -134,7 +134,32 @@ def test_ctrl_c_stores_the_running_runs_as_interrupted_and_reaps_every_worker(to
     table = RunStore(results).table()
     assert sorted(table["status"]) == ["interrupted", "interrupted"]  # the third run never started
     assert set(table["loss"]) == {"bce", "ce"}
+    assert set(table["reason"]) == {"interrupted by the user (Ctrl-C)"}  # the driver's cause, passed on
     assert multiprocessing.active_children() == []
+
+
+def test_an_error_in_the_driver_stops_the_workers_as_terminated_not_as_ctrl_c(toy_data: Path, tmp_path: Path) -> None:
+    from seqbench.configure import make_config
+    from seqbench.errors import Terminated
+
+    configs = [
+        make_config(None, {"dataset": "toy", "model": "gru4rec", "loss": loss, "epochs": 10_000, "patience": 10_000, "max_len": 10, "threads": 1, "device": "cpu"})
+        for loss in ("bce", "ce")
+    ]
+    seen: set[str] = set()
+
+    def terminate_once_both_train(event: str, info: dict[str, Any]) -> None:
+        if event == "epoch" and len(seen) < 2:
+            seen.add(info["label"])
+            if len(seen) == 2:
+                raise Terminated  # what the driver's SIGTERM handler raises
+
+    results = tmp_path / "r"
+    with pytest.raises(Terminated):
+        ProcessExecutor(2).run(configs, toy_data, results, None, terminate_once_both_train)
+    table = RunStore(results).table()
+    assert list(table["status"]) == ["interrupted", "interrupted"]
+    assert set(table["reason"]) == {"terminated (SIGTERM)"}  # was "interrupted by the user (Ctrl-C)"
 
 
 def start_driver(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
@@ -288,3 +313,18 @@ def test_a_pruned_trial_is_pruned_in_a_worker_process_too(toy_data: Path, tmp_pa
     outcomes = ProcessExecutor(2, cores=2).run(runs, toy_data, tmp_path / "r", None, None)
     assert [o.status for o in outcomes] == ["pruned", "pruned"], [o.reason for o in outcomes]
     assert [RunStore(tmp_path / "r").row(run.run_id)["epochs_run"] for run in runs] == [1, 1]
+
+
+def test_workers_run_the_drivers_code_even_from_a_folder_holding_another_checkout(toy_data: Path, tmp_path: Path) -> None:
+    # The fork server's `python -c` once put the current directory first on sys.path: run from a
+    # folder holding another checkout, the workers imported that one's seqbench.
+    checkout = tmp_path / "other-checkout"
+    (checkout / "seqbench").mkdir(parents=True)
+    (checkout / "seqbench" / "__init__.py").write_text('raise SystemExit("the wrong seqbench was imported")\n')
+    script = Path(sys.executable).parent / "seqbench"  # the installed entry point, as a user runs it
+    args = [str(script), "compare", "--datasets", "toy", "--models", "gru4rec", "--losses", "bce,ce", "--seeds", "0", "--epochs", "1", "--jobs", "2",
+            "--set", "threads=1", "--set", "max_len=10", "--data-dir", str(toy_data), "--results", str(tmp_path / "r"), "--quiet"]
+    done = subprocess.run(args, cwd=checkout, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "wrong seqbench" not in done.stderr
+    assert set(RunStore(tmp_path / "r").table()["status"]) == {"completed"}

@@ -189,7 +189,9 @@ def runs(
         check_status(status)
         if format_ not in LIST_FORMATS:
             raise InputError(unknown_name("format", format_, LIST_FORMATS))
-        table = filter_runs(RunStore(results).table(), dataset=dataset, model=model, loss=loss, status=status)
+        store = RunStore(results)
+        store.check_readable()
+        table = filter_runs(store.table(), dataset=dataset, model=model, loss=loss, status=status)
         if json_:
             emit_json(document("runs", runs=run_records(sort_table(table, sort, reverse) if not table.empty else table)))
             return
@@ -276,6 +278,7 @@ def show(
         from seqbench.storage.store import RunStore  # lazy: start-up
 
         store = RunStore(_results(ctx, results))
+        store.check_readable()
         full = store.resolve(run_id)
         epochs = store.epochs(full)
         files = run_files(store.run_dir(full))
@@ -318,6 +321,7 @@ def rm(
         from seqbench.storage.store import RunStore  # lazy: start-up
 
         store = RunStore(_results(ctx, results))
+        store.check_readable()
         chosen = list(dict.fromkeys(store.resolve(run_id) for run_id in run_ids))
         statuses = {run_id: store.row(run_id).get("status") for run_id in chosen}
         kept = [run_id for run_id, status in statuses.items() if status == "completed" and not force]
@@ -348,6 +352,7 @@ def gc(
         from seqbench.storage.store import RunStore  # lazy: start-up
 
         store = RunStore(_results(ctx, results))
+        store.check_readable()
         table = store.table()
         doomed: list[tuple[str, str]] = []
         if not table.empty:

@@ -143,8 +143,8 @@ class ProcessExecutor:
                 for job in [job for job in running if self._poll(job, notify)]:
                     running.remove(job)
                     outcomes[id(job.run)] = self._finish(job, notify, "failed")
-        except BaseException:
-            outcomes.update(self._stop(running, notify))
+        except BaseException as cause:
+            outcomes.update(self._stop(running, notify, cause))
             raise
         return [outcomes[id(run)] for run in planned]
 
@@ -187,7 +187,7 @@ class ProcessExecutor:
             notify(EventKind.RUN_END, end_info(outcome))
         return outcome
 
-    def _stop(self, running: list[_Job], notify: Progress) -> dict[int, RunOutcome]:
-        """Ctrl-C (or any error): stop every worker, let it store its interrupted run, reap it."""
-        workers.stop([job.worker for job in running], [self._relay(job, notify) for job in running], STOP_GRACE_SECONDS)
+    def _stop(self, running: list[_Job], notify: Progress, cause: BaseException) -> dict[int, RunOutcome]:
+        """Ctrl-C, SIGTERM or any error: stop every worker, let it store its interrupted run, reap it."""
+        workers.stop([job.worker for job in running], [self._relay(job, notify) for job in running], STOP_GRACE_SECONDS, cause)
         return {id(job.run): self._finish(job, notify, "interrupted") for job in running}

@@ -6,8 +6,9 @@ Both ways of running work side by side on this machine use it: a grid's runs (``
 ``relay(kind, info)`` sends progress events to the driver ("batch" ones throttled).
 
 Stopping. Workers ignore the terminal's SIGINT (the driver decides): the driver's :func:`stop` sends
-each one SIGTERM, which the worker turns into a KeyboardInterrupt, so the trainer stores its run as
-``interrupted`` (as Ctrl-C does to a run in the driver's own process), then kills those still
+each one SIGUSR1 when the driver was stopped by Ctrl-C and SIGTERM otherwise, which the worker
+turns into a KeyboardInterrupt or a :class:`Terminated`, so the trainer stores its run as
+``interrupted`` with the true cause (as it does for a run in the driver's own process), then kills those still
 alive after the grace time. A worker also watches its end of the pipe, which the driver never
 writes to: end of file means the driver is gone (killed, even by SIGKILL), and the worker exits at
 once, so no worker outlives its driver. (Not the parent pid: a fork server is a worker's parent
@@ -24,10 +25,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from seqbench.errors import Terminated
 from seqbench.events import BatchThrottle, EventKind, Progress, ProgressEvent
 from seqbench.plugins import load_all as load_plugins
 
@@ -61,9 +64,35 @@ def start(context: Any, target: Callable[..., Any], args: tuple[Any, ...], name:
     # Duplex: the worker sends one way and watches the other for the driver's end of file.
     reader, writer = context.Pipe(duplex=True)
     process = context.Process(target=_main, args=(writer, target, args, threads), name=name)
-    process.start()
+    with drivers_code_first():
+        process.start()
     writer.close()  # the worker holds the only other end: end of file here = worker gone
     return Worker(name, process, reader)
+
+
+@contextlib.contextmanager
+def drivers_code_first() -> Iterator[None]:
+    """Make a child interpreter started in this block import the driver's seqbench.
+
+    The fork server is a fresh ``python -c``, whose ``sys.path`` starts with the current directory
+    (Python 3.11 ignores the driver's path it is handed): run from a folder holding another
+    checkout, workers trained that checkout's code. ``PYTHONSAFEPATH`` drops the current directory;
+    ``PYTHONPATH`` puts the folder the driver's seqbench came from first.
+    """
+    import seqbench
+
+    home = str(Path(seqbench.__file__).resolve().parents[1])
+    saved = {key: os.environ.get(key) for key in ("PYTHONSAFEPATH", "PYTHONPATH")}
+    os.environ["PYTHONSAFEPATH"] = "1"
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [home, saved["PYTHONPATH"]]))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
@@ -132,13 +161,16 @@ def reap(worker: Worker) -> None:
     worker.conn.close()
 
 
-def stop(workers: Sequence[Worker], notifies: Sequence[Notify], grace: float = STOP_GRACE_SECONDS) -> None:
-    """Ask every live worker to stop (SIGTERM), relay what they send (worker i's events to
-    ``notifies[i]``) for up to ``grace`` seconds, kill the rest, reap them all. A Ctrl-C during the
-    wait ends it at once."""
+def stop(workers: Sequence[Worker], notifies: Sequence[Notify], grace: float = STOP_GRACE_SECONDS,
+         cause: BaseException | None = None) -> None:
+    """Ask every live worker to stop, relay what they send (worker i's events to ``notifies[i]``)
+    for up to ``grace`` seconds, kill the rest, reap them all. A Ctrl-C during the wait ends it at
+    once. ``cause`` is what stopped the driver: a Ctrl-C is passed on as one (SIGUSR1), anything
+    else (SIGTERM, an error) as SIGTERM, so each interrupted run says why it stopped."""
+    number = signal.SIGUSR1 if isinstance(cause, KeyboardInterrupt) and not isinstance(cause, Terminated) else signal.SIGTERM
     for worker in workers:
         if worker.process.is_alive():
-            os.kill(worker.process.pid, signal.SIGTERM)
+            os.kill(worker.process.pid, number)
     deadline = time.monotonic() + grace
     try:
         with contextlib.suppress(KeyboardInterrupt):
@@ -168,8 +200,18 @@ class _Relay:
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop request; the interrupted run gets stored
-    raise KeyboardInterrupt
+    _ignore_stop_requests()  # one stop request; the interrupted run gets stored
+    raise Terminated
+
+
+def _stop_on_driver_interrupt(signum: int, frame: Any) -> None:
+    _ignore_stop_requests()
+    raise KeyboardInterrupt  # the driver's Ctrl-C, passed on
+
+
+def _ignore_stop_requests() -> None:
+    for number in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(number, signal.SIG_IGN)
 
 
 def _exit_with_driver(conn: Connection) -> None:
@@ -182,6 +224,7 @@ def _exit_with_driver(conn: Connection) -> None:
 def _main(conn: Connection, target: Callable[..., Any], args: tuple[Any, ...], threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGUSR1, _stop_on_driver_interrupt)
     threading.Thread(target=_exit_with_driver, args=(conn,), daemon=True).start()
     if threads > 0:
 

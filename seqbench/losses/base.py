@@ -139,6 +139,12 @@ class Loss(nn.Module, abc.ABC):
     code_version: ClassVar[int] = 1
 
     @classmethod
+    def code_tag(cls, params: Any) -> str:
+        """What of this loss's code a run with ``params`` depends on, for its run id ("" = nothing
+        beyond version 1). A loss whose meaning changed only for some settings says so here."""
+        return f"v{cls.code_version}" if cls.code_version > 1 else ""
+
+    @classmethod
     def positions_for(cls, model: str, override: Positions | None = None) -> Positions:
         """Where this loss is trained with ``model``: the config's ``positions`` when given, else
         the model's paper's choice (``model_positions``), else the loss's default."""

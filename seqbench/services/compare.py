@@ -44,6 +44,7 @@ from seqbench.policies import REAL_DATA_SEEDS, SYNTHETIC_EPOCHS
 from seqbench.presets import preset
 from seqbench.reporting import frame_records, write_figures
 from seqbench.reporting.markdown_report import write_report
+from seqbench.reporting.reference import published
 from seqbench.reporting.stats import ADJUSTMENTS, TESTS
 from seqbench.reporting.study import (
     SELECTIONS,
@@ -120,6 +121,8 @@ def check_request(request: CompareRequest) -> None:
     check_choice("run selection", request.runs, SELECTIONS)
     if not 0 < request.alpha < 1:
         raise InputError(f"--alpha must be between 0 and 1, got {request.alpha}")
+    published(request.source)  # an unknown --source fails here, not after the grid has trained
+    RunStore(request.results).check_writable()  # a --results that names a file: one message, whatever the mode
 
 
 # --- planning ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from seqbench.errors import InputError
 from seqbench.execution.executor import Executor
 from seqbench.execution.processes import available_cores, check_jobs
 from seqbench.reporting.tuning import budget_table, cell_figures, chosen_table
+from seqbench.storage.store import RunStore
 from seqbench.tuning.studies import (
     Study,
     TuneSettings,
@@ -70,6 +71,7 @@ def tune(
     if trials < 1:
         raise InputError(f"--trials must be >= 1, got {trials}")
     settings = settings or TuneSettings()
+    RunStore(results).check_writable()  # a --results that names a file fails now, not in the first trial
     num_items = load_dataset(dataset, data_dir, mirror).num_items  # a missing data set fails before any training
     planned = {loss: plan_study(dataset, model, loss, seed, dict(overrides or {}), settings, num_items) for loss in losses}
     configs = [make_config(None, study.trial_overrides({}) | {"seed": seed}) for study in planned.values()]  # a bad --set fails here

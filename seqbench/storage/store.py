@@ -107,6 +107,13 @@ class RunStore:
             if path.exists() and not path.is_dir():
                 raise InputError(f"--results {self.root}: {path} is not a directory: choose a directory for the run store")
 
+    def check_readable(self) -> None:
+        """Fail in one line when ``root`` is no store to read (a typo must not read as "no runs")."""
+        if not self.root.exists():
+            raise InputError(f"--results {self.root} does not exist: pass the folder that holds runs/ "
+                             "(it is made by `seqbench train` or `compare`)")
+        self.check_writable()
+
     def has(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / "run.parquet").is_file()
 

@@ -61,9 +61,9 @@ def run_studies(
                 if workers.poll(worker, notifier(updates[index])):
                     workers.reap(running.pop(index))
                     errors += _failure(worker, studies[index])
-    except BaseException:
+    except BaseException as cause:
         indices = list(running)
-        workers.stop([running[i] for i in indices], [notifier(updates[i]) for i in indices])
+        workers.stop([running[i] for i in indices], [notifier(updates[i]) for i in indices], cause=cause)
         raise
     if errors:
         raise errors[0]
