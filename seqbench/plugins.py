@@ -143,8 +143,8 @@ def code_identity(loss: str, model: str, loss_params: object = None) -> dict[str
         built = registry.get(name)
         if found.source != "built-in":
             identity[kind] = f"sha256:{found.digest}"
-        elif kind == "loss" and loss_params is not None and built.code_tag(loss_params):
-            identity[kind] = built.code_tag(loss_params)
+        elif kind == "loss" and loss_params is not None and LOSSES.get(name).code_tag(loss_params):
+            identity[kind] = LOSSES.get(name).code_tag(loss_params)
         elif getattr(built, "code_version", 1) > 1:
             identity[kind] = f"v{built.code_version}"
     return identity
