@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 RENAME_EXCHANGE = 2  # linux/fs.h
 # Temporary folders from before their names carried a pid: removed once clearly abandoned.
@@ -167,3 +168,13 @@ def atomic_file(target: Path, mode: str = "wb") -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def save_figure_atomically(figure: Any, path: Path, **options: Any) -> Path:
+    """``figure.savefig(path)`` through a temporary file: a full disk or a stop mid-write leaves
+    the previous file (or none), never a 0-byte PNG or a truncated PDF."""
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        # The temporary name has no image suffix: the format comes from the target's.
+        figure.savefig(tmp, format=path.suffix.lstrip(".").lower() or None, **options)
+    return path

@@ -122,3 +122,31 @@ def test_a_failed_block_leaves_the_old_directory(tmp_path: Path) -> None:
         raise RuntimeError("parse failed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lastfm"]
     assert (target / "old.txt").read_text() == "old"
+
+
+def test_a_figure_that_fails_mid_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    import errno
+
+    from matplotlib.figure import Figure
+
+    from seqbench.atomic import save_figure_atomically
+
+    figure = Figure()
+    figure.add_subplot().plot([1, 2], [3, 4])
+    target = tmp_path / "figures" / "curve.pdf"
+    save_figure_atomically(figure, target)
+    before = target.read_bytes()
+    assert before.startswith(b"%PDF")  # the format comes from the target's suffix, not the temp name
+
+    def full_disk(path: Path, **options: object) -> None:
+        Path(path).write_bytes(b"%PDF-1.4 trunc")  # part of the file made it to disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    figure.savefig = full_disk  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        save_figure_atomically(figure, target)
+    assert target.read_bytes() == before
+    assert [p.name for p in target.parent.iterdir()] == ["curve.pdf"]
+    with pytest.raises(OSError):
+        save_figure_atomically(figure, tmp_path / "figures" / "new.png")
+    assert not (tmp_path / "figures" / "new.png").exists()

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from seqbench.storage.layout import ResultsLayout
 from seqbench.storage.store import RunStore
 
@@ -131,3 +133,47 @@ def test_a_run_file_with_a_wrong_column_type_is_skipped_with_a_warning_not_fatal
     assert listed.returncode == 0, listed.stderr
     assert sorted(record["run_id"] for record in json.loads(listed.stdout)["runs"]) == sorted(ids[:2])
     assert "column status is int64, not text" in listed.stderr and listed.stderr.count("warning:") == 1
+
+
+def test_a_full_disk_at_the_end_keeps_the_resume_point_and_the_same_command_then_stores_the_run(
+    toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import seqbench
+    from seqbench.errors import RuntimeFailure
+
+    results = tmp_path / "r"
+    fields = {"dataset": "toy", "model": "gru4rec", "loss": "bce", "epochs": 2, "max_len": 10, "threads": 1,
+              "data_dir": toy_data, "results": results}
+
+    def full_disk(self: RunStore, run: object, replace_completed: bool = False) -> bool:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunStore, "write", full_disk)
+        with pytest.raises(RuntimeFailure) as failure:
+            seqbench.train(**fields)
+    message = failure.value.message
+    assert "No space left on device" in message and str(results) in message and "MiB free there" in message
+    assert "resume point" in message and "is kept" in message
+    points = list(ResultsLayout(results).resume_point("x").parent.glob("*.pt"))
+    assert len(points) == 1  # the trained run survives as its resume point
+    record = seqbench.train(**fields)  # space freed: the same call resumes after epoch 2 and stores
+    assert record["status"] == "completed" and record["training"]["epochs_run"] == 2
+    assert "resumed after epoch 2" in record["notes"]
+    assert not points[0].exists()
+
+
+def test_a_read_only_results_folder_is_refused_before_training(toy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import seqbench
+    from seqbench.errors import InputError
+
+    results = tmp_path / "r"
+    results.mkdir()
+    real_access = os.access
+    # This suite runs as root, whom permission bits do not stop; a read-only mount would.
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == results else real_access(path, mode))
+    with pytest.raises(InputError, match="is not writable"):
+        seqbench.train(dataset="toy", model="gru4rec", loss="bce", epochs=1, data_dir=toy_data, results=results)
+    assert list(results.iterdir()) == []

@@ -8,6 +8,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from seqbench.atomic import save_figure_atomically
 from seqbench.colors import MARKERS, loss_color, variant_styles
 from seqbench.memprof.profile import ProfileRecord
 
@@ -119,8 +120,7 @@ def plot_peaks(records: list[ProfileRecord], path: Path) -> Path:
     import matplotlib.pyplot as plt  # lazy: matplotlib (figures only)
 
     figure = peaks_figure(records)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=150, bbox_inches="tight")
+    save_figure_atomically(figure, path, dpi=150, bbox_inches="tight")
     plt.close(figure)
     return path
 

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
+from seqbench.atomic import save_figure_atomically
 from seqbench.colors import loss_color, loss_colors, variant_styles
 from seqbench.reporting.frontier import NDCG_COLUMN, frontier_table
 from seqbench.reporting.runs import (
@@ -45,7 +46,7 @@ def save_figure(figure: Figure, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for path in paths:
-        figure.savefig(path, dpi=150, bbox_inches="tight")
+        save_figure_atomically(figure, path, dpi=150, bbox_inches="tight")
     return paths
 
 

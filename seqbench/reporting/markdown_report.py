@@ -4,17 +4,16 @@ figures (relative links into ``DIR/figures/``), for committing or pasting into a
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 import seqbench
+from seqbench.atomic import atomic_file
 from seqbench.reporting.render import render
 from seqbench.reporting.stats import ADJUSTMENT_NAMES
 from seqbench.reporting.study import HEADINGS, StudyRequest, StudyTables
@@ -26,10 +25,8 @@ def write_report(directory: Path, study: StudyTables, request: StudyRequest, fig
     """Write ``directory/report.md`` atomically (figures are already in ``directory/figures``)."""
     directory.mkdir(parents=True, exist_ok=True)
     text = "\n".join(_sections(directory, study, request, figures)) + "\n"
-    handle, tmp = tempfile.mkstemp(prefix=f".{REPORT_NAME}.tmp-", dir=directory)
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(tmp, directory / REPORT_NAME)
+    with atomic_file(directory / REPORT_NAME) as tmp:  # a full disk leaves no half report, nor a stray temp file
+        tmp.write_text(text, encoding="utf-8")
     return directory / REPORT_NAME
 
 

@@ -102,10 +102,15 @@ class RunStore:
             sys.stderr.flush()
 
     def check_writable(self) -> None:
-        """Fail in one line, before any training, when runs could not be written under ``root``."""
+        """Fail in one line, before any training, when runs could not be written under ``root``
+        (a file in the way, a read-only file system or folder): not after hours of training."""
         for path in (self.root, self.runs_dir):
             if path.exists() and not path.is_dir():
                 raise InputError(f"--results {self.root}: {path} is not a directory: choose a directory for the run store")
+        existing = next(path for path in (self.runs_dir, *self.runs_dir.parents) if path.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):  # EROFS counts even for root
+            raise InputError(f"--results {self.root}: {existing} is not writable (read-only file system or no permission): "
+                             "choose a writable folder for the run store")
 
     def check_readable(self) -> None:
         """Fail in one line when ``root`` is no store to read (a typo must not read as "no runs")."""

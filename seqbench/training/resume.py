@@ -32,12 +32,18 @@ class Resumed:
     stale: int
 
 
-def save_point(path: Path, run_id: str, position: Resumed, state: dict[str, Any]) -> None:
-    """Save a trainer's ``state`` (its own dict of tensors and values) atomically: a kill mid-write keeps the last point."""
+def save_point(path: Path, run_id: str, position: Resumed, state: dict[str, Any]) -> str:
+    """Save a trainer's ``state`` (its own dict of tensors and values) atomically: a kill mid-write
+    keeps the last point. A full or read-only disk costs the point, not the run: training goes on
+    and the answer says why no point was saved ("" when it was)."""
     payload = {"format": FORMAT, "run_id": run_id, "position": dataclasses.asdict(position), "state": state}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as temporary:
-        torch.save(payload, temporary)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path) as temporary:
+            torch.save(payload, temporary)
+    except (OSError, RuntimeError) as error:  # torch reports a failed write as a RuntimeError
+        return f"no resume point saved after epoch {position.epoch} ({str(error).splitlines()[0][:120]})"
+    return ""
 
 
 def load_point(path: Path, run_id: str, device: torch.device) -> tuple[Resumed, dict[str, Any]] | None:

@@ -220,7 +220,9 @@ class Trainer:
                 if progress:
                     progress(EventKind.EPOCH, self.records[-1].as_row() | {"best_epoch": self.best_epoch})
                 if resume is not None and not out_of_time:
-                    save_point(resume, self.run_id, Resumed(epoch, seconds, stale), self._state())
+                    problem = save_point(resume, self.run_id, Resumed(epoch, seconds, stale), self._state())
+                    if problem and progress:
+                        progress(EventKind.NOTE, {"text": f"run {self.run_id}: {problem}"})
                 if config.patience and stale >= config.patience:
                     break
             if out_of_time:
@@ -339,6 +341,21 @@ def raise_for_outcome(stored: StoredRun, error: BaseException | None) -> None:
         raise error
 
 
+def write_or_explain(store: RunStore, stored: StoredRun, force: bool, resume: Path) -> bool:
+    """``store.write``; a full or read-only disk becomes one line that names the directory, the
+    space the run needs and what is kept (its resume point, from which the same command resumes)."""
+    try:
+        return store.write(stored, replace_completed=force)
+    except OSError as error:
+        needed = sum(t.numel() * t.element_size() for t in stored.checkpoint.values()) if stored.checkpoint else 0
+        kept = f"its last resume point {resume} is kept" if resume.is_file() else "nothing of it could be kept"
+        raise RuntimeFailure(
+            f"storing run {stored.run_id} in {store.root} failed ({error.strerror or error}): it needs about "
+            f"{max(needed, 2**20) / 2**20:,.0f} MiB free there; {kept}: free space (or choose --results elsewhere) and run "
+            "the same command again"
+        ) from None
+
+
 def train_run(
     config: RunConfig,
     data_dir: Path,
@@ -379,7 +396,7 @@ def train_run(
             resume.unlink(missing_ok=True)
         try:
             stored, error = run_training(config, dataset, device, layout.pretrain, progress, live, resume)
-            if not store.write(stored, replace_completed=force) and progress is not None:
+            if not write_or_explain(store, stored, force, resume) and progress is not None:
                 progress(EventKind.NOTE, {"text": f"run {run_id} ended {stored.status}: the completed run stored before is kept"})
             if stored.status != "interrupted":
                 resume.unlink(missing_ok=True)
