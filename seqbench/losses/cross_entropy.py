@@ -4,8 +4,14 @@ One mathematical loss, interchangeable implementations (``ce_impl``): ``dense`` 
 n x N logits through torch's cross-entropy, ``chunked`` is the exact chunked autograd function of
 ``chunked_ce`` (no logits matrix), ``fused`` keeps the logits as dense does but computes them and
 their gradient in cache-sized strips (on CPU far faster than dense while n x N fits), ``auto``
-picks chunked when n x N x 4 bytes would exceed ``memory_budget_mib`` and dense otherwise;
+picks the fastest exact one for the shape at hand within ``memory_budget_mib`` (rule below);
 ``cut`` calls Apple's ``cut-cross-entropy`` kernels (CUDA only, when the package is installed).
+
+``auto``'s rule has a version (``AUTO_RULE``) that enters the run id of every run configured with
+``auto`` (``Loss.code_tag``): runs stored under rule 1 (dense below the budget) keep their ids and
+their meaning, runs under rule 2 get new ids. Rule 2, measured with ``benchmarks/ce_device.py``
+(docs/performance.md): above the budget chunked; on CPU below it fused while N <= FUSED_MAX_ITEMS
+(its 512 KiB strips still hold enough rows for an efficient matmul), chunked beyond; on CUDA dense.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ class CeImpl(str, Enum):
     DENSE = "dense"  # the n x N logits matrix
     CHUNKED = "chunked"  # exact, tiled, no logits matrix
     FUSED = "fused"  # the logits kept, computed and used in cache-sized strips (dense memory, less time)
-    AUTO = "auto"  # chunked above memory_budget_mib, else dense
+    AUTO = "auto"  # the fastest exact one within memory_budget_mib (AUTO_RULE)
     CUT = "cut"  # Apple's cut-cross-entropy kernels (CUDA, optional package)
 
     def __str__(self) -> str:  # the plain value in messages, JSON and run records
@@ -52,6 +58,9 @@ class CeImpl(str, Enum):
 
 
 CE_IMPLS: tuple[str, ...] = tuple(CeImpl)
+AUTO_RULE = 2
+# Rule 2's CPU crossover: fused is fastest up to this catalogue, chunked beyond (benchmarks/ce_device.py).
+FUSED_MAX_ITEMS = 16_384
 
 
 def cut_available() -> bool:
@@ -102,19 +111,22 @@ class CrossEntropy(Loss):
         super().__init__(*args, **kwargs)
         self.used: set[CeImpl] = set()  # what ``auto`` resolved to, batch by batch
 
-    def implementation(self, rows: int, device_type: str = "cpu") -> CeImpl:
-        """The implementation used for ``rows`` loss positions (resolves ``auto``).
+    @classmethod
+    def code_tag(cls, params: Any) -> str:
+        """``auto`` runs depend on the rule that resolves it: its version is part of their run id."""
+        tags = [super().code_tag(params), f"auto-rule-{AUTO_RULE}" if getattr(params, "ce_impl", None) == CeImpl.AUTO else ""]
+        return "+".join(tag for tag in tags if tag)
 
-        ``auto``: chunked when the logits would exceed the memory budget. On CPU chunked is also
-        faster from a few million logits (1 thread: 1.4-1.7x, docs/performance.md), but ``auto``
-        keeps the memory rule: runs stored with ``auto`` keep their numbers under the same run id.
-        Ask for speed with ``ce_impl=fused`` or ``chunked`` (each its own run id).
-        """
+    def implementation(self, rows: int, device_type: str = "cpu") -> CeImpl:
+        """The implementation used for ``rows`` loss positions (resolves ``auto`` by rule 2)."""
         impl = self.params.ce_impl
         if impl != CeImpl.AUTO:
             return impl
-        logits = rows * self.num_items
-        return CeImpl.CHUNKED if logits * 4 > self.params.memory_budget_mib * 2**20 else CeImpl.DENSE
+        if rows * self.num_items * 4 > self.params.memory_budget_mib * 2**20:
+            return CeImpl.CHUNKED
+        if device_type != "cpu":
+            return CeImpl.DENSE
+        return CeImpl.FUSED if self.num_items <= FUSED_MAX_ITEMS else CeImpl.CHUNKED
 
     def implementation_used(self) -> str:
         """``dense``, ``chunked``, ``cut``, or ``dense+chunked`` when ``auto`` chose per batch.

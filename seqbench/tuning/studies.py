@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,14 +155,36 @@ def study_base(overrides: dict[str, Any]) -> dict[str, Any]:
 
 # --- the study table -------------------------------------------------------------------------------
 def study_dir(results: Path, study_id: str) -> Path:
-    return ResultsLayout(results).studies / study_id
+    """A study's folder; a symlink planted there (or at ``studies/``) is refused, never followed:
+    the study's tables would be written outside the results directory."""
+    folder = ResultsLayout(results).studies / study_id
+    for path in (folder.parent, folder, folder / "trials.parquet", folder / "study.parquet"):
+        if path.is_symlink():
+            raise InputError(f"{path} is a symbolic link: seqbench never follows links inside its store; "
+                             f"remove it (`rm {path}`) and run again")
+    return folder
+
+
+def _warn_damaged(path: Path, error: BaseException, what: str) -> None:
+    reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+    sys.stderr.write(f"warning: skipped damaged {path} ({reason}): {what}\n")
 
 
 def load_trials(results: Path, study_id: str) -> pd.DataFrame:
+    """A study's trials; a damaged table is skipped with a warning (the study starts again, and
+    trials whose runs are stored are read back, not trained again)."""
     path = study_dir(results, study_id) / "trials.parquet"
     if not path.is_file():
         return pd.DataFrame(columns=TRIAL_COLUMNS)
-    return pq.read_table(path).to_pandas()
+    try:
+        table = pq.read_table(path).to_pandas()
+        missing = [column for column in TRIAL_COLUMNS if column not in table.columns]
+        if missing or not pd.api.types.is_integer_dtype(table["number"]):
+            raise ValueError(f"missing or mistyped columns {', '.join(missing) or 'number'}")
+    except Exception as error:  # truncated, garbage, another schema: never fatal for the whole tune
+        _warn_damaged(path, error, "the study starts again and reuses the runs it stored")
+        return pd.DataFrame(columns=TRIAL_COLUMNS)
+    return table
 
 
 def _write_table(frame: pd.DataFrame, path: Path) -> None:
@@ -171,7 +194,7 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
 
 def _write_meta(results: Path, study: Study) -> None:
     path = study_dir(results, study.study_id) / "study.parquet"
-    if path.is_file():
+    if path.is_file() and _readable_meta(path) is not None:
         return
     meta = {
         "study_id": study.study_id, "dataset": study.dataset, "model": study.model, "loss": study.loss, "seed": study.seed,
@@ -187,10 +210,28 @@ def _json(base: dict[str, Any]) -> str:
     return json.dumps(base, sort_keys=True, default=str)
 
 
+META_COLUMNS = ("study_id", "dataset", "model", "loss", "seed", "base_json", "space_json", "settings_json")
+
+
+def _readable_meta(path: Path) -> pd.DataFrame | None:
+    try:
+        frame = pq.read_table(path).to_pandas()
+        missing = [column for column in META_COLUMNS if column not in frame.columns]
+        if missing or len(frame) != 1:
+            raise ValueError(f"missing columns {', '.join(missing)}" if missing else f"{len(frame)} rows, not 1")
+    except Exception as error:
+        _warn_damaged(path, error, "rewritten when its study is tuned again")
+        return None
+    return frame
+
+
 def load_meta(results: Path) -> pd.DataFrame:
-    """One row per stored study (its ``study.parquet``)."""
-    files = sorted(ResultsLayout(results).studies.glob("*/study.parquet"))
-    return pd.concat([pq.read_table(path).to_pandas() for path in files], ignore_index=True) if files else pd.DataFrame()
+    """One row per stored study (its ``study.parquet``); a damaged one is skipped with a warning,
+    as is a study folder that is a symbolic link."""
+    files = [path for path in sorted(ResultsLayout(results).studies.glob("*/study.parquet"))
+             if not (path.is_symlink() or path.parent.is_symlink())]
+    frames = [frame for frame in (_readable_meta(path) for path in files) if frame is not None]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def study_from_meta(row: dict[str, Any]) -> Study:

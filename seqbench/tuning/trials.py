@@ -10,10 +10,12 @@ wave); a study alone is a wave of one, trained in this process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from seqbench.events import EventKind
 from seqbench.execution.executor import Executor, InProcessExecutor
 from seqbench.execution.grid import run_grid
 from seqbench.execution.planned import local_device_type, plan_run
+from seqbench.storage.layout import ResultsLayout
+from seqbench.storage.locks import exclusive
 from seqbench.storage.store import RunStore
 from seqbench.training.prune_rule import PruneRule
 from seqbench.tuning.pruning import median_rule
@@ -156,15 +160,26 @@ def run_studies_through(
         raise InputError(f"--trials must be >= 1, got {trials}")
     require_optuna()
     updates = list(updates) or [None] * len(studies)
-    tables = [start_study(results, study) for study in studies]
-    while wave := _draw_wave(executor, studies, tables, trials, results, updates):
-        _train_wave(executor, wave, studies, tables, trials, data_dir, results, mirror, updates)
+    with contextlib.ExitStack() as held:
+        # One process per study: a second `tune` of the same study waits, then continues its trials.
+        for study in sorted(studies, key=lambda s: s.study_id):  # one order everywhere: no deadlock
+            held.enter_context(exclusive(ResultsLayout(results).lock(f"study-{study.study_id}"), _waiting(study)))
+        tables = [start_study(results, study) for study in studies]
+        while wave := _draw_wave(executor, studies, tables, trials, results, updates):
+            _train_wave(executor, wave, studies, tables, trials, data_dir, results, mirror, updates)
     budgeted = [table[table["number"] < trials] for table in tables]
     retrain = [make_config(None, best_overrides(study, table) | {"seed": seed})
                for study, table in zip(studies, budgeted) if (table["state"] == "completed").any() for seed in retrain_seeds]
     if retrain:
         run_grid(retrain, data_dir, results, executor, mirror, update=_retrain_events(studies, updates))
     return [load_trials(results, study.study_id) for study in studies]
+
+
+def _waiting(study: Study) -> Callable[[], None]:
+    def say() -> None:
+        sys.stderr.write(f"study {study.study_id} is being tuned by another process: waiting for it\n")
+
+    return say
 
 
 def _draw_wave(executor: Executor, studies: Sequence[Study], tables: list[pd.DataFrame], trials: int, results: Path,
