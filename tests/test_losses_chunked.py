@@ -87,7 +87,7 @@ def test_cce_impls_agree_with_padding_rows(chunk: int) -> None:
     positives[0, :4] = 0
     positives[2, :] = 0
     results = []
-    for impl in ("dense", "chunked", "fused"):
+    for impl in ("dense", "chunked", "fused", "torch"):  # torch: F.linear_cross_entropy, chunked
         hidden = torch.randn(4, 9, D, generator=torch.Generator().manual_seed(1)).requires_grad_()
         table = torch.randn(N + 1, D, generator=torch.Generator().manual_seed(2)).requires_grad_()
         loss = build_loss("cce", N, {"ce_impl": impl, "chunk_size": chunk})

@@ -52,6 +52,7 @@ class CeImpl(str, Enum):
     FUSED = "fused"  # the logits kept, computed and used in cache-sized strips (dense memory, less time)
     AUTO = "auto"  # the fastest exact one within memory_budget_mib (AUTO_RULE)
     CUT = "cut"  # Apple's cut-cross-entropy kernels (CUDA, optional package)
+    TORCH = "torch"  # torch's own chunked F.linear_cross_entropy (LinearCrossEntropyOptions), where this torch has it
 
     def __str__(self) -> str:  # the plain value in messages, JSON and run records
         return self.value
@@ -61,6 +62,10 @@ CE_IMPLS: tuple[str, ...] = tuple(CeImpl)
 AUTO_RULE = 2
 # Rule 2's CPU crossover: fused is fastest up to this catalogue, chunked beyond (benchmarks/ce_device.py).
 FUSED_MAX_ITEMS = 16_384
+
+
+def torch_chunked_available() -> bool:
+    return hasattr(torch.nn.functional, "linear_cross_entropy") and hasattr(torch.nn, "LinearCrossEntropyOptions")
 
 
 def cut_available() -> bool:
@@ -81,10 +86,21 @@ class CrossEntropyParams:
             raise InputError(
                 "ce_impl=cut needs the cut-cross-entropy package and CUDA; valid here: dense, chunked, fused, auto"
             )
+        if self.ce_impl == CeImpl.TORCH and not torch_chunked_available():
+            raise InputError(f"ce_impl=torch needs a torch with F.linear_cross_entropy options (this is {torch.__version__}): "
+                             "use ce_impl=chunked, the same exact loss")
         if self.chunk_size < 1:
             raise InputError(f"chunk_size must be >= 1 (got {self.chunk_size})")
         if self.memory_budget_mib <= 0:
             raise InputError(f"memory_budget_mib must be > 0 (got {self.memory_budget_mib})")
+
+
+def _torch_cross_entropy(x: Tensor, table: Tensor, bias: Tensor | None, targets: Tensor) -> Tensor:
+    """Per-row CE through torch's chunked ``F.linear_cross_entropy`` (items 1..N: row 0 is padding)."""
+    return torch.nn.functional.linear_cross_entropy(
+        x, table[1:], targets - 1, linear_bias=None if bias is None else bias[1:], reduction="none",
+        options=torch.nn.LinearCrossEntropyOptions(),
+    )
 
 
 def _cut_cross_entropy(x: Tensor, table: Tensor, bias: Tensor | None, targets: Tensor) -> Tensor:
@@ -148,6 +164,8 @@ class CrossEntropy(Loss):
             per_row = fused_cross_entropy(x, table, bias, targets)
         elif impl == CeImpl.CUT:
             per_row = _cut_cross_entropy(x, table, bias, targets)
+        elif impl == CeImpl.TORCH:
+            per_row = _torch_cross_entropy(x, table, bias, targets)
         else:
             per_row = dense_cross_entropy(x, table, bias, targets)
         x, table, count = x.detach(), table.detach(), selected.count
