@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU path, measured: CUDA tests, exact-CE implementations at 1e5 and 1e6 items (time and
-# max_memory_allocated), memprof predicted vs measured on CUDA, bf16 and compiled training, and a
+# max_memory_allocated), memprof predicted vs measured on CUDA, bf16 and compiled training, training
+# and evaluation on a 10^6-item catalogue per loss (peak vs memprof, s/epoch vs FLOP floor), and a
 # LastFM gru4rec,sasrec x bce,ce,cce grid (1 seed, several runs at once on the GPU via --jobs).
 #
 #   benchmarks/gpu_check.sh               # on a CUDA machine: under 8 minutes on one H200
@@ -46,6 +47,8 @@ if [ "$SMOKE" -eq 1 ]; then
   MEMPROF_ARGS=(--device cpu --catalog 1e3 --losses cce,bce --batch-size 8 --max-len 5)
   TRAIN_ARGS=(--epochs 1 --set max_len=10)
   GRID_ARGS=(--epochs 1 --set max_len=10 --jobs 2)
+  LARGE_ARGS=(--items 2e4 --users 600 --length 10 --epochs 1 --losses "sce,cce[chunked]" --threads 1)
+  LARGE_LIMIT=300
 else
   DEVICE=cuda
   TESTS=(tests/test_losses_chunked.py tests/test_speed.py tests/test_training.py tests/test_memprof.py tests/test_models.py tests/test_parallel.py -n 4)
@@ -53,6 +56,8 @@ else
   MEMPROF_ARGS=(--device cuda --catalog 1e4,1e5,1e6 --losses ce,cce,cce[chunked],sce,bce)
   TRAIN_ARGS=(--epochs 3)
   GRID_ARGS=(--jobs "$JOBS")
+  LARGE_ARGS=(--items 1e6 --users 20000 --length 30 --epochs 2 --losses "sce,cce[chunked],cce[torch],sampled-ce,bce")
+  LARGE_LIMIT=240
 fi
 
 section "device"
@@ -107,6 +112,9 @@ for flags in "bf16=true" "compile=true"; do
     --set "$flags" --data-dir "$WORK/data" --results "$WORK/results-train" --json --quiet >"$WORK/train.json"
   python -c 'import json, sys; r = json.load(open(sys.argv[1])); t = r["training"]; print(r["run_id"], r["status"], "epochs", t["epochs_run"], "train s", round(t["train_seconds"], 2), "test NDCG@10", round(r["metrics"]["test"]["NDCG@10"], 4))' "$WORK/train.json" || true
 done
+
+section "10^6 items: training and evaluation per loss, peak vs memprof (benchmarks/large_catalogue.py)"
+run "$LARGE_LIMIT" large-catalogue python benchmarks/large_catalogue.py "${LARGE_ARGS[@]}" --device "$DEVICE" --work "$WORK/large"
 
 section "grid: lastfm gru4rec,sasrec x bce,ce,cce, seed 0 (${GRID_ARGS[*]})"
 grid_start=$(date +%s)

@@ -8,7 +8,8 @@ seconds per epoch against the FLOP floor, evaluation seconds, process RSS.
    timed.
 2. Per loss, ``seqbench train`` in a child process (the real entry point): the run record gives
    the tracked peak of live tensor bytes and the training seconds; ``wait4`` gives the child's
-   maximum resident set size (weights, Adam, scores, Python, torch's allocator slack).
+   maximum resident set size (weights, Adam, scores, Python, torch's allocator slack). On CUDA
+   (``--device cuda``) the run's peak is ``torch.cuda.max_memory_allocated``.
 3. memprof's prediction for the same step (fake tensors, full windows: an upper bound where
    sequences are shorter than ``--max-len``).
 4. The FLOP floor: FLOPs of a sample of the epoch's real batches (torch's FlopCounterMode, as
@@ -35,6 +36,7 @@ from train_throughput import HIDDEN, eval_seconds, matmul_rate, measure_cell  # 
 
 from seqbench.configure import loss_options, make_config  # noqa: E402
 from seqbench.data.prepare import load_dataset  # noqa: E402
+from seqbench.devices import resolve_device  # noqa: E402
 from seqbench.losses.spec import split_loss_list  # noqa: E402
 from seqbench.memprof.profile import profile_step  # noqa: E402
 from seqbench.training.trainer import Trainer  # noqa: E402
@@ -59,7 +61,7 @@ def train_child(args: argparse.Namespace, loss: str, data_dir: Path, results: Pa
     command = seqbench_command(
         "train", "--dataset", "synthetic", "--model", "sasrec", "--loss", loss, "--epochs", str(args.epochs),
         "--batch-size", str(args.batch_size), "--max-len", str(args.max_len), "--data-dir", str(data_dir),
-        "--results", str(results), "--json", "--quiet", "--force",
+        "--results", str(results), "--json", "--quiet", "--force", "--device", args.device,
         "--set", f"threads={args.threads}", "--set", f"eval_every={args.epochs}",
     )
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -74,9 +76,10 @@ def floor_and_eval(args: argparse.Namespace, loss: str, data_dir: Path) -> dict[
     dataset = load_dataset("synthetic", data_dir)
     fields = {"dataset": "synthetic", "model": "sasrec", "batch_size": args.batch_size, "max_len": args.max_len,
               "threads": args.threads, **loss_options(loss, {})}
-    trainer = Trainer(make_config(None, fields), dataset, torch.device("cpu"))
+    device = resolve_device(args.device)
+    trainer = Trainer(make_config(None, fields), dataset, device)
     # The GEMM rate at the step's rows and d over a 32k-item tile (a 10^6-column product would be 51 GB).
-    rate = matmul_rate(args.batch_size * args.max_len, HIDDEN, min(dataset.num_items, 2**15), torch.device("cpu"))
+    rate = matmul_rate(args.batch_size * args.max_len, HIDDEN, min(dataset.num_items, 2**15), device)
     cell = measure_cell(trainer, args.floor_steps, 1)
     return {
         "floor": cell["flops_per_step"] * cell["steps_per_epoch"] / rate,
@@ -95,6 +98,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (the GPU check runs it on cuda)")
     parser.add_argument("--floor-steps", type=int, default=2, help="batches whose FLOPs are counted for the floor")
     parser.add_argument("--work", type=Path, default=Path("large-catalogue"))
     parser.add_argument("--json", action="store_true")
@@ -125,7 +129,7 @@ def main() -> None:
         })
     settings = (f"synthetic catalog=full, {int(args.items):,} items, {args.users} users, mean length {args.length} "
                 f"(prepared in {prepare_seconds:.1f} s); sasrec d={HIDDEN}, batch {args.batch_size} x {args.max_len}, "
-                f"{args.epochs} epochs, {args.threads} thread(s), cpu")
+                f"{args.epochs} epochs, {args.threads} thread(s), {args.device}")
     if args.json:
         print(json.dumps({"settings": settings, "rows": rows}, indent=2))
     else:

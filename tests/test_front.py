@@ -277,6 +277,18 @@ def test_memprof_text_explains_its_columns_in_plain_words() -> None:
     assert "exact CE without the logits" not in " ".join(helped.stdout.split())
 
 
+def test_rendered_help_keeps_its_brackets() -> None:
+    # Rich markup once ate "[...]": "cce = cce computed in chunks" (the opposite of the truth), "needs seqbench;".
+    memprof = " ".join(cli("memprof", "--help").stdout.split())
+    assert "cce[chunked] = cce computed in chunks" in memprof and "NAME[key=value;...]" in memprof
+    compare = " ".join(cli("compare", "--help").stdout.split())
+    assert "needs seqbench[mlflow];" in compare
+    for option in ("--cpus-per-run", "--gpus-per-run"):
+        assert option in compare and "Ray:" in compare.split(option, 1)[1][:80], option
+    train = " ".join(cli("train", "--help").stdout.split())
+    assert "cce[chunked], sce[b_y=128]" in train
+
+
 # --- 9: small things ------------------------------------------------------------------------------
 def test_version_help_defaults_and_readme_links() -> None:
     import seqbench

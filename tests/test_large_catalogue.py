@@ -11,7 +11,7 @@ import pytest
 import seqbench
 from seqbench.memprof.profile import profile_step
 
-ITEMS = 200_000
+ITEMS = 100_000
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +22,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_runs_cpu_peak_is_what_memprof_predicts_when_the_catalogue_dominates(data_dir: Path, tmp_path: Path) -> None:
-    # 200,000 items x d 16: weights, Adam's moments and gradients (~64 MB) dwarf the activations of
+    # 100,000 items x d 16: weights, Adam's moments and gradients (~32 MB) dwarf the activations of
     # batches of 8 x 6, so the trainer's tracked peak and memprof's step must agree closely. The
-    # trainer once counted the weights and Adam's state twice (in-place updates looked new): +60%.
+    # trainer once counted the weights and Adam's state twice (in-place updates looked new): +33%.
     items, batch, length, hidden = ITEMS, 8, 6, 16
     record = seqbench.train(data_dir=data_dir, results=tmp_path / "results", dataset="synthetic", model="sasrec",
                             loss="sampled-ce", epochs=1, batch_size=batch, max_len=length, hidden_size=hidden, threads=1)
@@ -36,13 +36,13 @@ def test_a_runs_cpu_peak_is_what_memprof_predicts_when_the_catalogue_dominates(d
 
 
 def test_a_dense_ce_that_cannot_fit_is_refused_before_training_with_the_predicted_memory(data_dir: Path, tmp_path: Path) -> None:
-    # 4096 x 200 positions x 200,000 items: 655 GB of logits alone.
+    # 4096 x 200 positions x 100,000 items: 328 GB of logits alone.
     command = ["seqbench", "train", "--dataset", "synthetic", "--model", "sasrec", "--loss", "cce[dense]", "--batch-size", "4096",
                "--max-len", "200", "--data-dir", str(data_dir), "--results", str(tmp_path / "results")]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"}, timeout=300)
     assert done.returncode == 2, done.stderr
     message = done.stderr.strip().splitlines()[-1]
-    assert "ce_impl=dense at 200,000 items needs about" in message and "GiB" in message
+    assert "ce_impl=dense at 100,000 items needs about" in message and "GiB" in message
     assert "--set ce_impl=chunked" in message
     predicted = profile_step("sasrec", "cce[dense]", ITEMS, 4096, 200, 64, mode="predict").peak_bytes
     assert predicted is not None and f"{predicted / 2**30:,.1f} GiB" in message
