@@ -109,15 +109,17 @@ def test_a_one_tile_chunked_loss_equals_the_dense_loss(monkeypatch: pytest.Monke
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_auto_takes_the_fastest_exact_ce_within_the_budget_and_stored_auto_runs_keep_their_ids() -> None:
-    from seqbench.losses.cross_entropy import FUSED_MAX_ITEMS
+def test_auto_takes_the_fastest_exact_ce_within_the_budget_and_stored_auto_runs_keep_their_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqbench.losses import cross_entropy
     from seqbench.losses.registry import build_loss
 
     beauty = build_loss("cce", 12_101, {"ce_impl": "auto"})
     under = int(256 * 2**20 / 4 / 12_101)  # rows whose float32 logits fit the default 256 MiB budget
-    assert beauty.implementation(under, "cpu") == "fused" and beauty.implementation(under, "cuda") == "dense"
+    assert beauty.implementation(under, "cpu") == "torch" and beauty.implementation(under, "cuda") == "dense"
     assert beauty.implementation(under + 1, "cpu") == "chunked" and beauty.implementation(under + 1, "cuda") == "chunked"
-    assert build_loss("cce", FUSED_MAX_ITEMS + 1, {}).implementation(100, "cpu") == "chunked"  # strips too thin
+    assert build_loss("cce", cross_entropy.TORCH_MAX_ITEMS + 1, {}).implementation(100, "cpu") == "chunked"
+    monkeypatch.setattr(cross_entropy, "torch_chunked_available", lambda: False)  # an older torch
+    assert beauty.implementation(under, "cpu") == "chunked"
     # Runs configured with auto carry the rule's version in their id; every other setting keeps its id.
     assert make_config(None, {"loss": "cce"}).code == {"loss": "auto-rule-2"}
     assert make_config(None, {"loss": "ce", "ce_impl": "auto"}).code == {"loss": "auto-rule-2"}

@@ -10,8 +10,10 @@ picks the fastest exact one for the shape at hand within ``memory_budget_mib`` (
 ``auto``'s rule has a version (``AUTO_RULE``) that enters the run id of every run configured with
 ``auto`` (``Loss.code_tag``): runs stored under rule 1 (dense below the budget) keep their ids and
 their meaning, runs under rule 2 get new ids. Rule 2, measured with ``benchmarks/ce_device.py``
-(docs/performance.md): above the budget chunked; on CPU below it fused while N <= FUSED_MAX_ITEMS
-(its 512 KiB strips still hold enough rows for an efficient matmul), chunked beyond; on CUDA dense.
+(docs/performance.md, 1 thread, d 64): above the budget chunked; on CPU below it torch's chunked
+``F.linear_cross_entropy`` while N <= TORCH_MAX_ITEMS (0.56-0.77x of dense's time at LastFM's and
+Beauty's shapes, the fastest there), seqbench's chunked beyond (0.67-0.9x at 3e4 items, where
+torch's falls behind), and chunked also where this torch lacks the function; on CUDA dense.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ class CeImpl(str, Enum):
 
 CE_IMPLS: tuple[str, ...] = tuple(CeImpl)
 AUTO_RULE = 2
-# Rule 2's CPU crossover: fused is fastest up to this catalogue, chunked beyond (benchmarks/ce_device.py).
-FUSED_MAX_ITEMS = 16_384
+# Rule 2's CPU crossover: torch's chunked CE is fastest up to this catalogue, seqbench's beyond
+# (benchmarks/ce_device.py: torch's wins at 2e4 items with 12,800 rows, loses at 3e4).
+TORCH_MAX_ITEMS = 20_000
 
 
 def torch_chunked_available() -> bool:
@@ -142,7 +145,7 @@ class CrossEntropy(Loss):
             return CeImpl.CHUNKED
         if device_type != "cpu":
             return CeImpl.DENSE
-        return CeImpl.FUSED if self.num_items <= FUSED_MAX_ITEMS else CeImpl.CHUNKED
+        return CeImpl.TORCH if self.num_items <= TORCH_MAX_ITEMS and torch_chunked_available() else CeImpl.CHUNKED
 
     def implementation_used(self) -> str:
         """``dense``, ``chunked``, ``cut``, or ``dense+chunked`` when ``auto`` chose per batch.
