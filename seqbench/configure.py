@@ -11,6 +11,7 @@ from typing import Any
 from seqbench.config import RunConfig, build_config
 from seqbench.data.prepare import ensure_prepared
 from seqbench.data.sequences import read_meta
+from seqbench.devices import resolve_device
 from seqbench.errors import InputError
 from seqbench.losses.aliases import canonical_param
 from seqbench.losses.registry import LOSSES, make_params
@@ -96,8 +97,7 @@ def _check_dense_logits(config: RunConfig, num_items: int) -> None:
     """Refuse an explicitly dense CE whose logits alone cannot fit: it would otherwise die in the
     allocator mid-epoch (or swap the machine to a halt). The message carries memprof's prediction
     of the whole step, computed on fake tensors, only in this case (seconds)."""
-    from seqbench.devices import resolve_device
-    from seqbench.memprof.profile import memory_bytes
+    from seqbench.memprof.profile import memory_bytes  # lazy: memprof's fake-tensor machinery, needed only here
 
     device = resolve_device(config.device).type
     logits = config.batch_size * config.max_len * num_items * 4
@@ -113,8 +113,8 @@ def _check_dense_logits(config: RunConfig, num_items: int) -> None:
 
 
 def _predicted_step_bytes(config: RunConfig, num_items: int) -> int | None:
-    from seqbench.memprof.predict import PredictionError
-    from seqbench.memprof.profile import profile_step
+    from seqbench.memprof.predict import PredictionError  # lazy: only when a dense CE may not fit
+    from seqbench.memprof.profile import profile_step  # lazy: as above
 
     hidden = int(config.model_params.get("hidden_size", config.model_params.get("embedding_size", 64)))
     try:

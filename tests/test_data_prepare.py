@@ -307,7 +307,7 @@ def test_synthetic_with_size_parameters(tmp_path: Path) -> None:
                                 "--set", "length=12", "--json").stdout)["datasets"][0]
     assert resized["users"] == 200 and resized["status"] == "prepared"
     meta = load_prepared("synthetic", tmp_path).meta
-    assert meta["synthetic"] == {"users": 200, "items": 80, "length": 12, "seed": 0} and meta["sources"] == []
+    assert meta["synthetic"] == {"users": 200, "items": 80, "length": 12, "seed": 0, "catalog": "occurring"} and meta["sources"] == []
 
 
 @pytest.mark.parametrize(

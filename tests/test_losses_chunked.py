@@ -112,8 +112,9 @@ def test_only_requested_gradients_are_computed() -> None:
 
 def test_auto_switches_to_chunked_above_the_budget() -> None:
     loss = build_loss("cce", 1000, {"ce_impl": "auto", "memory_budget_mib": 1})
-    assert loss.implementation(200) == "dense"  # 200 x 1000 x 4 B = 0.8 MB
-    assert loss.implementation(300) == "chunked"  # 1.2 MB
+    assert loss.implementation(200, "cuda") == "dense"  # 200 x 1000 x 4 B = 0.8 MB
+    assert loss.implementation(300, "cuda") == "chunked"  # 1.2 MB
+    assert loss.implementation(200, "cpu") == "torch" and loss.implementation(300, "cpu") == "chunked"
 
 
 def step_peak(impl: str, rows: int, items: int, d: int) -> int:

@@ -164,16 +164,17 @@ def test_an_installed_package_registers_its_loss_through_an_entry_point(outside:
 
 
 def test_a_built_in_code_version_enters_the_run_id_only_once_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    before = make_config(None, {"loss": "cce"})
+    before = make_config(None, {"loss": "cce", "ce_impl": "dense"})
     assert before.code == {} and "code" not in before.hash_payload()
     monkeypatch.setattr(CumulativeCrossEntropy, "code_version", 2)
-    after = make_config(None, {"loss": "cce"})
+    after = make_config(None, {"loss": "cce", "ce_impl": "dense"})
     assert after.code == {"loss": "v2"} and after.run_id("cpu") != before.run_id("cpu")
-    assert make_config(None, {"loss": "ce"}).run_id("cpu") == RunConfig(loss="ce").run_id("cpu")
+    assert make_config(None, {"loss": "cce"}).code == {"loss": "v2+auto-rule-2"}  # both tags
+    assert make_config(None, {"loss": "bce"}).run_id("cpu") == RunConfig(loss="bce").run_id("cpu")
 
 
 def test_code_cannot_be_set_by_hand() -> None:
-    assert make_config(None, {"loss": "cce", "code": {"loss": "sha256:forged"}}).code == {}
+    assert make_config(None, {"loss": "bce", "code": {"loss": "sha256:forged"}}).code == {}
 
 
 def test_resolve_keeps_brackets_and_plain_names() -> None:

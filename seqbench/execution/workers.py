@@ -79,7 +79,7 @@ def drivers_code_first() -> Iterator[None]:
     checkout, workers trained that checkout's code. ``PYTHONSAFEPATH`` drops the current directory;
     ``PYTHONPATH`` puts the folder the driver's seqbench came from first.
     """
-    import seqbench
+    import seqbench  # lazy: the package's own location, read when a child starts
 
     home = str(Path(seqbench.__file__).resolve().parents[1])
     saved = {key: os.environ.get(key) for key in ("PYTHONSAFEPATH", "PYTHONPATH")}

@@ -122,7 +122,7 @@ def check_request(request: CompareRequest) -> None:
     if not 0 < request.alpha < 1:
         raise InputError(f"--alpha must be between 0 and 1, got {request.alpha}")
     published(request.source)  # an unknown --source fails here, not after the grid has trained
-    RunStore(request.results).check_writable()  # a --results that names a file: one message, whatever the mode
+    RunStore(request.results).check_writable()  # a --results that is a file or read-only: one message, any mode
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -261,9 +261,8 @@ def make_executor(request: CompareRequest) -> Executor:
 
 
 def prepare(request: CompareRequest, grid: Grid) -> None:
-    """Every data set prepared, every config checked against its catalogue and the store checked
-    writable, before any training."""
-    RunStore(request.results).check_writable()
+    """Every data set prepared and every config checked against its catalogue, before any training
+    (``check_request`` checked the store)."""
     for dataset in grid.names["datasets"]:
         ensure_prepared(dataset, request.data_dir, request.mirror)
     check_catalogues(grid.configs, request.data_dir, request.mirror)
@@ -283,8 +282,7 @@ def check_fresh(request: CompareRequest, grid: Grid) -> None:
             continue  # --no-train on stored runs alone: nothing to compare them with
         fingerprint = load_dataset(dataset, request.data_dir, request.mirror).fingerprint
         for row in runs[(runs["dataset"] == dataset) & (runs["status"] == "completed")].to_dict(orient="records"):
-            reason = stale_reason(row, fingerprint)
-            stale += [str(row["run_id"])] if reason else []
+            stale += [str(row["run_id"])] if stale_reason(row, fingerprint) else []
     if stale:
         raise InputError(f"{len(stale)} stored run(s) of this grid were trained on another version of their data set "
                          f"(prepared again since): {', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''}; remove them "
