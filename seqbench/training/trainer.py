@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -346,11 +347,14 @@ def write_or_explain(store: RunStore, stored: StoredRun, force: bool, resume: Pa
     space the run needs and what is kept (its resume point, from which the same command resumes)."""
     try:
         return store.write(stored, replace_completed=force)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
         needed = sum(t.numel() * t.element_size() for t in stored.checkpoint.values()) if stored.checkpoint else 0
         kept = f"its last resume point {resume} is kept" if resume.is_file() else "nothing of it could be kept"
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0][:120]
+        if isinstance(error, RuntimeError) and shutil.disk_usage(store.root).free < needed + 2**20:
+            reason = f"No space left on device; torch: {reason}"
         raise RuntimeFailure(
-            f"storing run {stored.run_id} in {store.root} failed ({error.strerror or error}): it needs about "
+            f"storing run {stored.run_id} in {store.root} failed ({reason}): it needs about "
             f"{max(needed, 2**20) / 2**20:,.0f} MiB free there; {kept}: free space (or choose --results elsewhere) and run "
             "the same command again"
         ) from None
