@@ -79,6 +79,9 @@ def test_nothing_reproduced_is_a_failure_not_an_error(tmp_path: Path, toy_data: 
     gate = piped("reproduce", "li2023", *GRID, "--published", str(far), "--data-dir", str(toy_data), "--results", str(tmp_path / "r"),
                  "--no-train", "--json")
     assert gate.returncode == 1 and json.loads(gate.stdout)["failed"] == 2
+    text = piped("reproduce", "li2023", *GRID, "--published", str(far), "--data-dir", str(toy_data), "--results", str(tmp_path / "r"),
+                 "--no-train")
+    assert text.returncode == 1 and text.stdout.count("FAIL (no run)") == 2 and "2 without a completed run" in text.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -98,7 +98,8 @@ def gate_frame(result: GateResult) -> pd.DataFrame:
     frame = result.cells.copy()
     for column in ("inside_ci", "inside_tolerance"):
         frame[column] = frame[column].map(lambda value: "-" if pd.isna(value) else ("yes" if value else "no"))
-    frame["passed"] = frame["passed"].map({True: "PASS", False: "FAIL"})
+    missing = frame["reproduced"].isna()
+    frame["passed"] = frame["passed"].map({True: "PASS", False: "FAIL"}).where(~missing, "FAIL (no run)")
     frame["n_seeds"] = frame["n_seeds"].astype("Int64")
     frame.attrs.update({
         "title": f"Reproduction gate: {result.paper} ({result.source}), test split, mean and 95% CI over seeds",
@@ -108,7 +109,8 @@ def gate_frame(result: GateResult) -> pd.DataFrame:
                     "inside_tolerance": f"within ±{result.tolerance:.0%}?"},
         "stub": ["dataset", "model", "loss", "metric"],
         "notes": [f"A cell passes when the published value is inside the reproduced 95% CI or the means differ by at most "
-                  f"{result.tolerance:.0%}; {len(result.failed)} of {len(frame)} cells fail.",
+                  f"{result.tolerance:.0%}; {len(result.failed)} of {len(frame)} cells fail"
+                  + (f" ({int(missing.sum())} without a completed run: train them, i.e. run without --no-train)." if missing.any() else "."),
                   "Protocol differences that remain:", *result.differences],
     })
     return frame
