@@ -122,3 +122,17 @@ def test_verdict_words_agree_with_the_sign_of_their_number() -> None:
     assert "cce < sce: -6.89%" in worse and "sce > cce" not in worse
     assert "cce > sce: +5.10%" in better
     assert "no detectable difference" in same
+
+
+def test_a_paper_preset_compares_with_that_papers_table_unless_told_otherwise(toy_data: Path, tmp_path: Path) -> None:
+    """`--preset xu2024` used to be checked against the CCE paper's Table 2 (the default source)."""
+    results = tmp_path / "r"
+    grid = ["compare", "--datasets", "toy", "--models", "sasrec", "--losses", "cce", "--seeds", "0", "--epochs", "1",
+            "--set", "max_len=10", "--preset", "xu2024", "--table", "reference"]
+    own = cli(grid, toy_data, results)
+    assert own.exit_code == 0, own.output
+    assert "xu2024_table5" in own.stdout and "li2023_cce_table2" not in own.stdout
+    told = cli([*grid, "--no-train", "--source", "li2023_cce_table2"], toy_data, results)
+    assert told.exit_code == 0 and "li2023_cce_table2" in told.stdout and "xu2024_table5" not in told.stdout
+    plain = cli([argument for argument in grid if argument not in ("--preset", "xu2024")], toy_data, results)  # trains the no-preset run
+    assert plain.exit_code == 0 and "li2023_cce_table2" in plain.stdout and "xu2024_table5" not in plain.stdout

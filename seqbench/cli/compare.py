@@ -71,7 +71,9 @@ def compare(
         typer.Option("--report", help="Write a self-contained Markdown report (tables + figures) into this directory."),
     ] = None,
     baselines: Annotated[str | None, typer.Option(help="Baselines for Improve. (default: every other loss).")] = None,
-    source: Annotated[str, typer.Option(help="Published results to compare with (reference table).")] = "li2023_cce_table2",
+    source: Annotated[
+        str, typer.Option(help="Published results to compare with (reference table).", show_default="the --preset's paper, else li2023_cce_table2")
+    ] = "",
     plots: Annotated[Path | None, typer.Option("--plots", help="Write figures (PNG and PDF) into this directory.")] = None,
     no_train: Annotated[bool, typer.Option("--no-train", help="Only print tables from stored runs.")] = False,
     dry_run: Annotated[

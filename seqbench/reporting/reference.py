@@ -87,6 +87,14 @@ def _presets(group: pd.DataFrame) -> str:
 SOURCE_PRESETS: dict[str, str] = {"li2023_cce_table2": "li2023", "xu2024_table5": "xu2024"}
 
 
+def source_for(source: str | None, preset: str | None) -> str:
+    """The published table to compare with: ``source`` when given, else the table of the paper whose
+    preset the runs follow (``--preset xu2024`` is checked against Xu et al.'s numbers), else the default."""
+    if source:
+        return source
+    return next((name for name, paper in SOURCE_PRESETS.items() if paper == preset), DEFAULT_SOURCE)
+
+
 # Protocol differences between a source's runs and seqbench's defaults that are known to move results.
 KNOWN_DIFFERENCES: dict[str, list[str]] = {
     "li2023_cce_table2": [

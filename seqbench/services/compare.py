@@ -44,7 +44,7 @@ from seqbench.policies import REAL_DATA_SEEDS, SYNTHETIC_EPOCHS
 from seqbench.presets import preset
 from seqbench.reporting import frame_records, write_figures
 from seqbench.reporting.markdown_report import write_report
-from seqbench.reporting.reference import published
+from seqbench.reporting.reference import published, source_for
 from seqbench.reporting.stats import ADJUSTMENTS, TESTS
 from seqbench.reporting.study import (
     SELECTIONS,
@@ -77,7 +77,7 @@ class CompareRequest:
     table: str = "grid"
     proposed: str | None = None  # None: cce when it is in --losses, else the last of them (and a note says so)
     baselines: str | None = None
-    source: str = "li2023_cce_table2"
+    source: str = ""  # "": the table of the --preset's paper, else li2023_cce_table2 (reference.source_for)
     test: str = "hierarchical"
     adjust: str = "holm"
     alpha: float = 0.05
@@ -121,7 +121,7 @@ def check_request(request: CompareRequest) -> None:
     check_choice("run selection", request.runs, SELECTIONS)
     if not 0 < request.alpha < 1:
         raise InputError(f"--alpha must be between 0 and 1, got {request.alpha}")
-    published(request.source)  # an unknown --source fails here, not after the grid has trained
+    published(source_for(request.source, request.preset))  # an unknown --source fails here, not after the grid has trained
     RunStore(request.results).check_writable()  # a --results that is a file or read-only: one message, any mode
 
 
@@ -341,7 +341,7 @@ def tracked(progress: Progress, runs: list[PlannedRun], request: CompareRequest)
 def study_request(request: CompareRequest, grid: Grid) -> StudyRequest:
     baselines = parse_list(request.baselines, "baseline") if request.baselines else None
     return StudyRequest(grid.configs, grid.names, request.table, request.runs, grid.proposed, baselines,
-                        request.source, request.test, request.adjust, request.alpha)
+                        source_for(request.source, request.preset), request.test, request.adjust, request.alpha)
 
 
 def study_jobs(request: CompareRequest, grid: Grid) -> int:
